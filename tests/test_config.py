@@ -1,0 +1,83 @@
+"""Config validation: defaults come from the schema; bad input stops Snakemake before any job."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from conftest import PROJECT, copy_workflow
+from convbench.architectures import ARCHITECTURES
+from convbench.config import coerce_cli_scalars
+from convbench.datasets import CATALOG
+
+SCHEMA = PROJECT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def study(**extra):
+    return {"datasets": ["digits"], "architectures": ["simple_cnn"], "seeds": [1], **extra}
+
+
+def test_defaults_are_filled_from_the_schema():
+    config = study()
+    validate(config, str(SCHEMA))
+    assert config["training"]["epochs"] == 20
+    assert config["training"]["batch_size"] == 128
+    assert config["data"]["scaling"] == "unit"
+    assert config["resources"]["gpu"] == 0
+
+
+def test_user_values_survive_default_filling():
+    config = study(training={"epochs": 3}, architecture_options={"simple_cnn": {"learning_rate": 0.01}})
+    validate(config, str(SCHEMA))
+    assert config["training"]["epochs"] == 3
+    # overrides carry no defaults of their own, so they cannot undo the shared settings
+    assert config["architecture_options"]["simple_cnn"] == {"learning_rate": 0.01}
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"datasets": ["mnist9"]}, ["'mnist9' is not one of", "datasets"]),
+        ({"architectures": ["resnet9"]}, ["'resnet9' is not one of", "simple_cnn", "bn_cnn"]),
+        ({"training": {"epochs": 0}}, ["0 is less than the minimum of 1", "epochs"]),
+        ({"training": {"epochs": "many"}}, ["'many' is not of type 'integer'"]),
+        ({"seeds": "one"}, ["'one' is not of type 'array'"]),
+        ({"colour": "red"}, ["'colour' was unexpected"]),
+        ({"training": {"epoch": 3}}, ["'epoch' was unexpected"]),
+    ],
+)
+def test_bad_config_is_rejected_naming_key_value_and_choices(bad, words):
+    with pytest.raises(Exception) as error:
+        validate(study(**bad), str(SCHEMA))
+    message = str(error.value) + str(getattr(error.value, "__cause__", ""))
+    for word in words:
+        assert word in message
+
+
+def test_schema_lists_exactly_the_registered_names():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["properties"]["architectures"]["items"]["enum"] == list(ARCHITECTURES)
+    assert schema["properties"]["architecture_options"]["propertyNames"]["enum"] == list(ARCHITECTURES)
+    assert schema["properties"]["datasets"]["items"]["enum"] == list(CATALOG)
+
+
+def test_cli_strings_become_numbers_and_booleans():
+    assert coerce_cli_scalars({"training": {"epochs": "5", "learning_rate": "1e-3", "deterministic": "false"},
+                               "seeds": ["1", "2"], "datasets": ["digits"]}) == {
+        "training": {"epochs": 5, "learning_rate": 0.001, "deterministic": False},
+        "seeds": [1, 2],
+        "datasets": ["digits"],
+    }
+
+
+def test_snakemake_stops_before_any_job_on_bad_config(tmp_path):
+    copy_workflow(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--config", "training={epochs: -2}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "-2 is less than the minimum of 1" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()

@@ -1,0 +1,105 @@
+"""End to end: Snakemake runs a tiny study in a copy of the workflow; assert on what it produced."""
+
+import re
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import copy_workflow
+from convbench.atomic import read_json
+from convbench.datasets import load_prepared
+from convbench.evaluation import load_model
+from convbench.visualization import find_conv_layer
+
+pytestmark = pytest.mark.integration
+TINY = ["training={epochs: 2}", "render={feature_map_images: 2}"]
+
+
+def snakemake(workdir, *args, config=()):
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args, "--config", *TINY, *config],
+        cwd=workdir, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def planned_jobs(output):
+    """{rule: count} from a dry run's job stats table."""
+    block = output.split("Job stats:", 1)[1] if "Job stats:" in output else ""
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", block, flags=re.M) if rule != "total"}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("study"))
+    snakemake(workdir)
+    return workdir
+
+
+def experiments(study):
+    return sorted(study.glob("results/experiments/*/*/seed*"))
+
+
+def test_one_experiment_per_architecture(study):
+    summary = pd.read_csv(study / "results" / "summary.csv")
+    assert sorted(summary["architecture"]) == ["bn_cnn", "simple_cnn"]
+    assert summary[["accuracy", "macro_f1"]].apply(lambda col: col.between(0, 1)).all().all()
+    assert (summary["epochs_run"] == 2).all()
+    assert len(experiments(study)) == 2
+
+
+def test_metrics_equal_the_saved_models_own_evaluation(study):
+    for experiment in experiments(study):
+        metrics = read_json(experiment / "metrics.json")
+        assert 0 <= metrics["accuracy"] <= 1 and metrics["loss"] >= 0
+        model = load_model(experiment / "model.keras")
+        spec = "x".join(map(str, model.input_shape[1:]))
+        data = load_prepared(*(study / f"results/prepared/digits/{spec}.{ext}" for ext in ("npz", "json")))
+        x_test, y_test = data.scaled("test")
+        loss, accuracy = model.evaluate(x_test, np.eye(10)[y_test], verbose=0)
+        assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+        assert metrics["loss"] == pytest.approx(loss, rel=1e-4)
+        assert np.sum(metrics["confusion_matrix"]) == len(y_test)
+
+
+def test_figures_decode_with_the_expected_tiles(study):
+    for experiment in experiments(study):
+        figures = read_json(experiment / "figures" / "figures.json")
+        for name in ("curves", "confusion", "filters", "feature_maps"):
+            image = matplotlib.image.imread(experiment / "figures" / f"{name}.png")
+            assert image.shape[0] > 100 and image.shape[1] > 100
+        model = load_model(experiment / "model.keras")
+        assert figures["filters"]["tiles"] == min(64, find_conv_layer(model).filters)
+        assert figures["feature_maps"]["grid"][0] == 2
+
+
+def test_report_has_a_row_per_experiment_and_needs_no_network(study):
+    html = (study / "results" / "report.html").read_text()
+    table = html.split('class="experiments"', 1)[1].split("</table>", 1)[0]
+    assert len(re.findall(r"<tr>", table)) == 1 + 2  # header + one row per experiment
+    assert "bn_cnn" in table and "simple_cnn" in table
+    assert not re.search(r"""(src|href)=["']https?://""", html), "report.html loads something from the network"
+    assert html.count("data:image/png;base64") >= 2 * 4
+    notebook = (study / "results" / "report" / "report.ipynb").read_text()
+    assert '"output_type": "error"' not in notebook
+
+
+def test_rerun_is_a_no_op(study):
+    assert "Nothing to be done" in snakemake(study, "--dry-run")
+
+
+def test_changing_the_template_reruns_only_the_report(study):
+    template = study / "workflow" / "notebooks" / "report.ipynb"
+    template.write_text(template.read_text().replace("architecture comparison", "architecture comparison (v2)"))
+    assert planned_jobs(snakemake(study, "--dry-run")) == {"build_report": 1, "all": 1}
+
+
+def test_adding_a_seed_reruns_only_its_experiments_and_the_report(study):
+    jobs = planned_jobs(snakemake(study, "--dry-run", config=["seeds=[1, 2]"]))
+    assert jobs == {"train_model": 2, "evaluate_model": 2, "render_figures": 2, "summarize": 1, "build_report": 1,
+                    "all": 1}

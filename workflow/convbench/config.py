@@ -1,0 +1,21 @@
+"""Study configuration helpers that run while Snakemake parses the workflow (no TensorFlow here)."""
+
+
+def coerce_cli_scalars(value):
+    """Turn numbers and booleans that arrived as strings back into numbers and booleans.
+
+    `snakemake --config 'training={epochs: 5}'` reads nested values with YAML's BaseLoader, so
+    they arrive as the string '5'; without this the schema would reject every nested override.
+    """
+    if isinstance(value, dict):
+        return {key: coerce_cli_scalars(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [coerce_cli_scalars(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    for parse in (int, float):
+        try:
+            return parse(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(value.lower(), value)

@@ -1,0 +1,70 @@
+# Config validation, wildcard constraints and the input functions shared by every stage.
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+# The rules read the registry and catalog from the workflow's own package (no install needed here).
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from convbench.architectures import input_spec
+from convbench.config import coerce_cli_scalars
+from convbench.datasets import get_dataset, spec_name
+
+config.update(coerce_cli_scalars(config))
+validate(config, "../schemas/config.schema.yaml")
+
+
+wildcard_constraints:
+    dataset="[a-z0-9_]+",
+    arch="[A-Za-z0-9_]+",
+    seed=r"\d+",
+    spec=r"\d+x\d+x\d+",
+
+
+EXPERIMENT = "results/experiments/{dataset}/{arch}/seed{seed}"
+
+
+def experiments():
+    """Every (dataset, arch, seed) of the study, as wildcard dicts."""
+    return [
+        {"dataset": dataset, "arch": arch, "seed": seed}
+        for dataset in config["datasets"]
+        for arch in config["architectures"]
+        for seed in config["seeds"]
+    ]
+
+
+def experiment_files(pattern):
+    return [pattern.format(**experiment) for experiment in experiments()]
+
+
+def training_settings(wildcards):
+    """The training settings of one architecture: the defaults, then its own overrides."""
+    return {**config["training"], **config["architecture_options"].get(wildcards.arch, {})}
+
+
+def prepared_prefix(dataset, arch):
+    """Prepared data the architecture needs, e.g. results/prepared/digits/28x28x1."""
+    height, _, channels = get_dataset(dataset).image_shape
+    return f"results/prepared/{dataset}/{spec_name(*input_spec(arch, height, channels))}"
+
+
+def prepared_data(wildcards):
+    prefix = prepared_prefix(wildcards.dataset, wildcards.arch)
+    return {"data": f"{prefix}.npz", "manifest": f"{prefix}.json"}
+
+
+def prepared_manifests():
+    """Each prepared dataset of the study once, however many architectures share it."""
+    return sorted({prepared_prefix(e["dataset"], e["arch"]) + ".json" for e in experiments()})
+
+
+def experiment_figure(name, category):
+    """A figure PNG of one experiment, tagged for `snakemake --report`."""
+    return report(
+        f"{EXPERIMENT}/figures/{name}.png",
+        category=category,
+        subcategory="{dataset}",
+        caption=f"../report/{name}.rst",
+        labels={"architecture": "{arch}", "seed": "{seed}"},
+    )

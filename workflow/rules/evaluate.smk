@@ -1,0 +1,44 @@
+# Test-split metrics per experiment, and one tidy summary table for the whole study.
+
+
+rule evaluate_model:
+    input:
+        unpack(prepared_data),
+        model=f"{EXPERIMENT}/model.keras",
+    output:
+        metrics=f"{EXPERIMENT}/metrics.json",
+        predictions=f"{EXPERIMENT}/test_predictions.npz",
+    log:
+        "results/logs/evaluate/{dataset}/{arch}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{dataset}/{arch}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=config["resources"]["gpu"],
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/evaluate_model.py"
+
+
+rule summarize:
+    input:
+        metrics=experiment_files(f"{EXPERIMENT}/metrics.json"),
+        meta=experiment_files(f"{EXPERIMENT}/train_meta.json"),
+        benchmarks=experiment_files("results/benchmarks/train/{dataset}/{arch}/seed{seed}.tsv"),
+    output:
+        "results/summary.csv",
+    log:
+        "results/logs/summarize.log",
+    benchmark:
+        "results/benchmarks/summarize.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/summarize.py"

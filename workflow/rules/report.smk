@@ -1,0 +1,28 @@
+# The comparison report: a papermill-executed notebook rendered to self-contained HTML.
+
+
+rule build_report:
+    input:
+        template="workflow/notebooks/report.ipynb",
+        summary="results/summary.csv",
+        histories=experiment_files(f"{EXPERIMENT}/history.csv"),
+        figures=experiment_files(f"{EXPERIMENT}/figures/figures.json"),
+        manifests=prepared_manifests(),
+    output:
+        notebook="results/report/report.ipynb",
+        html="results/report.html",
+    params:
+        show_code=config["report"]["show_code"],
+        config=config,
+    log:
+        "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/build_report.py"

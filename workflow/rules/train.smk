@@ -1,0 +1,25 @@
+# Train one model per dataset x architecture x seed.
+
+
+rule train_model:
+    input:
+        unpack(prepared_data),
+    output:
+        model=f"{EXPERIMENT}/model.keras",
+        history=f"{EXPERIMENT}/history.csv",
+        meta=f"{EXPERIMENT}/train_meta.json",
+    params:
+        training=training_settings,
+    log:
+        "results/logs/train/{dataset}/{arch}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}/{arch}/seed{seed}.tsv"
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=config["resources"]["train_mem_mb"],
+        runtime=config["resources"]["train_runtime_min"],
+        gpu=config["resources"]["gpu"],
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train_model.py"

@@ -1,0 +1,22 @@
+"""First import of every rule script: routes all output to the rule's log, makes convbench importable.
+
+Snakemake puts this directory on sys.path; the package lives one level up, in workflow/.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def start(snakemake):
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+    log_file = open(snakemake.log[0], "a", buffering=1)
+    # dup2 so that TensorFlow's C++ messages (written to fd 2) land in the log too.
+    os.dup2(log_file.fileno(), 1)
+    os.dup2(log_file.fileno(), 2)
+    sys.stdout = sys.stderr = log_file
+    logging.basicConfig(
+        stream=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
+    )
+    logging.getLogger("convbench").info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
