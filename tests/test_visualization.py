@@ -29,10 +29,11 @@ def test_filter_grid_respects_the_cap_and_named_layer(tmp_path, model):
     assert info["layer"] == "block3_conv2" and info["tiles"] == 20
 
 
-def test_feature_maps_one_row_per_image(tmp_path, model, digits_prepared):
+def test_feature_maps_at_the_first_conv_of_each_block(tmp_path, model, digits_prepared):
     images = digits_prepared.scaled("test")[0][:3]
     info = plot_feature_maps(model, images, tmp_path / "m.png", "t", max_maps=8)
-    assert info["grid"] == [3, 9]
+    assert info["layers"] == ["block1_conv1", "block2_conv1", "block3_conv1"]
+    assert info["grid"] == [3 * 3, 9]  # a row per image and block; input + 8 channels
     assert matplotlib.image.imread(tmp_path / "m.png").shape[0] > 100
 
 
@@ -41,3 +42,72 @@ def test_bad_layer_name_lists_the_conv_layers(model, kind, problem):
     name = next((layer.name for layer in model.layers if type(layer).__name__ == kind), "nope")
     with pytest.raises(ValueError, match=f"{problem}.*conv layers: block1_conv1, block1_conv2, block2_conv1"):
         find_conv_layer(model, name)
+
+
+def transfer_model():
+    """A keras.applications base nested inside a transfer model, as transfer learning builds it."""
+    import keras
+
+    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None, alpha=0.35)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(base(inputs))
+    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+
+
+@pytest.mark.parametrize("make", [lambda: create_model("simple_cnn", (32, 32, 3), 4), transfer_model],
+                         ids=["simple_cnn", "mobilenetv2_transfer"])
+def test_every_figure_for_a_plain_and_a_nested_model(tmp_path, make):
+    import numpy as np
+    from convbench.visualization import plot_grad_cam, plot_misclassified
+
+    from convbench.evaluation import load_model
+
+    make().save(tmp_path / "model.keras")
+    model = load_model(tmp_path / "model.keras")  # as the render job sees it
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 32, 32, 3), np.float32)
+    labels = np.array([0, 1, 2, 3, 0, 1])
+    names = ["a", "b", "c", "d"]
+    filters = plot_filters(model, tmp_path / "f.png", "t", max_filters=16)
+    assert filters["tiles"] == min(16, find_conv_layer(model).filters)
+    maps = plot_feature_maps(model, images[:2], tmp_path / "m.png", "t", max_maps=4)
+    assert maps["grid"][0] == 2 * len(maps["layers"]) and len(maps["layers"]) >= 2
+    assert plot_grad_cam(model, images, labels, names, tmp_path / "g.png", "t")["tiles"] == 6
+    probabilities = np.asarray(model.predict(images, verbose=0))
+    wrong = plot_misclassified(images, labels, probabilities, names, tmp_path / "w.png", "t")
+    assert wrong["errors"] == int((probabilities.argmax(1) != labels).sum())
+    for name in "fmgw":
+        assert matplotlib.image.imread(tmp_path / f"{name}.png").ndim == 3
+
+
+def quadrant_dataset(count, rng):
+    """Class = orientation of the stripes in the top-left quadrant; the other quadrants hold noise."""
+    import numpy as np
+
+    stripes = np.zeros((2, 16, 16), np.float32)
+    stripes[0, ::4, :] = stripes[0, 1::4, :] = 1  # horizontal
+    stripes[1, :, ::4] = stripes[1, :, 1::4] = 1  # vertical
+    labels = rng.integers(0, 2, count)
+    images = rng.random((count, 32, 32, 1), np.float32)
+    images[:, :16, :16, 0] = stripes[labels] + 0.1 * images[:, :16, :16, 0]
+    return images, labels
+
+
+def test_grad_cam_heat_lies_in_the_deciding_quadrant():
+    import keras
+    import numpy as np
+    from convbench.runtime import seed_everything
+    from convbench.visualization import grad_cam
+
+    seed_everything(0)
+    rng = np.random.default_rng(0)
+    x, y = quadrant_dataset(600, rng)
+    model = create_model("simple_cnn", (32, 32, 1), 2)
+    model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, keras.utils.to_categorical(y, 2), epochs=8, batch_size=32, verbose=0)
+    x_test, y_test = quadrant_dataset(40, rng)
+    assert model.evaluate(x_test, keras.utils.to_categorical(y_test, 2), verbose=0)[1] > 0.9
+    heat, predicted, _ = grad_cam(model, x_test)
+    half = heat.shape[1] // 2
+    share = heat[:, :half, :half].sum() / heat.sum()
+    assert share > 0.5, f"only {share:.0%} of the Grad-CAM heat is in the deciding quadrant"

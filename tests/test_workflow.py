@@ -50,6 +50,8 @@ def test_one_experiment_per_architecture(study):
     assert sorted(summary["architecture"]) == ["bn_cnn", "simple_cnn"]
     assert summary[["accuracy", "macro_f1"]].apply(lambda col: col.between(0, 1)).all().all()
     assert (summary["epochs_run"] == 2).all()
+    assert (summary[["latency_ms", "throughput_images_per_second", "flops_per_image", "model_bytes"]] > 0).all().all()
+    assert summary["top5_accuracy"].isna().all()  # digits has 10 classes: top-5 is not reported
     assert len(experiments(study)) == 2
 
 
@@ -70,12 +72,12 @@ def test_metrics_equal_the_saved_models_own_evaluation(study):
 def test_figures_decode_with_the_expected_tiles(study):
     for experiment in experiments(study):
         figures = read_json(experiment / "figures" / "figures.json")
-        for name in ("curves", "confusion", "filters", "feature_maps"):
+        for name in ("curves", "confusion", "filters", "feature_maps", "gradcam", "misclassified"):
             image = matplotlib.image.imread(experiment / "figures" / f"{name}.png")
             assert image.shape[0] > 100 and image.shape[1] > 100
         model = load_model(experiment / "model.keras")
         assert figures["filters"]["tiles"] == min(64, find_conv_layer(model).filters)
-        assert figures["feature_maps"]["grid"][0] == 2
+        assert figures["feature_maps"]["grid"][0] == 2 * len(figures["feature_maps"]["layers"])  # images x blocks
 
 
 def test_report_has_a_row_per_experiment_and_needs_no_network(study):
@@ -84,9 +86,23 @@ def test_report_has_a_row_per_experiment_and_needs_no_network(study):
     assert len(re.findall(r"<tr>", table)) == 1 + 2  # header + one row per experiment
     assert "bn_cnn" in table and "simple_cnn" in table
     assert not re.search(r"""(src|href)=["']https?://""", html), "report.html loads something from the network"
-    assert html.count("data:image/png;base64") >= 2 * 4
+    assert html.count("data:image/png;base64") >= 2 * 6
     notebook = (study / "results" / "report" / "report.ipynb").read_text()
     assert '"output_type": "error"' not in notebook
+
+
+def test_report_renders_offline_in_a_real_browser(study, tmp_path):
+    from browser import CHROMIUM, browser_required, inspect_offline
+
+    if not CHROMIUM:
+        if browser_required():
+            pytest.fail("Chromium is required here (CONVBENCH_REQUIRE_BROWSER) but not installed")
+        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+    seen = inspect_offline(study / "results" / "report.html", tmp_path / "report.png")
+    assert seen["blocked"] == [], "the report asked the network for these"
+    assert seen["console_errors"] == [] and seen["page_errors"] == []
+    assert len(seen["images"]) >= 2 * 6 and all(image["ok"] for image in seen["images"]), "broken images"
+    assert matplotlib.image.imread(tmp_path / "report.png").shape[:2] == (900, 1280)
 
 
 def test_rerun_is_a_no_op(study):

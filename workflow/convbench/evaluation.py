@@ -1,10 +1,13 @@
 """The evaluate stage: test-split metrics of a saved model, and the study's summary table."""
 
 import logging
+import os
+import time
 
 import keras
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+import tensorflow as tf
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, top_k_accuracy_score
 
 from .atomic import atomic_path, write_json
 from .training import evaluation_dataset
@@ -17,6 +20,69 @@ def load_model(path):
     return keras.saving.load_model(path, safe_mode=True)
 
 
+def expected_calibration_error(probabilities, labels, bins=15):
+    """Gap between confidence and accuracy, averaged over equal-width confidence bins (Guo et al. 2017)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def inference_function(model):
+    """A compiled forward pass: what serving would run, without model.predict's per-call overhead."""
+    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+
+def measure_latency(model, image, calls=50, warmup=5):
+    """Median and 90th percentile milliseconds of one single-image forward pass."""
+    infer = inference_function(model)
+    batch = tf.constant(image[np.newaxis])
+    for _ in range(warmup):
+        infer(batch).numpy()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        infer(batch).numpy()
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.median(times)), float(np.percentile(times, 90))
+
+
+def measure_throughput(model, images, batch_size=256, repeats=3):
+    """Images per second through the forward pass at a large batch (best of `repeats`)."""
+    infer = inference_function(model)
+    batch = tf.constant(np.resize(images, (batch_size, *images.shape[1:])))
+    infer(batch).numpy()
+    best = min(_timed(lambda: infer(batch).numpy()) for _ in range(repeats))
+    return float(batch_size / best)
+
+
+def _timed(call):
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def count_flops(model):
+    """Floating-point operations of one forward pass on one image, from TensorFlow's graph profiler."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2_as_graph
+
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    frozen, _ = convert_variables_to_constants_v2_as_graph(concrete)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(
+        graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
+    )
+    return int(profile.total_float_ops)
+
+
 def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_size=256):
     model = load_model(model_path)
     x_test, y_test = data.scaled("test")
@@ -25,10 +91,22 @@ def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_
     probabilities = model.predict(test_ds.map(lambda x, y: x), verbose=0)
     predicted = probabilities.argmax(axis=1)
     names = data.class_names
+    latency, latency_p90 = measure_latency(model, x_test[0])
     metrics = {
         "loss": float(scores["loss"]),
         "accuracy": float(accuracy_score(y_test, predicted)),
         "keras_accuracy": float(scores["accuracy"]),
+        "top5_accuracy": (
+            float(top_k_accuracy_score(y_test, probabilities, k=5, labels=range(len(data.class_names))))
+            if data.num_classes > 10 else None
+        ),
+        "expected_calibration_error": expected_calibration_error(probabilities, y_test),
+        "latency_ms": latency,
+        "latency_p90_ms": latency_p90,
+        "throughput_images_per_second": measure_throughput(model, x_test),
+        "parameters": int(model.count_params()),
+        "model_bytes": os.path.getsize(model_path),
+        "flops_per_image": count_flops(model),
         "test_images": int(len(y_test)),
         "per_class": classification_report(
             y_test, predicted, labels=range(len(names)), target_names=names, output_dict=True, zero_division=0

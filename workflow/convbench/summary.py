@@ -16,15 +16,22 @@ def summary_row(metrics_path, meta_path, benchmark_path=None):
         "seed": meta["seed"],
         "accuracy": metrics["accuracy"],
         "loss": metrics["loss"],
+        "top5_accuracy": metrics["top5_accuracy"],
         "macro_f1": metrics["per_class"]["macro avg"]["f1-score"],
+        "expected_calibration_error": metrics["expected_calibration_error"],
+        "latency_ms": metrics["latency_ms"],
+        "throughput_images_per_second": metrics["throughput_images_per_second"],
         "test_images": metrics["test_images"],
         "parameters": meta["parameters"],
+        "flops_per_image": metrics["flops_per_image"],
+        "model_bytes": metrics["model_bytes"],
         "epochs_run": meta["epochs_run"],
         "best_epoch": meta["best_epoch"],
         "train_seconds": meta["train_seconds"],
         "images_per_second": meta["images_per_second"],
         "input_shape": "x".join(map(str, meta["input_shape"])),
         "config_hash": meta["config_hash"],
+        "hardware": _hardware(meta["environment"]),
         "tensorflow": meta["environment"]["tensorflow"],
         "keras": meta["environment"]["keras"],
         "experiment_dir": str(Path(metrics_path).parent),
@@ -32,6 +39,11 @@ def summary_row(metrics_path, meta_path, benchmark_path=None):
     if benchmark_path:
         row["train_job_wall_seconds"] = float(pd.read_csv(benchmark_path, sep="\t")["s"].iloc[0])
     return row
+
+
+def _hardware(environment):
+    gpus = environment["gpus"]
+    return f"{environment['processor']} ({environment['cpu_count']} CPUs)" + (f", {len(gpus)} GPU(s)" if gpus else "")
 
 
 def write_summary(metrics_paths, meta_paths, benchmark_paths, out_csv):

@@ -6,19 +6,10 @@ import keras
 import matplotlib.pyplot as plt  # picks the file-only Agg backend where there is no display
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from .atomic import atomic_path
-
-STYLE = {
-    "figure.dpi": 100,
-    "savefig.dpi": 100,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "font.size": 10,
-}
-
+from .style import STYLE, displayable
 
 def save_figure(fig, path):
     with atomic_path(path) as tmp:
@@ -45,6 +36,20 @@ def iter_layers(model):
 
 def conv_layers(model):
     return [layer for layer in iter_layers(model) if isinstance(layer, keras.layers.Conv2D)]
+
+
+def block_conv_layers(model, limit=4):
+    """The first conv layer of each block, a block being a run of conv layers at one spatial size.
+
+    Works on any architecture (pooling or strided convs end a block), nested bases included.
+    """
+    firsts, size = [], None
+    for layer in conv_layers(model):
+        layer_size = tuple(layer.output.shape[1:3])
+        if layer_size != size:
+            firsts.append(layer)
+            size = layer_size
+    return firsts[:limit]
 
 
 def find_conv_layer(model, name=None):
@@ -88,7 +93,7 @@ def plot_confusion_matrix(matrix, class_names, path, title):
         image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
         if len(class_names) <= 20:
             for (row, col), value in np.ndenumerate(normalized):
-                ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if value > 0.5 else "black")
         ticks = range(len(class_names))
         ax.set_xticks(ticks, class_names, rotation=90 if len(class_names) > 10 else 0)
@@ -122,46 +127,136 @@ def plot_filters(model, path, title, layer_name=None, max_filters=64):
     return {"layer": layer.name, "tiles": count, "grid": [rows, columns]}
 
 
-def plot_feature_maps(model, images, path, title, layer_name=None, max_maps=16):
-    """Activations of a conv layer for a few fixed test images: one row per image."""
-    layer = find_conv_layer(model, layer_name)
-    probe = keras.Model(model.inputs, layer.output)
-    maps = np.asarray(probe(images, training=False))
-    count = min(maps.shape[-1], max_maps)
+def layer_outputs(model, layers):
+    """A function image batch -> [outputs of `layers`..., predictions], nested base models included.
+
+    Functional models are probed through their graph. Sequential models and transfer models (a
+    keras.applications base nested in a chain of layers) are run layer by layer, descending into
+    the nested model: a loaded Sequential's layer nodes are not connected to its outputs.
+    """
+    top = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    top_ids = {id(layer) for layer in top}
+    if not isinstance(model, keras.Sequential) and all(id(layer) in top_ids for layer in layers):
+        probe = keras.Model(model.inputs, [layer.output for layer in layers] + list(model.outputs))
+        return lambda x, training=False: probe(x, training=training)
+
+    steps = []  # per top-level layer: (callable returning [wanted outputs..., output], wanted layers)
+    for layer in top:
+        if any(layer is wanted for wanted in layers):
+            steps.append((lambda x, training, layer=layer: [layer(x, training=training)] * 2, [layer]))
+        elif hasattr(layer, "layers") and (inside := [w for w in layers if any(w is l for l in iter_layers(layer))]):
+            steps.append((layer_outputs(layer, inside), inside))
+        else:
+            steps.append((lambda x, training, layer=layer: [layer(x, training=training)], []))
+
+    def run(x, training=False):
+        found = {}
+        for step, wanted in steps:
+            *outputs, x = step(x, training=training)
+            found.update({id(layer): output for layer, output in zip(wanted, outputs)})
+        return [found[id(layer)] for layer in layers] + [x]
+
+    return run
+
+
+def plot_feature_maps(model, images, path, title, max_maps=16, max_blocks=4):
+    """Activations of the first conv layer of each block for fixed test images: a row per image and block."""
+    layers = block_conv_layers(model, max_blocks)
+    *maps, _ = layer_outputs(model, layers)(images)
+    count = min(max(int(m.shape[-1]) for m in maps), max_maps)
+    rows = len(images) * len(layers)
     with plt.rc_context({**STYLE, "axes.grid": False}):
-        fig, axes = plt.subplots(len(images), count + 1, figsize=(1.1 * (count + 1), 1.2 * len(images) + 0.6),
-                                 squeeze=False, layout="constrained")
-        for row, image in enumerate(images):
-            axes[row, 0].imshow(_displayable(image), cmap="gray" if image.shape[-1] == 1 else None)
-            axes[row, 0].set_title("input", fontsize=8)
-            for channel in range(count):
-                axes[row, channel + 1].imshow(maps[row, ..., channel], cmap="viridis")
-            for ax in axes[row]:
-                ax.set_axis_off()
-        fig.suptitle(f"{title}\n{layer.name}: {count} of {maps.shape[-1]} channels")
+        fig, axes = plt.subplots(rows, count + 1, figsize=(1.0 * (count + 1), 1.05 * rows + 0.7), squeeze=False,
+                                 layout="constrained")
+        for index, image in enumerate(images):
+            for block, (layer, activation) in enumerate(zip(layers, maps)):
+                row = axes[index * len(layers) + block]
+                row[0].imshow(displayable(image), cmap="gray" if image.shape[-1] == 1 else None)
+                row[0].set_title(f"image {index + 1}\n{layer.name}", fontsize=7)
+                activation = np.asarray(activation[index])
+                for channel in range(min(count, activation.shape[-1])):
+                    row[channel + 1].imshow(activation[..., channel], cmap="viridis")
+                for ax in row:
+                    ax.set_axis_off()
+        fig.suptitle(f"{title}\nfirst conv layer of each block: {', '.join(layer.name for layer in layers)}")
         save_figure(fig, path)
-    return {"layer": layer.name, "tiles": len(images) * (count + 1), "grid": [len(images), count + 1]}
+    return {"layers": [layer.name for layer in layers], "tiles": rows * (count + 1), "grid": [rows, count + 1]}
 
 
-def _displayable(image):
-    image = np.asarray(image, float)
-    image = (image - image.min()) / max(np.ptp(image), 1e-8)
-    return image[..., 0] if image.shape[-1] == 1 else image
+def grad_cam(model, images, layer=None):
+    """Grad-CAM heatmaps (Selvaraju et al. 2017) for the predicted class, at the last conv layer.
+
+    Returns heatmaps in [0, 1] at the layer's resolution and the predicted classes.
+    """
+    layer = layer or conv_layers(model)[-1]
+    forward = layer_outputs(model, [layer])
+    images = tf.convert_to_tensor(images)
+    with tf.GradientTape() as tape:
+        activation, predictions = forward(images)
+        predicted = tf.argmax(predictions, axis=1)
+        score = tf.gather(predictions, predicted, batch_dims=1)
+    gradients = tape.gradient(score, activation)
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)  # importance of each channel
+    heat = tf.nn.relu(tf.reduce_sum(weights * activation, axis=-1)).numpy()
+    heat /= np.maximum(heat.max(axis=(1, 2), keepdims=True), 1e-12)
+    return heat, predicted.numpy(), layer.name
 
 
-def render_experiment(model, data, history_csv, metrics, out, title, settings):
+def plot_grad_cam(model, images, labels, class_names, path, title):
+    """Each image with its Grad-CAM heatmap overlaid, titled true / predicted class."""
+    heat, predicted, layer_name = grad_cam(model, images)
+    upscaled = tf.image.resize(heat[..., np.newaxis], images.shape[1:3]).numpy()[..., 0]
+    rows, columns = grid_shape(len(images))
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.2 * rows + 0.6), squeeze=False,
+                                 layout="constrained")
+        for index, ax in enumerate(axes.flat):
+            ax.set_axis_off()
+            if index >= len(images):
+                continue
+            ax.imshow(displayable(images[index]), cmap="gray" if images.shape[-1] == 1 else None)
+            ax.imshow(upscaled[index], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.set_title(f"true {class_names[labels[index]]} / pred {class_names[predicted[index]]}", fontsize=8)
+        fig.suptitle(f"{title}\nGrad-CAM at {layer_name}")
+        save_figure(fig, path)
+    return {"layer": layer_name, "tiles": len(images), "grid": [rows, columns]}
+
+
+def plot_misclassified(images, labels, probabilities, class_names, path, title, limit=16):
+    """The most confidently wrong test images, titled true / predicted class and confidence."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:limit]
+    rows, columns = grid_shape(max(len(wrong), 1))
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows + 0.6), squeeze=False,
+                                 layout="constrained")
+        for ax in axes.flat:
+            ax.set_axis_off()
+        for ax, index in zip(axes.flat, wrong):
+            ax.imshow(displayable(images[index]), cmap="gray" if images.shape[-1] == 1 else None)
+            ax.set_title(f"true {class_names[labels[index]]}\npred {class_names[predicted[index]]} "
+                         f"({probabilities[index, predicted[index]]:.0%})", fontsize=8)
+        if not len(wrong):
+            axes.flat[0].text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
+        fig.suptitle(f"{title}\n{len(wrong)} most confident of {int((predicted != labels).sum())} errors")
+        save_figure(fig, path)
+    return {"tiles": len(wrong), "errors": int((predicted != labels).sum())}
+
+
+def render_experiment(model, data, history_csv, metrics, predictions, out, title, settings, filter_layer=None):
     """All figures of one experiment; returns a manifest of what each PNG holds."""
-    history = pd.read_csv(history_csv)
-    plot_training_curves(history, out["curves"], f"Training curves — {title}")
+    x_test, y_test = data.scaled("test")
+    fixed = x_test[: settings["feature_map_images"]]  # the first test images: the same for every architecture
+    plot_training_curves(pd.read_csv(history_csv), out["curves"], f"Training curves — {title}")
     plot_confusion_matrix(metrics["confusion_matrix"], data.class_names, out["confusion"], f"Confusion matrix — {title}")
-    x_test, _ = data.scaled("test")
-    fixed = x_test[: settings["feature_map_images"]]  # same images for every architecture
-    return {
-        "curves": {"path": str(out["curves"])},
-        "confusion": {"path": str(out["confusion"]), "classes": len(data.class_names)},
-        "filters": {"path": str(out["filters"]),
-                    **plot_filters(model, out["filters"], f"Learned filters — {title}", max_filters=settings["max_filters"])},
-        "feature_maps": {"path": str(out["feature_maps"]),
-                         **plot_feature_maps(model, fixed, out["feature_maps"], f"Feature maps — {title}",
-                                             max_maps=settings["max_feature_maps"])},
-    }
+    filters = plot_filters(model, out["filters"], f"Learned filters — {title}", filter_layer, settings["max_filters"])
+    maps = plot_feature_maps(model, fixed, out["feature_maps"], f"Feature maps — {title}", settings["max_feature_maps"])
+    cam_count = settings["gradcam_images"]
+    cam = plot_grad_cam(model, x_test[:cam_count], y_test[:cam_count], data.class_names, out["gradcam"],
+                        f"Where the network looks — {title}")
+    wrong = plot_misclassified(x_test, y_test, predictions["probabilities"], data.class_names, out["misclassified"],
+                               f"Misclassified — {title}")
+    figures = {"curves": {}, "confusion": {"classes": len(data.class_names)}, "filters": filters,
+               "feature_maps": maps, "gradcam": cam, "misclassified": wrong}
+    return {name: {"path": str(out[name]), **info} for name, info in figures.items()}

@@ -12,7 +12,7 @@ rule evaluate_model:
         "results/logs/evaluate/{dataset}/{arch}/seed{seed}.log",
     benchmark:
         "results/benchmarks/evaluate/{dataset}/{arch}/seed{seed}.tsv"
-    threads: 1
+    threads: config["resources"]["train_threads"]  # latency and throughput are measured with these
     resources:
         mem_mb=2000,
         runtime=30,

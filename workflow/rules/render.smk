@@ -1,4 +1,4 @@
-# Figures per experiment: training curves, confusion matrix, learned filters, feature maps.
+# Figures per experiment: curves, confusion matrix, filters, feature maps, Grad-CAM, misclassified images.
 
 
 rule render_figures:
@@ -7,14 +7,18 @@ rule render_figures:
         model=f"{EXPERIMENT}/model.keras",
         history=f"{EXPERIMENT}/history.csv",
         metrics=f"{EXPERIMENT}/metrics.json",
+        predictions=f"{EXPERIMENT}/test_predictions.npz",
     output:
         curves=experiment_figure("curves", "Training curves"),
         confusion=experiment_figure("confusion", "Confusion matrices"),
         filters=experiment_figure("filters", "Learned filters"),
         feature_maps=experiment_figure("feature_maps", "Feature maps"),
+        gradcam=experiment_figure("gradcam", "Grad-CAM"),
+        misclassified=experiment_figure("misclassified", "Misclassified examples"),
         manifest=f"{EXPERIMENT}/figures/figures.json",
     params:
         render=config["render"],
+        filter_layer=lambda wildcards: config["render"]["filter_layers"].get(wildcards.arch),
     log:
         "results/logs/render/{dataset}/{arch}/seed{seed}.log",
     benchmark:

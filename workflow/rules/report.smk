@@ -8,6 +8,7 @@ rule build_report:
         histories=experiment_files(f"{EXPERIMENT}/history.csv"),
         figures=experiment_files(f"{EXPERIMENT}/figures/figures.json"),
         manifests=prepared_manifests(),
+        prepared=[manifest.removesuffix(".json") + ".npz" for manifest in prepared_manifests()],
     output:
         notebook="results/report/report.ipynb",
         html="results/report.html",

@@ -6,6 +6,8 @@ from convbench.runtime import configure_tensorflow
 sm = snakemake
 configure_tensorflow(threads=sm.threads)
 
+import numpy as np
+
 from convbench.atomic import read_json, write_json
 from convbench.datasets import load_prepared
 from convbench.evaluation import load_model
@@ -17,8 +19,10 @@ figures = render_experiment(
     load_prepared(sm.input.data, sm.input.manifest),
     sm.input.history,
     read_json(sm.input.metrics),
+    np.load(sm.input.predictions),
     sm.output,
     f"{w.arch} on {w.dataset}, seed {w.seed}",
     sm.params.render,
+    filter_layer=sm.params.filter_layer,
 )
 write_json(sm.output.manifest, figures)

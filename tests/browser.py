@@ -1,0 +1,39 @@
+"""Open an HTML file in headless Chromium with the network cut off; report what a reader would see."""
+
+import os
+import shutil
+from pathlib import Path
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Flags a sandboxed root CI needs, and no background traffic to hosts this machine cannot reach.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def browser_required():
+    """CI sets CONVBENCH_REQUIRE_BROWSER so that a missing Chromium fails instead of skipping."""
+    return bool(os.environ.get("CONVBENCH_REQUIRE_BROWSER"))
+
+
+def inspect_offline(html_path, screenshot):
+    """Load the page from file:// with every other request blocked; returns what happened."""
+    from playwright.sync_api import sync_playwright
+
+    html_path = Path(html_path).resolve()
+    seen = {"blocked": [], "console_errors": [], "page_errors": []}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
+                   else (seen["blocked"].append(route.request.url), route.abort()))
+        page.on("console", lambda message: message.type == "error" and seen["console_errors"].append(message.text))
+        page.on("pageerror", lambda error: seen["page_errors"].append(str(error)))
+        page.goto(html_path.as_uri(), wait_until="load")
+        seen["images"] = page.evaluate(
+            "Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))"
+        )
+        seen["title"] = page.title()
+        page.screenshot(path=str(screenshot), full_page=False)
+        browser.close()
+    return seen

@@ -1,0 +1,53 @@
+"""Metrics: calibration, latency/throughput/FLOPs, top-5, and agreement with model.evaluate."""
+
+import keras
+import numpy as np
+import pytest
+
+from convbench.architectures import create_model
+from convbench.atomic import read_json
+from convbench.datasets import PreparedData
+from convbench.evaluation import count_flops, evaluate_experiment, expected_calibration_error
+
+
+def test_calibration_error_of_perfect_and_overconfident_models():
+    labels = np.array([0, 1, 0, 1])
+    assert expected_calibration_error(np.eye(2)[labels], labels) == 0
+    overconfident = np.array([[0.9, 0.1]] * 4)  # 90 % sure, right half the time
+    assert expected_calibration_error(overconfident, labels) == pytest.approx(0.4)
+
+
+def test_flops_match_the_analytic_count_of_simple_cnn():
+    model = create_model("simple_cnn", (28, 28, 1), 10)
+    analytic = 2 * (26 * 26 * 9 * 32 + 11 * 11 * 9 * 32 * 64 + 1600 * 128 + 128 * 10)  # multiply-adds x 2
+    assert count_flops(model) == pytest.approx(analytic, rel=0.02)
+
+
+def synthetic(num_classes, size=28, count=60):
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split in ("train", "val", "test"):
+        arrays[f"x_{split}"] = rng.integers(0, 256, (count, size, size, 1), dtype=np.uint8)
+        arrays[f"y_{split}"] = np.arange(count) % num_classes
+    manifest = {"class_names": [f"c{i}" for i in range(num_classes)], "num_classes": num_classes,
+                "input_shape": [size, size, 1], "preprocessing": {"offset": [0.0], "scale": [1 / 255]}}
+    return PreparedData(arrays, manifest)
+
+
+@pytest.mark.parametrize("num_classes", [10, 12])
+def test_metrics_agree_with_model_evaluate(tmp_path, num_classes):
+    data = synthetic(num_classes)
+    model = create_model("simple_cnn", data.input_shape, num_classes)
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    model.save(tmp_path / "model.keras")
+    metrics = evaluate_experiment(tmp_path / "model.keras", data, tmp_path / "m.json", tmp_path / "p.npz")
+    x, y = data.scaled("test")
+    loss, accuracy = model.evaluate(x, keras.utils.to_categorical(y, num_classes), verbose=0)
+    assert metrics["accuracy"] == pytest.approx(accuracy) and metrics["loss"] == pytest.approx(loss, rel=1e-5)
+    assert (metrics["top5_accuracy"] is None) == (num_classes <= 10)
+    assert metrics["latency_ms"] > 0 and metrics["throughput_images_per_second"] > 0
+    assert metrics["parameters"] == model.count_params() and metrics["model_bytes"] > 0
+    assert np.sum(metrics["confusion_matrix"]) == len(y)
+    saved = read_json(tmp_path / "m.json")
+    assert saved["accuracy"] == metrics["accuracy"] and saved["flops_per_image"] == metrics["flops_per_image"]
+    assert np.load(tmp_path / "p.npz")["probabilities"].shape == (len(y), num_classes)

@@ -1,0 +1,50 @@
+"""Report helpers: leaderboard, statistics over seeds, Pareto front, provenance."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from convbench.report import leaderboard, pareto_front, provenance, seed_statistics
+
+
+def study_summary(seeds, gap=0.05):
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(seeds):
+        for architecture, base in (("big", 0.9), ("small", 0.9 - gap)):
+            rows.append({"dataset": "d", "architecture": architecture, "seed": seed,
+                         "accuracy": base + rng.normal(0, 0.005), "loss": 0.3, "macro_f1": 0.8,
+                         "expected_calibration_error": 0.02, "parameters": 1000 if architecture == "big" else 10,
+                         "flops_per_image": 5, "latency_ms": 1.0, "train_seconds": 3.0, "images_per_second": 100})
+    return pd.DataFrame(rows)
+
+
+def test_leaderboard_is_mean_and_std_over_seeds_sorted_by_accuracy():
+    summary = study_summary(3)
+    board = leaderboard(summary)
+    assert list(board["architecture"]) == ["big", "small"]
+    big = summary[summary["architecture"] == "big"]["accuracy"]
+    assert board.loc[0, "accuracy_mean"] == pytest.approx(big.mean())
+    assert board.loc[0, "accuracy_std"] == pytest.approx(big.std())
+    assert board.loc[0, "seeds"] == 3
+
+
+def test_statistics_need_three_seeds():
+    assert seed_statistics(study_summary(2), "d") is None
+    table = seed_statistics(study_summary(4), "d")
+    assert list(table["architecture"]) == ["big", "small"]
+    assert (table["ci_low"] < table["accuracy_mean"]).all() and (table["accuracy_mean"] < table["ci_high"]).all()
+    assert table["p_vs_big"].iloc[1] < 0.01  # a 5-point gap with 0.5-point noise is no accident
+    same = seed_statistics(study_summary(4, gap=0.0), "d")
+    assert same["p_vs_" + same["architecture"].iloc[0]].iloc[1] > 0.05
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    cost = np.array([1, 2, 3, 4, 5])
+    accuracy = np.array([0.5, 0.4, 0.7, 0.6, 0.9])
+    assert pareto_front(cost, accuracy) == [0, 2, 4]
+
+
+def test_provenance_names_code_packages_and_machine():
+    facts = provenance()
+    assert {"git commit", "report built", "tensorflow", "keras", "python"} <= set(facts)
