@@ -37,7 +37,7 @@ def test_a_resumed_run_replays_the_same_order():
 
 def small_settings(**changes):
     return {"epochs": 2, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
-            **changes}
+            "augmentation": {**OFF, "rotation_range": 5}, **changes}
 
 
 def run(tmp_path, data, name="run", arch="simple_cnn", **changes):
@@ -46,6 +46,7 @@ def run(tmp_path, data, name="run", arch="simple_cnn", **changes):
     model = train_experiment(
         data, arch, seed=3, settings=small_settings(**changes), strategy=tf.distribute.get_strategy(),
         model_path=out / "model.keras", history_path=out / "history.csv", meta_path=out / "meta.json",
+        checkpoint_dir=out / "checkpoint",
     )
     return model, out
 
@@ -73,3 +74,72 @@ def test_divergence_fails_with_a_clear_message(tmp_path, digits_prepared):
     with pytest.raises(TrainingDiverged, match="loss became NaN"):
         run(tmp_path, digits_prepared, "nan", arch="simple_cnn", learning_rate=1e12, optimizer="sgd")
     assert not (tmp_path / "nan" / "model.keras").exists()
+
+
+OFF = {"rotation_range": 0, "width_shift_range": 0, "height_shift_range": 0, "shear_range": 0, "zoom_range": 0,
+       "horizontal_flip": False, "fill_mode": "nearest"}
+
+
+def test_no_augmentation_unless_asked():
+    from convbench.training import make_augmentation
+
+    assert make_augmentation(OFF, seed=1) is None
+    layers = make_augmentation({**OFF, "rotation_range": 10, "zoom_range": 0.1, "horizontal_flip": True}, seed=1)
+    assert [type(layer).__name__ for layer in layers.layers] == ["RandomFlip", "RandomRotation", "RandomZoom"]
+
+
+def augmented_batches(seed, first_epoch=0):
+    images = np.tile(np.arange(64, dtype=np.uint8).reshape(1, 8, 8, 1) * 4, (6, 1, 1, 1))
+    settings = {**OFF, "rotation_range": 30, "width_shift_range": 0.2, "shear_range": 10}
+    ds = training_dataset(images, np.arange(6) % 2, MANIFEST, num_classes=2, batch_size=3, seed=seed,
+                          first_epoch=first_epoch, epochs=3, augmentation=settings)
+    return images, [x.numpy() for x, _ in ds]
+
+
+def test_augmentation_changes_training_images_reproducibly():
+    images, first = augmented_batches(5)
+    _, again = augmented_batches(5)
+    assert all(a.shape == (3, 8, 8, 1) for a in first)
+    assert not np.allclose(np.sort(first[0], axis=None), np.sort(images[:3], axis=None))  # transformed
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))  # same seed, same draws
+    _, resumed = augmented_batches(5, first_epoch=1)
+    assert all(np.array_equal(a, b) for a, b in zip(first[2:], resumed))  # epoch 2 on, as uninterrupted
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path, digits_prepared):
+    import keras
+
+    reference, _ = run(tmp_path, digits_prepared, "whole", epochs=3)
+
+    class KillAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise Killed
+
+    out = tmp_path / "killed"
+    original_fit = keras.Model.fit
+    keras.Model.fit = lambda self, *a, callbacks=(), **k: original_fit(
+        self, *a, callbacks=[*callbacks, KillAfterSecondEpoch()], **k)
+    try:
+        with pytest.raises(Killed):
+            run(tmp_path, digits_prepared, "killed", epochs=3)
+    finally:
+        keras.Model.fit = original_fit
+    assert read_json(out / "checkpoint" / "state.json")["epoch"] == 2 and not (out / "model.keras").exists()
+    resumed, _ = run(tmp_path, digits_prepared, "killed", epochs=3)
+    assert read_json(out / "meta.json")["resumed_after_epoch"] == 2
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2, 3]
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    assert not (out / "checkpoint").exists()  # cleaned up once the outputs are written
+
+
+def test_merged_overrides_keep_the_other_knobs():
+    from convbench.config import merge_settings
+
+    merged = merge_settings({"epochs": 5, "augmentation": OFF}, {"augmentation": {"zoom_range": 0.1}})
+    assert merged["epochs"] == 5 and merged["augmentation"] == {**OFF, "zoom_range": 0.1}

@@ -111,3 +111,15 @@ def test_grad_cam_heat_lies_in_the_deciding_quadrant():
     half = heat.shape[1] // 2
     share = heat[:, :half, :half].sum() / heat.sum()
     assert share > 0.5, f"only {share:.0%} of the Grad-CAM heat is in the deciding quadrant"
+
+
+def test_augmentation_preview_grid(tmp_path, digits_prepared):
+    from convbench.training import make_augmentation
+    from convbench.visualization import plot_augmentation_preview
+
+    settings = {"rotation_range": 15, "width_shift_range": 0.1, "height_shift_range": 0.1, "shear_range": 0,
+                "zoom_range": 0.1, "horizontal_flip": False, "fill_mode": "nearest"}
+    info = plot_augmentation_preview(digits_prepared, make_augmentation(settings, 0), tmp_path / "a.png", "t")
+    assert info["grid"] == [8, 8]  # 8 classes shown, original + 7 draws
+    assert matplotlib.image.imread(tmp_path / "a.png").ndim == 3
+    assert plot_augmentation_preview(digits_prepared, None, tmp_path / "b.png", "t")["tiles"] == 64

@@ -87,6 +87,7 @@ def test_report_has_a_row_per_experiment_and_needs_no_network(study):
     assert "bn_cnn" in table and "simple_cnn" in table
     assert not re.search(r"""(src|href)=["']https?://""", html), "report.html loads something from the network"
     assert html.count("data:image/png;base64") >= 2 * 6
+    assert 'alt="augmentation_preview.png"' in html and (study / "results/figures/digits/augmentation_preview.png").exists()
     notebook = (study / "results" / "report" / "report.ipynb").read_text()
     assert '"output_type": "error"' not in notebook
 

@@ -19,3 +19,13 @@ def coerce_cli_scalars(value):
         except ValueError:
             pass
     return {"true": True, "false": False}.get(value.lower(), value)
+
+
+def merge_settings(defaults, overrides):
+    """`defaults` updated by `overrides`, nested sections merged key by key rather than replaced."""
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = merge_settings(merged[key], value)
+        merged[key] = value
+    return merged

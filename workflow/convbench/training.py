@@ -1,10 +1,13 @@
 """The train stage: a seeded tf.data pipeline, model.fit, and the files an experiment leaves."""
 
+import functools
 import hashlib
 import json
 import logging
 import math
+import shutil
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,7 +15,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .architectures import create_model
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, read_json, write_json
 from .runtime import environment_facts
 
 log = logging.getLogger(__name__)
@@ -23,13 +26,40 @@ def config_hash(settings):
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed, first_epoch, epochs):
+def make_augmentation(settings, seed):
+    """Keras preprocessing layers with ImageDataGenerator's knobs; None when every knob is off.
+
+    rotation_range and shear_range are in degrees, shifts and zoom are fractions of the image.
+    """
+    fill = {"fill_mode": settings["fill_mode"]}
+    layers = []
+    if settings["horizontal_flip"]:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if settings["rotation_range"]:
+        layers.append(keras.layers.RandomRotation(settings["rotation_range"] / 360, seed=seed + 1, **fill))
+    if settings["width_shift_range"] or settings["height_shift_range"]:
+        layers.append(keras.layers.RandomTranslation(
+            settings["height_shift_range"], settings["width_shift_range"], seed=seed + 2, **fill))
+    if settings["shear_range"]:
+        shear = math.tan(math.radians(settings["shear_range"]))
+        layers.append(keras.layers.RandomShear(x_factor=shear, y_factor=shear, seed=seed + 3, **fill))
+    if settings["zoom_range"]:
+        layers.append(keras.layers.RandomZoom(settings["zoom_range"], seed=seed + 4, **fill))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def epoch_seed(seed, epoch):
+    """Seed for one epoch's random draws, derived only from (experiment seed, epoch)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31)
+
+
+def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed, first_epoch, epochs,
+                     augmentation=None):
     """Batches for epochs [first_epoch, epochs) as one finite stream.
 
-    Each epoch's order is a stateless shuffle keyed by (seed, epoch): no Python loop over
-    samples, and a run resumed at epoch k replays exactly the order an uninterrupted run saw.
-    One stream with steps_per_epoch also avoids Keras rebuilding (and stalling on) a new
-    iterator every epoch.
+    Epoch e's order (a stateless shuffle) and its augmentation draws depend only on (seed, e), so
+    a run resumed at epoch k replays exactly what an uninterrupted run saw. One stream with
+    steps_per_epoch also avoids Keras rebuilding (and stalling on) an iterator every epoch.
     """
     images = tf.constant(images)  # uint8: four times smaller than float32 in memory
     labels = tf.constant(labels)
@@ -37,19 +67,23 @@ def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed,
     offset = tf.constant(params["offset"], tf.float32)
     scale = tf.constant(params["scale"], tf.float32)
 
-    def epoch_batches(epoch):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(tf.shape(labels, out_type=tf.int64)[0]), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
-        )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-
     def gather(index):
         x = (tf.cast(tf.gather(images, index), tf.float32) - offset) * scale
         y = tf.one_hot(tf.gather(labels, index), num_classes)
         return x, y
 
-    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
-    return without_autotune(dataset.map(gather, num_parallel_calls=2, deterministic=True).prefetch(2))
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(labels)), seed=[seed, epoch])
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        batches = batches.map(gather, num_parallel_calls=2, deterministic=True)
+        augment = make_augmentation(augmentation, epoch_seed(seed, epoch)) if augmentation else None
+        if augment is not None:
+            # Training split only; one call at a time so the seeded draws come in a fixed order.
+            batches = batches.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=1)
+        return batches
+
+    dataset = functools.reduce(tf.data.Dataset.concatenate, map(epoch_batches, range(first_epoch, epochs)))
+    return without_autotune(dataset.prefetch(2))
 
 
 def evaluation_dataset(images, labels, num_classes, batch_size):
@@ -94,53 +128,118 @@ class EpochTimer(keras.callbacks.Callback):
         log.info("epoch %d: %.2f s, %.0f images/s, %s", epoch + 1, elapsed, self.images_per_epoch / elapsed, metrics)
 
 
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch, saves what a resumed run needs: model and optimizer, the dropout
+    generators' states (Keras does not restore them on load) and the history so far.
+
+    The directory lies outside the rule's outputs, which Snakemake deletes when a job fails.
+    """
+
+    def __init__(self, directory, fingerprint, timer, history=()):
+        super().__init__()
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self.timer = timer
+        self.history = list(history)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **(logs or {}), "seconds": self.timer.seconds[-1]}
+        self.history.append(row)
+        if not np.isfinite(row.get("loss", 0.0)):
+            return  # never resume from a diverged state
+        name = f"epoch{epoch + 1:04d}"
+        with atomic_path(self.directory / f"{name}.keras") as tmp:
+            self.model.save(tmp)
+        with atomic_path(self.directory / f"{name}_seeds.npz") as tmp:
+            np.savez(tmp, *[variable.numpy() for variable in seed_states(self.model)])
+        # The state file names the files, so a kill between the writes leaves the previous epoch usable.
+        write_json(self.directory / "state.json",
+                   {"epoch": epoch + 1, "name": name, "fingerprint": self.fingerprint, "history": self.history})
+        for old in self.directory.glob("epoch*"):
+            if not old.name.startswith(name):
+                old.unlink()
+
+
+def seed_states(model):
+    return [variable for variable in model.variables if "seed_generator_state" in variable.path]
+
+
+def restore_checkpoint(directory, fingerprint):
+    """(model, history rows) of the last finished epoch, or (None, []) to start afresh."""
+    state_path = Path(directory) / "state.json"
+    if not state_path.exists():
+        return None, []
+    state = read_json(state_path)
+    if state["fingerprint"] != fingerprint:
+        log.info("checkpoint in %s is for other settings; starting afresh", directory)
+        shutil.rmtree(directory)
+        return None, []
+    model = keras.saving.load_model(Path(directory) / f"{state['name']}.keras", safe_mode=True)
+    with np.load(Path(directory) / f"{state['name']}_seeds.npz") as saved:
+        for variable, key in zip(seed_states(model), saved.files, strict=True):
+            variable.assign(saved[key])
+    log.info("resuming after epoch %d from %s", state["epoch"], directory)
+    return model, state["history"]
+
+
 class TrainingDiverged(RuntimeError):
     pass
 
 
-def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path):
-    """Train one (dataset, architecture, seed) experiment and write model, history and metadata."""
+def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path,
+                     checkpoint_dir):
+    """Train one (dataset, architecture, seed) experiment and write model, history and metadata.
+
+    A run killed part-way resumes from `checkpoint_dir` at the next epoch, with the same result.
+    """
     x_train, y_train = data.raw("train")
     x_val, y_val = data.scaled("val")
     batch_size, epochs = settings["batch_size"], settings["epochs"]
     steps = math.ceil(len(y_train) / batch_size)
+    fingerprint = config_hash({"architecture": architecture, "seed": seed, "settings": settings,
+                               "data": data.manifest["source_sha256"], "input_shape": list(data.input_shape)})
 
     with strategy.scope():
-        model = create_model(architecture, data.input_shape, data.num_classes)
-        model.compile(
-            optimizer=make_optimizer(settings["optimizer"], settings["learning_rate"]),
-            loss="categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        model, history = restore_checkpoint(checkpoint_dir, fingerprint)
+        if model is None:
+            model = create_model(architecture, data.input_shape, data.num_classes)
+            model.compile(
+                optimizer=make_optimizer(settings["optimizer"], settings["learning_rate"]),
+                loss="categorical_crossentropy",
+                metrics=["accuracy"],
+            )
+    first_epoch = len(history)
     train_ds = training_dataset(
-        x_train, y_train, data.manifest,
-        num_classes=data.num_classes, batch_size=batch_size, seed=seed, first_epoch=0, epochs=epochs,
+        x_train, y_train, data.manifest, num_classes=data.num_classes, batch_size=batch_size, seed=seed,
+        first_epoch=first_epoch, epochs=epochs, augmentation=settings["augmentation"],
     )
     val_ds = evaluation_dataset(x_val, y_val, data.num_classes, max(batch_size, 256))
     timer = EpochTimer(len(y_train))
-    log.info("training %s: %d parameters, %d epochs of %d steps", architecture, model.count_params(), epochs, steps)
-    history = model.fit(
-        train_ds,
-        epochs=epochs,
-        steps_per_epoch=steps,
-        validation_data=val_ds,
-        shuffle=False,  # the dataset is already shuffled, per epoch
-        callbacks=[keras.callbacks.TerminateOnNaN(), timer],
-        verbose=0,
-    )
-    frame = pd.DataFrame(history.history)
-    if frame["loss"].isna().any() or not np.isfinite(frame["loss"].iloc[-1]):
+    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, history)
+    log.info("training %s: %d parameters, epochs %d..%d of %d steps", architecture, model.count_params(),
+             first_epoch + 1, epochs, steps)
+    if first_epoch < epochs:
+        model.fit(
+            train_ds,
+            initial_epoch=first_epoch,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            shuffle=False,  # the dataset is already shuffled, per epoch
+            callbacks=[keras.callbacks.TerminateOnNaN(), timer, checkpoint],
+            verbose=0,
+        )
+    frame = pd.DataFrame(checkpoint.history)
+    if not np.isfinite(frame["loss"]).all():
         raise TrainingDiverged(
             f"{architecture} diverged: loss became NaN at epoch {len(frame)}; lower the learning rate"
         )
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    frame["seconds"] = timer.seconds
 
     with atomic_path(model_path) as tmp:
         model.save(tmp)
     with atomic_path(history_path) as tmp:
         frame.to_csv(tmp, index=False)
-    seconds = np.asarray(timer.seconds)
+    seconds = frame["seconds"].to_numpy()
     write_json(
         meta_path,
         {
@@ -152,6 +251,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             "parameters": int(model.count_params()),
             "input_shape": list(data.input_shape),
             "epochs_run": len(frame),
+            "resumed_after_epoch": first_epoch,
             "best_epoch": int(frame["val_loss"].idxmin()) + 1,
             "seconds_per_epoch": seconds.tolist(),
             "train_seconds": float(seconds.sum()),
@@ -159,4 +259,5 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             "environment": environment_facts(),
         },
     )
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return model

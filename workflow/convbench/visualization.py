@@ -244,6 +244,27 @@ def plot_misclassified(images, labels, probabilities, class_names, path, title, 
     return {"tiles": len(wrong), "errors": int((predicted != labels).sum())}
 
 
+def plot_augmentation_preview(data, augmentation, path, title, per_row=7):
+    """One training image per class (up to 8): the original, then augmented draws of it."""
+    images, labels = data.scaled("train")
+    picks = [np.flatnonzero(labels == label)[0] for label in np.unique(labels)[:8]]
+    rows = len(picks)
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, axes = plt.subplots(rows, per_row + 1, figsize=(1.2 * (per_row + 1), 1.25 * rows + 0.7), squeeze=False,
+                                 layout="constrained")
+        for row, index in enumerate(picks):
+            batch = np.repeat(images[index : index + 1], per_row, axis=0)
+            augmented = np.asarray(augmentation(batch, training=True)) if augmentation is not None else batch
+            axes[row, 0].set_title(data.class_names[labels[index]], fontsize=8)
+            for ax, image in zip(axes[row], [images[index], *augmented]):
+                ax.imshow(displayable(image), cmap="gray" if image.shape[-1] == 1 else None)
+                ax.set_axis_off()
+        state = "as trained" if augmentation is not None else "augmentation is off (training.augmentation)"
+        fig.suptitle(f"{title}\noriginal, then {per_row} augmented draws — {state}")
+        save_figure(fig, path)
+    return {"tiles": rows * (per_row + 1), "grid": [rows, per_row + 1]}
+
+
 def render_experiment(model, data, history_csv, metrics, predictions, out, title, settings, filter_layer=None):
     """All figures of one experiment; returns a manifest of what each PNG holds."""
     x_test, y_test = data.scaled("test")

@@ -7,7 +7,7 @@ from snakemake.utils import validate
 # The rules read the registry and catalog from the workflow's own package (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from convbench.architectures import input_spec
-from convbench.config import coerce_cli_scalars
+from convbench.config import coerce_cli_scalars, merge_settings
 from convbench.datasets import get_dataset, spec_name
 
 config.update(coerce_cli_scalars(config))
@@ -40,7 +40,7 @@ def experiment_files(pattern):
 
 def training_settings(wildcards):
     """The training settings of one architecture: the defaults, then its own overrides."""
-    return {**config["training"], **config["architecture_options"].get(wildcards.arch, {})}
+    return merge_settings(config["training"], config["architecture_options"].get(wildcards.arch, {}))
 
 
 def prepared_prefix(dataset, arch):
@@ -49,9 +49,18 @@ def prepared_prefix(dataset, arch):
     return f"results/prepared/{dataset}/{spec_name(*input_spec(arch, height, channels))}"
 
 
-def prepared_data(wildcards):
-    prefix = prepared_prefix(wildcards.dataset, wildcards.arch)
+def prepared_files(dataset, arch):
+    prefix = prepared_prefix(dataset, arch)
     return {"data": f"{prefix}.npz", "manifest": f"{prefix}.json"}
+
+
+def prepared_data(wildcards):
+    return prepared_files(wildcards.dataset, wildcards.arch)
+
+
+def preview_data(wildcards):
+    """The augmentation preview shows the dataset as the study's first architecture sees it."""
+    return prepared_files(wildcards.dataset, config["architectures"][0])
 
 
 def prepared_manifests():

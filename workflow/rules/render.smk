@@ -31,3 +31,26 @@ rule render_figures:
         "../../envs/render.yaml"
     script:
         "../scripts/render_figures.py"
+
+
+rule preview_augmentation:
+    input:
+        unpack(preview_data),
+    output:
+        report("results/figures/{dataset}/augmentation_preview.png", category="Augmentation preview",
+               caption="../report/augmentation_preview.rst"),
+    params:
+        augmentation=config["training"]["augmentation"],
+        seed=config["data"]["split_seed"],
+    log:
+        "results/logs/preview_augmentation/{dataset}.log",
+    benchmark:
+        "results/benchmarks/preview_augmentation/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/render.yaml"
+    script:
+        "../scripts/preview_augmentation.py"

@@ -9,6 +9,7 @@ rule build_report:
         figures=experiment_files(f"{EXPERIMENT}/figures/figures.json"),
         manifests=prepared_manifests(),
         prepared=[manifest.removesuffix(".json") + ".npz" for manifest in prepared_manifests()],
+        augmentation_previews=expand("results/figures/{dataset}/augmentation_preview.png", dataset=config["datasets"]),
     output:
         notebook="results/report/report.ipynb",
         html="results/report.html",

@@ -13,6 +13,7 @@ build_report(
         "histories": list(sm.input.histories),
         "figure_manifests": list(sm.input.figures),
         "dataset_manifests": list(sm.input.manifests),
+        "augmentation_previews": list(sm.input.augmentation_previews),
         "config": dict(sm.params.config),
     },
     show_code=sm.params.show_code,

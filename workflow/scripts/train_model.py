@@ -19,4 +19,5 @@ train_experiment(
     model_path=sm.output.model,
     history_path=sm.output.history,
     meta_path=sm.output.meta,
+    checkpoint_dir=sm.params.checkpoint_dir,
 )
