@@ -1,5 +1,7 @@
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,24 @@ def copy_workflow(destination):
     for name in ("workflow", "envs", "profiles"):
         shutil.copytree(PROJECT / name, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
     return destination
+
+
+# The tiny study of the end-to-end tests: both architectures, a few epochs.
+TINY = ["training={epochs: 3}", "render={feature_map_images: 2}"]
+
+
+def run_snakemake(workdir, *args, config=(), env=None, timeout=1200):
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args, "--config", *TINY, *config],
+        cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def local_study(tmp_path_factory):
+    """The tiny study run locally, once per test session."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("study"))
+    run_snakemake(workdir, "--cores", "2")
+    return workdir

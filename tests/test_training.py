@@ -143,3 +143,39 @@ def test_merged_overrides_keep_the_other_knobs():
 
     merged = merge_settings({"epochs": 5, "augmentation": OFF}, {"augmentation": {"zoom_range": 0.1}})
     assert merged["epochs"] == 5 and merged["augmentation"] == {**OFF, "zoom_range": 0.1}
+
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from convbench.datasets import export_digits, load_prepared, prepare_dataset
+from convbench.runtime import seed_everything
+from convbench.training import train_experiment
+out = sys.argv[1]
+export_digits(out + "/digits.npz")
+prepare_dataset("digits", [out + "/digits.npz"], "28x28x1", out + "/d.npz", out + "/d.json", split_seed=0,
+                test_fraction=0.2, validation_fraction=0.1, scaling="unit")
+seed_everything(1)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+settings = {"epochs": 1, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
+            "augmentation": {"rotation_range": 5, "width_shift_range": 0, "height_shift_range": 0, "shear_range": 0,
+                             "zoom_range": 0, "horizontal_flip": False, "fill_mode": "nearest"}}
+train_experiment(load_prepared(out + "/d.npz", out + "/d.json"), "bn_cnn", seed=1, settings=settings,
+                 strategy=strategy, model_path=out + "/m.keras", history_path=out + "/h.csv",
+                 meta_path=out + "/meta.json", checkpoint_dir=out + "/ckpt")
+print("replicas", strategy.num_replicas_in_sync)
+"""
+
+
+def test_training_under_mirrored_strategy(tmp_path):
+    """What a job given several GPUs runs, here on two logical CPU devices."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas 2" in result.stdout
+    assert read_json(tmp_path / "meta.json")["epochs_run"] == 1

@@ -1,31 +1,23 @@
 """End to end: Snakemake runs a tiny study in a copy of the workflow; assert on what it produced."""
 
 import re
-import subprocess
-import sys
 
 import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import copy_workflow
+from conftest import run_snakemake
 from convbench.atomic import read_json
 from convbench.datasets import load_prepared
 from convbench.evaluation import load_model
 from convbench.visualization import find_conv_layer
 
 pytestmark = pytest.mark.integration
-TINY = ["training={epochs: 2}", "render={feature_map_images: 2}"]
 
 
 def snakemake(workdir, *args, config=()):
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args, "--config", *TINY, *config],
-        cwd=workdir, capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
+    return run_snakemake(workdir, "--cores", "2", *args, config=config)
 
 
 def planned_jobs(output):
@@ -35,10 +27,8 @@ def planned_jobs(output):
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("study"))
-    snakemake(workdir)
-    return workdir
+def study(local_study):
+    return local_study
 
 
 def experiments(study):
@@ -49,7 +39,7 @@ def test_one_experiment_per_architecture(study):
     summary = pd.read_csv(study / "results" / "summary.csv")
     assert sorted(summary["architecture"]) == ["bn_cnn", "simple_cnn"]
     assert summary[["accuracy", "macro_f1"]].apply(lambda col: col.between(0, 1)).all().all()
-    assert (summary["epochs_run"] == 2).all()
+    assert (summary["epochs_run"] == 3).all()
     assert (summary[["latency_ms", "throughput_images_per_second", "flops_per_image", "model_bytes"]] > 0).all().all()
     assert summary["top5_accuracy"].isna().all()  # digits has 10 classes: top-5 is not reported
     assert len(experiments(study)) == 2
@@ -104,6 +94,13 @@ def test_report_renders_offline_in_a_real_browser(study, tmp_path):
     assert seen["console_errors"] == [] and seen["page_errors"] == []
     assert len(seen["images"]) >= 2 * 6 and all(image["ok"] for image in seen["images"]), "broken images"
     assert matplotlib.image.imread(tmp_path / "report.png").shape[:2] == (900, 1280)
+
+
+def test_snakemake_report_holds_the_tagged_figures(study):
+    snakemake(study, "--report", "results/snakemake-report.html")
+    html = (study / "results" / "snakemake-report.html").read_text()
+    for category in ("Training curves", "Learned filters", "Grad-CAM", "Augmentation preview"):
+        assert category in html
 
 
 def test_rerun_is_a_no_op(study):

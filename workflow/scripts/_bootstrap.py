@@ -1,4 +1,5 @@
-"""First import of every rule script: routes all output to the rule's log, makes convbench importable.
+"""First import of every rule script: routes all output to the rule's log, makes convbench importable,
+and for rules that declare GPUs claims free device slots (convbench.devices).
 
 Snakemake puts this directory on sys.path; the package lives one level up, in workflow/.
 """
@@ -20,3 +21,7 @@ def start(snakemake):
         stream=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
     )
     logging.getLogger("convbench").info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
+    if "gpu" in snakemake.resources.keys():  # before TensorFlow starts: it reads CUDA_VISIBLE_DEVICES once
+        from convbench.devices import claim_gpus
+
+        claim_gpus(int(snakemake.resources.gpu), Path(".snakemake") / "convbench-gpu-slots")

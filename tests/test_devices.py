@@ -1,0 +1,67 @@
+"""GPU slots: concurrent jobs get distinct devices, never more than there are, and a crash frees them."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from convbench.devices import claim_gpus
+
+CLAIM = """
+import sys, time
+from convbench.devices import claim_gpus
+ids = claim_gpus(int(sys.argv[1]), sys.argv[2], poll=0.05)
+print(time.time(), ",".join(ids), flush=True)
+time.sleep(float(sys.argv[3]))
+print(time.time(), flush=True)
+"""
+
+
+def job(count, lock_dir, hold, gpus=2):
+    env = {**os.environ, "CONVBENCH_GPU_COUNT": str(gpus)}
+    env.pop("SLURM_JOB_ID", None)
+    return subprocess.Popen([sys.executable, "-c", CLAIM, str(count), str(lock_dir), str(hold)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_concurrent_jobs_share_two_gpus_without_collisions(tmp_path):
+    jobs = [job(1, tmp_path, 1.0) for _ in range(4)]
+    spans = []
+    for process in jobs:
+        out, _ = process.communicate(timeout=60)
+        (start, devices), (end,) = (line.split() for line in out.splitlines())
+        spans.append((float(start), float(end), devices))
+    assert sorted({devices for *_, devices in spans}) == ["0", "1"]
+    for start, end, devices in spans:
+        overlapping = [other for other in spans if other[0] < end and start < other[1]]
+        assert len(overlapping) <= 2, "more jobs on the GPUs at once than there are GPUs"
+        assert len({other[2] for other in overlapping}) == len(overlapping), "two jobs on one GPU"
+
+
+def test_a_killed_job_frees_its_slots(tmp_path):
+    holder = job(2, tmp_path, 60)
+    holder.stdout.readline()  # it holds both GPUs now
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=10)
+    waiter = job(2, tmp_path, 0)
+    out, _ = waiter.communicate(timeout=20)
+    assert out.split()[1] == "0,1"
+
+
+def test_cpu_jobs_see_no_gpu_and_oversized_requests_fail(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVBENCH_GPU_COUNT", "2")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert claim_gpus(0, tmp_path) == [] and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    with pytest.raises(RuntimeError, match="asks for 3 GPU.*has 2"):
+        claim_gpus(3, tmp_path)
+
+
+def test_the_schedulers_choice_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert claim_gpus(1, tmp_path) == ["3"]
+    assert claim_gpus(0, tmp_path) == ["3"] and os.environ["CUDA_VISIBLE_DEVICES"] == "3"  # e.g. --gres

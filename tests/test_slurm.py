@@ -1,0 +1,98 @@
+"""The tiny study through a real single-node SLURM cluster (tests/slurm/cluster.sh) and profiles/slurm.
+
+Asserts that jobs went through sbatch, GPU rules asked SLURM for a GPU and saw the device it
+gave them, a training job cancelled with scancel mid-training is resubmitted and resumes from its
+checkpoint, and the results equal a local run's.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import PROJECT, TINY, copy_workflow
+from convbench.atomic import read_json
+
+pytestmark = pytest.mark.slurm
+HARNESS = PROJECT / "tests" / "slurm" / "cluster.sh"
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if not all(shutil.which(tool) for tool in DAEMONS) or os.geteuid() != 0:
+        if os.environ.get("CONVBENCH_REQUIRE_SLURM"):
+            pytest.fail("SLURM is required here (CONVBENCH_REQUIRE_SLURM) but its daemons or root are missing")
+        pytest.skip("needs root and Debian's munge, slurmctld, slurmd, slurm-client")
+    work = tmp_path_factory.mktemp("slurm")
+    subprocess.run(["bash", HARNESS, "start", work], check=True, capture_output=True, text=True, timeout=120)
+    yield {**os.environ, "SLURM_CONF": str(work / "slurm.conf")}
+    subprocess.run(["bash", HARNESS, "stop", work], capture_output=True, timeout=120)
+
+
+def slurm(env, *command):
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=30).stdout
+
+
+def cancel_training_mid_way(process, workdir, env, deadline, seen):
+    """scancel the bn_cnn training job once it has checkpointed an epoch; returns the job id."""
+    checkpoint = workdir / "results" / "checkpoints" / "digits" / "bn_cnn" / "seed1" / "state.json"
+    while time.monotonic() < deadline and process.poll() is None:
+        line = process.stdout.readline()
+        seen.append(line)
+        match = re.search(r"submitted with SLURM jobid (\d+) \(log: \S+/rule_train_model/digits_bn_cnn_1/", line)
+        if match:
+            job_id = match.group(1)
+            while not checkpoint.exists():
+                assert time.monotonic() < deadline and process.poll() is None, "training never checkpointed"
+                time.sleep(0.1)
+            slurm(env, "scancel", job_id)
+            return job_id
+    pytest.fail("the bn_cnn training job was never submitted")
+
+
+def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
+    workdir = copy_workflow(tmp_path)
+    command = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm",
+               "--slurm-init-seconds-before-status-checks", "5",
+               "--config", *TINY, "resources={gpu: 1}"]
+    deadline = time.monotonic() + 1500
+    process = subprocess.Popen(command, cwd=workdir, env=cluster, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        cancelled = cancel_training_mid_way(process, workdir, cluster, deadline, seen)
+        rest, _ = process.communicate(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = "".join(seen) + rest
+    assert process.returncode == 0, output[-4000:]
+
+    # Every job went through sbatch; the cancelled one was submitted again.
+    job_ids = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S+/rule_(\w+)/", output)
+    rules = [rule for _, rule in job_ids]
+    assert rules.count("train_model") == 3 and "build_report" in rules  # 2 experiments + 1 resubmission
+    assert "CANCELLED" in slurm(cluster, "scontrol", "show", "job", cancelled)
+
+    # GPU rules asked for a GPU and saw the device SLURM gave them; the others asked for none.
+    for job_id, rule in job_ids:
+        request = slurm(cluster, "scontrol", "show", "job", job_id)
+        assert ("gres:gpu:1" in request) == (rule in ("train_model", "evaluate_model")), (rule, request)
+    for arch in ("simple_cnn", "bn_cnn"):
+        log = (workdir / f"results/logs/train/digits/{arch}/seed1.log").read_text()
+        assert re.search(r"SLURM job \d+: CUDA_VISIBLE_DEVICES=0", log)
+
+    # The cancelled training resumed from its checkpoint, and every result equals the local run's.
+    assert read_json(workdir / "results/experiments/digits/bn_cnn/seed1/train_meta.json")["resumed_after_epoch"] >= 1
+    for arch in ("simple_cnn", "bn_cnn"):
+        here = read_json(workdir / f"results/experiments/digits/{arch}/seed1/metrics.json")
+        there = read_json(local_study / f"results/experiments/digits/{arch}/seed1/metrics.json")
+        for key in ("accuracy", "loss", "confusion_matrix", "per_class", "flops_per_image", "parameters"):
+            assert json.dumps(here[key]) == json.dumps(there[key]), f"{arch}: {key} differs from the local run"
+    assert (workdir / "results" / "report.html").exists()
