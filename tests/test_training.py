@@ -179,3 +179,11 @@ def test_training_under_mirrored_strategy(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replicas 2" in result.stdout
     assert read_json(tmp_path / "meta.json")["epochs_run"] == 1
+
+
+def test_cosine_schedule_and_label_smoothing(tmp_path, digits_prepared):
+    model, out = run(tmp_path, digits_prepared, "cosine", schedule="cosine", label_smoothing=0.1)
+    schedule = model.optimizer.learning_rate
+    assert float(model.optimizer.iterations) == 2 * 21  # 2 epochs of ceil(1293 / 64) steps
+    assert float(schedule) < 1e-3 * 0.5  # decayed past half-way: cosine over all steps
+    assert model.loss.label_smoothing == 0.1

@@ -15,6 +15,7 @@ class Architecture:
     min_size: int  # inputs smaller than this are upscaled (e.g. 8x8 digits -> 28x28)
     rgb: bool = False  # needs 3 channels (grayscale inputs are repeated)
     description: str = ""
+    custom: bool = False  # declared in config.yaml rather than in this module
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -95,3 +96,161 @@ def bn_cnn(input_shape, num_classes):
     model.add(layers.Dropout(0.5))
     model.add(layers.Dense(num_classes, activation="softmax", name="predictions"))
     return model
+
+
+@register("lenet5", min_size=32)
+def lenet5(input_shape, num_classes):
+    """LeNet-5 (LeCun et al. 1998): two tanh conv/average-pool stages and three dense layers."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.Conv2D(6, 5, activation="tanh", name="c1"),
+            layers.AveragePooling2D(2, name="s2"),
+            layers.Conv2D(16, 5, activation="tanh", name="c3"),
+            layers.AveragePooling2D(2, name="s4"),
+            layers.Flatten(),
+            layers.Dense(120, activation="tanh", name="c5"),
+            layers.Dense(84, activation="tanh", name="f6"),
+            layers.Dense(num_classes, activation="softmax", name="predictions"),
+        ],
+        name="lenet5",
+    )
+
+
+@register("alexnet", min_size=32)
+def alexnet(input_shape, num_classes):
+    """AlexNet (Krizhevsky et al. 2012) scaled to small inputs: 5 convs with 3x3 kernels, 2 dropout dense layers."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential([keras.Input(shape=input_shape)], name="alexnet")
+    for index, (filters, pool) in enumerate([(64, True), (192, True), (384, False), (256, False), (256, True)], 1):
+        model.add(layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{index}"))
+        if pool:
+            model.add(layers.MaxPooling2D(2))
+    model.add(layers.Flatten())
+    for index in (1, 2):
+        model.add(layers.Dropout(0.5))
+        model.add(layers.Dense(1024, activation="relu", name=f"fc{index}"))
+    model.add(layers.Dense(num_classes, activation="softmax", name="predictions"))
+    return model
+
+
+@register("resnet20", min_size=32)
+def resnet20(input_shape, num_classes):
+    """ResNet-20 for CIFAR (He et al. 2016): 3 stages of 3 basic blocks, 16/32/64 filters, global pooling."""
+    import keras
+    from keras import layers
+
+    regularizer = keras.regularizers.L2(1e-4)
+
+    def conv(x, filters, strides=1, kernel=3, name=None):
+        return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                             kernel_initializer="he_normal", kernel_regularizer=regularizer, name=name)(x)
+
+    inputs = keras.Input(shape=input_shape)
+    x = layers.ReLU()(layers.BatchNormalization()(conv(inputs, 16, name="stem_conv")))
+    for stage, filters in enumerate((16, 32, 64), 1):
+        for block in range(1, 4):
+            strides = 2 if stage > 1 and block == 1 else 1
+            prefix = f"stage{stage}_block{block}"
+            y = layers.ReLU()(layers.BatchNormalization()(conv(x, filters, strides, name=f"{prefix}_conv1")))
+            y = layers.BatchNormalization()(conv(y, filters, name=f"{prefix}_conv2"))
+            if strides != 1:  # projection shortcut where the shape changes
+                x = layers.BatchNormalization()(conv(x, filters, strides, kernel=1, name=f"{prefix}_shortcut"))
+            x = layers.ReLU()(layers.Add()([x, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizer, name="predictions")(x)
+    return keras.Model(inputs, outputs, name="resnet20")
+
+
+def _register_application(name, constructor, min_size, reference):
+    """A keras.applications model trained from scratch (weights=None) with its own classifier head."""
+
+    def build(input_shape, num_classes):
+        import keras
+
+        application = getattr(keras.applications, constructor)
+        return application(weights=None, input_shape=tuple(input_shape), classes=num_classes,
+                           classifier_activation="softmax")
+
+    build.__doc__ = f"{reference}, from keras.applications.{constructor}, trained from scratch."
+    build.__name__ = name
+    register(name, min_size=min_size, rgb=True)(build)
+
+
+for _name, _constructor, _min_size, _reference in [
+    ("vgg16", "VGG16", 32, "VGG-16 (Simonyan & Zisserman 2015)"),
+    ("vgg19", "VGG19", 32, "VGG-19 (Simonyan & Zisserman 2015)"),
+    ("resnet50", "ResNet50", 32, "ResNet-50 (He et al. 2016)"),
+    ("resnet101", "ResNet101", 32, "ResNet-101 (He et al. 2016)"),
+    ("inceptionv3", "InceptionV3", 75, "Inception-v3 (Szegedy et al. 2016)"),
+    ("mobilenetv2", "MobileNetV2", 32, "MobileNetV2 (Sandler et al. 2018)"),
+    ("efficientnetb0", "EfficientNetB0", 32, "EfficientNet-B0 (Tan & Le 2019)"),
+]:
+    _register_application(_name, _constructor, _min_size, _reference)
+
+
+# ---------------------------------------------------------------- architectures declared in config.yaml
+
+# Layers that would run code from the config (or from disk) are refused: a study config is data.
+REFUSED_LAYERS = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
+
+
+def register_custom(architectures):
+    """Register the architectures declared under `custom_architectures` in config.yaml.
+
+    Each is a list of Keras layers with keyword arguments, like a hand-written Sequential model;
+    convbench adds the input and a softmax classifier sized to the dataset.
+    """
+    for name, spec in architectures.items():
+        existing = ARCHITECTURES.get(name)
+        if existing is not None and not existing.custom:
+            raise ValueError(f"custom architecture {name!r} has the name of a registered one; choose another name")
+        ARCHITECTURES[name] = Architecture(
+            name, _custom_builder(name, spec["layers"]), spec.get("min_size", 28), spec.get("rgb", False),
+            spec.get("description", "declared in config.yaml"), custom=True,
+        )
+
+
+def check_custom(name):
+    """Build a custom architecture once, so that a bad layer fails before any job runs."""
+    arch = get_architecture(name)
+    arch.build((arch.min_size, arch.min_size, 3 if arch.rgb else 1), 10)
+
+
+def _custom_builder(name, layer_specs):
+    def build(input_shape, num_classes):
+        import keras
+
+        model = keras.Sequential([keras.Input(shape=input_shape)], name=name)
+        for position, spec in enumerate(layer_specs, start=1):
+            class_name, arguments = (spec, {}) if isinstance(spec, str) else next(iter(spec.items()))
+            layer = _custom_layer(name, position, class_name, arguments or {})
+            try:
+                model.add(layer)
+            except Exception as error:  # Keras reports shape problems here, e.g. a kernel larger than its input
+                raise ValueError(f"custom architecture {name!r}, layer {position} ({class_name}): {error}") from None
+        model.add(keras.layers.Dense(num_classes, activation="softmax", name="predictions"))
+        return model
+
+    build.__doc__ = f"{name}: declared in config.yaml"
+    return build
+
+
+def _custom_layer(name, position, class_name, arguments):
+    import keras
+
+    where = f"custom architecture {name!r}, layer {position} ({class_name})"
+    layer_class = getattr(keras.layers, class_name, None)
+    if class_name in REFUSED_LAYERS:
+        raise ValueError(f"{where}: {class_name} would run code from the config and is not allowed")
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise ValueError(f"{where}: keras.layers has no layer called {class_name!r}")
+    try:
+        return layer_class(**arguments)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None

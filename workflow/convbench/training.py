@@ -100,7 +100,12 @@ def without_autotune(dataset):
     return dataset.with_options(options)
 
 
-def make_optimizer(name, learning_rate):
+def make_optimizer(name, learning_rate, schedule="constant", total_steps=None):
+    """The optimizer; a cosine schedule is a function of the step count, which checkpoints keep."""
+    if schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
+    elif schedule != "constant":
+        raise ValueError(f"unknown schedule {schedule!r}; use constant or cosine")
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "adamw":
@@ -204,8 +209,9 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
         if model is None:
             model = create_model(architecture, data.input_shape, data.num_classes)
             model.compile(
-                optimizer=make_optimizer(settings["optimizer"], settings["learning_rate"]),
-                loss="categorical_crossentropy",
+                optimizer=make_optimizer(settings["optimizer"], settings["learning_rate"],
+                                         settings.get("schedule", "constant"), epochs * steps),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.get("label_smoothing", 0.0)),
                 metrics=["accuracy"],
             )
     first_epoch = len(history)

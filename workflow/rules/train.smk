@@ -10,6 +10,7 @@ rule train_model:
         meta=f"{EXPERIMENT}/train_meta.json",
     params:
         training=training_settings,
+        custom=lambda wildcards: config["custom_architectures"].get(wildcards.arch),
         # Per-epoch checkpoints live outside the outputs (Snakemake deletes a failed job's outputs),
         # so a killed or preempted job resumes at its next epoch when rerun.
         checkpoint_dir="results/checkpoints/{dataset}/{arch}/seed{seed}",

@@ -7,9 +7,12 @@ sm = snakemake
 seed = int(sm.wildcards.seed)
 strategy = configure_tensorflow(threads=sm.threads, seed=seed, deterministic=sm.params.training["deterministic"])
 
+from convbench.architectures import register_custom
 from convbench.datasets import load_prepared
 from convbench.training import train_experiment
 
+if sm.params.custom:
+    register_custom({sm.wildcards.arch: sm.params.custom})
 train_experiment(
     load_prepared(sm.input.data, sm.input.manifest),
     sm.wildcards.arch,
