@@ -38,7 +38,7 @@ def experiments(study):
 def test_one_experiment_per_architecture(study):
     summary = pd.read_csv(study / "results" / "summary.csv")
     assert sorted(summary["architecture"]) == ["bn_cnn", "simple_cnn"]
-    assert summary[["accuracy", "macro_f1"]].apply(lambda col: col.between(0, 1)).all().all()
+    assert summary[["accuracy", "macro_precision", "macro_recall", "macro_f1"]].apply(lambda col: col.between(0, 1)).all().all()
     assert (summary["epochs_run"] == 3).all()
     assert (summary[["latency_ms", "throughput_images_per_second", "flops_per_image", "model_bytes"]] > 0).all().all()
     assert summary["top5_accuracy"].isna().all()  # digits has 10 classes: top-5 is not reported

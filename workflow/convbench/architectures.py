@@ -41,6 +41,14 @@ def get_architecture(name) -> Architecture:
         raise KeyError(f"unknown architecture {name!r}; registered: {', '.join(sorted(ARCHITECTURES))}") from None
 
 
+def check_names(section, names):
+    """Fail on any name that is neither registered nor declared, listing the ones there are."""
+    unknown = sorted(set(names) - set(ARCHITECTURES))
+    if unknown:
+        raise ValueError(f"{section}: unknown architecture(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(ARCHITECTURES)} or declare them under custom_architectures")
+
+
 def create_model(name, input_shape, num_classes):
     return get_architecture(name).build(tuple(input_shape), num_classes)
 

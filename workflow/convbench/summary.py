@@ -17,6 +17,8 @@ def summary_row(metrics_path, meta_path, benchmark_path=None):
         "accuracy": metrics["accuracy"],
         "loss": metrics["loss"],
         "top5_accuracy": metrics["top5_accuracy"],
+        "macro_precision": metrics["per_class"]["macro avg"]["precision"],
+        "macro_recall": metrics["per_class"]["macro avg"]["recall"],
         "macro_f1": metrics["per_class"]["macro avg"]["f1-score"],
         "expected_calibration_error": metrics["expected_calibration_error"],
         "latency_ms": metrics["latency_ms"],

@@ -6,18 +6,15 @@ from snakemake.utils import validate
 
 # The rules read the registry and catalog from the workflow's own package (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from convbench.architectures import ARCHITECTURES, check_custom, input_spec, register_custom
+from convbench.architectures import check_custom, check_names, input_spec, register_custom
 from convbench.config import coerce_cli_scalars, merge_settings
 from convbench.datasets import get_dataset, spec_name
 
 config.update(coerce_cli_scalars(config))
 validate(config, "../schemas/config.schema.yaml")
 register_custom(config["custom_architectures"])
-for section, names in (("architectures", config["architectures"]), ("architecture_options", config["architecture_options"])):
-    unknown = sorted(set(names) - set(ARCHITECTURES))
-    if unknown:
-        raise ValueError(f"{section}: unknown architecture(s) {', '.join(unknown)}; "
-                         f"choose from {', '.join(ARCHITECTURES)} or declare them under custom_architectures")
+check_names("architectures", config["architectures"])
+check_names("architecture_options", config["architecture_options"])
 for name in config["custom_architectures"]:
     check_custom(name)  # imports Keras, only for studies that declare architectures
 
