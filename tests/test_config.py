@@ -10,7 +10,7 @@ from snakemake.utils import validate
 from conftest import PROJECT, copy_workflow
 from convbench.architectures import ARCHITECTURES
 from convbench.config import coerce_cli_scalars
-from convbench.datasets import CATALOG
+from convbench.datasets import BUILTIN
 
 SCHEMA = PROJECT / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -39,7 +39,13 @@ def test_user_values_survive_default_filling():
 @pytest.mark.parametrize(
     "bad, words",
     [
-        ({"datasets": ["mnist9"]}, ["'mnist9' is not one of", "datasets"]),
+        ({"datasets": ["MNIST"]}, ["'MNIST' does not match", "datasets"]),
+        ({"custom_datasets": {"x": {"format": "npz"}}}, ["'npz' is not one of", "image_folder"]),
+        ({"custom_datasets": {"x": {"format": "image_folder", "image_size": 32}}}, ["'path' is a required property"]),
+        ({"custom_datasets": {"x": {"format": "mnist_npz", "files": [{"url": "https://e.org/x.npz", "sha256": "abc"}]}}},
+         ["'abc' does not match"]),
+        ({"custom_datasets": {"x": {"format": "mnist_npz", "files": [{"url": "e.org/x.npz", "sha256": "a" * 64}]}}},
+         ["'e.org/x.npz' does not match"]),
         ({"training": {"epochs": 0}}, ["0 is less than the minimum of 1", "epochs"]),
         ({"training": {"epochs": "many"}}, ["'many' is not of type 'integer'"]),
         ({"seeds": "one"}, ["'one' is not of type 'array'"]),
@@ -55,17 +61,22 @@ def test_bad_config_is_rejected_naming_key_value_and_choices(bad, words):
         assert word in message
 
 
-def test_schema_lists_exactly_the_catalog():
+def test_schema_describes_every_builtin_dataset():
     schema = yaml.safe_load(SCHEMA.read_text())
-    assert schema["properties"]["datasets"]["items"]["enum"] == list(CATALOG)
+    description = schema["properties"]["datasets"]["description"]
+    assert all(name in description for name in BUILTIN)
+    assert list(BUILTIN) == ["digits", "mnist", "fashion_mnist", "cifar10", "cifar100"]
 
 
 def test_cli_strings_become_numbers_and_booleans():
     assert coerce_cli_scalars({"training": {"epochs": "5", "learning_rate": "1e-3", "deterministic": "false"},
-                               "seeds": ["1", "2"], "datasets": ["digits"]}) == {
+                               "seeds": ["1", "2"], "datasets": ["digits"],
+                               "custom_datasets": {"x": {"class_names": ["0", "1"], "image_size": "64",
+                                                         "files": [{"sha256": "1" * 64}]}}}) == {
         "training": {"epochs": 5, "learning_rate": 0.001, "deterministic": False},
         "seeds": [1, 2],
         "datasets": ["digits"],
+        "custom_datasets": {"x": {"class_names": ["0", "1"], "image_size": 64, "files": [{"sha256": "1" * 64}]}},
     }
 
 

@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)
+os.umask(UMASK)
 
 
 @contextlib.contextmanager
@@ -22,7 +22,7 @@ def atomic_path(path, suffix=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
     os.close(handle)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should read like any other file
+    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; results should read like any other file
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -1,6 +1,10 @@
 """Study configuration helpers that run while Snakemake parses the workflow (no TensorFlow here)."""
 
 
+# Keys whose values are text even when they look like numbers (class "0", a hash "1234e5...").
+TEXT_KEYS = {"class_names", "sha256", "name", "url", "mirrors", "path", "test_path", "description"}
+
+
 def coerce_cli_scalars(value):
     """Turn numbers and booleans that arrived as strings back into numbers and booleans.
 
@@ -8,7 +12,7 @@ def coerce_cli_scalars(value):
     they arrive as the string '5'; without this the schema would reject every nested override.
     """
     if isinstance(value, dict):
-        return {key: coerce_cli_scalars(item) for key, item in value.items()}
+        return {key: item if key in TEXT_KEYS else coerce_cli_scalars(item) for key, item in value.items()}
     if isinstance(value, list):
         return [coerce_cli_scalars(item) for item in value]
     if not isinstance(value, str):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import formats
 from .atomic import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -21,19 +22,71 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
+class RemoteFile:
+    name: str  # file name under resources/datasets/<dataset>/
+    sha256: str
+    urls: tuple  # the canonical URL first, then mirrors
+    size: int | None = None  # bytes, for the README and the log
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     name: str
+    format: str  # a key of formats.DECODERS, or "image_folder"
     image_shape: tuple  # native (height, width, channels)
     num_classes: int
-    files: tuple  # raw file names under resources/datasets/<name>/
     source: str
+    files: tuple = ()  # RemoteFile, fetched by the fetch_file rule (digits: exported by fetch_digits)
+    class_names: tuple | None = None  # None: read from the data (CIFAR's meta files, folder names)
+    folders: tuple = ()  # image_folder: (training folder, test folder or None)
+
+
+TF_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+FASHION_S3 = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+TORONTO = "https://www.cs.toronto.edu/~kriz/"
+
+
+def fashion_file(name, sha256, size):
+    return RemoteFile(name, sha256, (TF_DATASETS + name, FASHION_S3 + name), size)
 
 
 CATALOG = {
     "digits": DatasetInfo(
-        "digits", (8, 8, 1), 10, ("digits.npz",), "scikit-learn's bundled UCI optical digits (offline)"
+        "digits", "digits", (8, 8, 1), 10, "scikit-learn's bundled UCI optical digits (offline)",
+        files=(RemoteFile("digits.npz", None, ()),),
+    ),
+    "mnist": DatasetInfo(
+        "mnist", "mnist_npz", (28, 28, 1), 10, "MNIST (LeCun et al. 1998), Keras' npz copy",
+        files=(RemoteFile("mnist.npz", "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+                          (TF_DATASETS + "mnist.npz",), 11_490_434),),
+        class_names=tuple(str(i) for i in range(10)),
+    ),
+    "fashion_mnist": DatasetInfo(
+        "fashion_mnist", "idx", (28, 28, 1), 10, "Fashion-MNIST (Xiao et al. 2017), gzipped IDX",
+        files=(
+            fashion_file("train-images-idx3-ubyte.gz", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26_421_880),
+            fashion_file("train-labels-idx1-ubyte.gz", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29_515),
+            fashion_file("t10k-images-idx3-ubyte.gz", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4_422_102),
+            fashion_file("t10k-labels-idx1-ubyte.gz", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5_148),
+        ),
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10", "cifar10_binary", (32, 32, 3), 10, "CIFAR-10 (Krizhevsky 2009), binary version",
+        files=(RemoteFile("cifar-10-binary.tar.gz", "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+                          (TORONTO + "cifar-10-binary.tar.gz",), 170_052_171),),
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100", "cifar100_binary", (32, 32, 3), 100, "CIFAR-100 (Krizhevsky 2009), binary version, fine labels",
+        files=(RemoteFile("cifar-100-binary.tar.gz", "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec",
+                          (TORONTO + "cifar-100-binary.tar.gz",), 168_513_733),),
     ),
 }
+BUILTIN = tuple(CATALOG)
+
+# Native image shape and class count of each remote format (idx: unless the dataset says otherwise).
+FORMAT_SHAPES = {"mnist_npz": (28, 28, 1), "idx": (28, 28, 1), "cifar10_binary": (32, 32, 3), "cifar100_binary": (32, 32, 3)}
+FORMAT_CLASSES = {"cifar10_binary": 10, "cifar100_binary": 100}
 
 
 def get_dataset(name) -> DatasetInfo:
@@ -41,6 +94,75 @@ def get_dataset(name) -> DatasetInfo:
         return CATALOG[name]
     except KeyError:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(CATALOG))}") from None
+
+
+def check_dataset_names(names):
+    unknown = [name for name in names if name not in CATALOG]
+    if unknown:
+        raise ValueError(
+            f"datasets: unknown dataset {unknown[0]!r}. Known: {', '.join(sorted(CATALOG))} "
+            "(declare your own under custom_datasets)."
+        )
+
+
+def register_custom_datasets(declared):
+    """Add the datasets declared under `custom_datasets` (already schema-validated) to the catalog."""
+    for name, spec in declared.items():
+        if name in BUILTIN:
+            raise ValueError(f"custom_datasets.{name}: the name is taken by a built-in dataset; choose another")
+        CATALOG[name] = custom_dataset(name, spec)
+
+
+def custom_dataset(name, spec):
+    fmt = spec["format"]
+    description = spec.get("description", f"declared in config.yaml ({fmt})")
+    if fmt == "image_folder":
+        folders = (str(spec["path"]), str(spec["test_path"]) if spec.get("test_path") else None)
+        try:
+            classes = formats.class_folders(folders[0])
+        except formats.DatasetError as error:
+            raise ValueError(f"custom_datasets.{name}.path: {error}") from None
+        channels = 1 if spec["color_mode"] == "grayscale" else 3
+        size = spec["image_size"]
+        return DatasetInfo(name, fmt, (size, size, channels), len(classes), description, class_names=tuple(classes), folders=folders)
+    files = tuple(
+        RemoteFile(entry.get("name") or entry["url"].rstrip("/").rsplit("/", 1)[-1], entry["sha256"].lower(),
+                   (entry["url"], *entry.get("mirrors", ())))
+        for entry in spec["files"]
+    )
+    expected_files = 4 if fmt == "idx" else 1
+    if len(files) != expected_files:
+        raise ValueError(f"custom_datasets.{name}.files: format {fmt} takes {expected_files} file(s), got {len(files)}")
+    if len({f.name for f in files}) != len(files):
+        raise ValueError(f"custom_datasets.{name}.files: two files are named alike; give each a distinct name")
+    shape = FORMAT_SHAPES[fmt]
+    if fmt == "idx" and spec.get("image_size"):
+        shape = (spec["image_size"], spec["image_size"], 1)
+    class_names = tuple(spec["class_names"]) if spec.get("class_names") else None
+    num_classes = FORMAT_CLASSES.get(fmt) or (len(class_names) if class_names else 10)
+    if class_names and len(class_names) != num_classes:
+        raise ValueError(f"custom_datasets.{name}.class_names: format {fmt} has {num_classes} classes, got {len(class_names)} names")
+    return DatasetInfo(name, fmt, shape, num_classes, description, files=files, class_names=class_names)
+
+
+def remote_file(dataset, file_name) -> RemoteFile:
+    for remote in get_dataset(dataset).files:
+        if remote.name == file_name:
+            return remote
+    raise KeyError(f"dataset {dataset!r} has no file {file_name!r}")
+
+
+def raw_dir(dataset):
+    """Where the fetch rules put a dataset's raw files; place files here by hand on air-gapped machines."""
+    return f"resources/datasets/{dataset}"
+
+
+def raw_inputs(dataset):
+    """What preparing a dataset reads: its raw files, or its image folders."""
+    info = get_dataset(dataset)
+    if info.format == "image_folder":
+        return [folder for folder in info.folders if folder]
+    return [f"{raw_dir(dataset)}/{remote.name}" for remote in info.files]
 
 
 def spec_name(size, channels):
@@ -77,39 +199,53 @@ def export_digits(path):
         )
 
 
-def load_raw(name, paths):
-    """Decode raw files into (images uint8 NHWC, labels, class_names, test or None)."""
-    if name == "digits":
-        with np.load(paths[0], allow_pickle=False) as data:
-            return data["images"], data["labels"], [str(c) for c in data["class_names"]], None
-    raise KeyError(f"no decoder for dataset {name!r}")
+def verify_raw_files(info, paths):
+    """Check every raw file against its published hash (a file placed by hand is checked here too)."""
+    hashes = {}
+    for remote, path in zip(info.files, paths):
+        actual = sha256(path)
+        if remote.sha256 and actual != remote.sha256:
+            raise formats.DatasetError(
+                f"{path}: sha256 {actual} does not match the expected {remote.sha256} "
+                f"(source {remote.urls[0]}). If you placed this file by hand it is not the published file; "
+                "delete it and rerun to download it."
+            )
+        hashes[Path(path).name] = actual
+    return hashes
 
 
 # ---------------------------------------------------------------- prepare
 
 
-def validate_raw(images, labels, num_classes, source):
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"{source}: expected images of shape (N, H, W, 1|3), got {images.shape}")
-    if len(images) != len(labels):
-        raise ValueError(f"{source}: {len(images)} images but {len(labels)} labels")
+def validate_labels(labels, num_classes, source):
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)][0]
-        raise ValueError(f"{source}: label {bad} outside the class range 0..{num_classes - 1}")
+        raise formats.DatasetError(f"{source}: label {bad} outside the class range 0..{num_classes - 1}")
 
 
-def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction, seed):
+def validate_raw(images, labels, num_classes, source):
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise formats.DatasetError(f"{source}: expected images of shape (N, H, W, 1|3), got {images.shape}")
+    if len(images) != len(labels):
+        raise formats.DatasetError(f"{source}: {len(images)} images but {len(labels)} labels")
+    validate_labels(labels, num_classes, source)
+
+
+def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction, seed, source="dataset"):
     """Index arrays per split; the test split is carved out only when the dataset has none."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(labels))
-    if test_labels is None:
-        index, test_index = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
-    else:
-        test_index = None
-    train_index, val_index = train_test_split(
-        index, test_size=validation_fraction, stratify=labels[index], random_state=seed
-    )
+    try:
+        if test_labels is None:
+            index, test_index = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
+        else:
+            test_index = None
+        train_index, val_index = train_test_split(
+            index, test_size=validation_fraction, stratify=labels[index], random_state=seed
+        )
+    except ValueError as error:  # e.g. a class with a single image cannot be stratified
+        raise formats.DatasetError(f"{source}: cannot split {len(labels)} images by class ({error})") from error
     return np.sort(train_index), np.sort(val_index), None if test_index is None else np.sort(test_index)
 
 
@@ -128,40 +264,87 @@ def resize_images(images, size, channels, batch=4096):
     return out
 
 
-def scaling_parameters(train_images, scaling):
+def scaling_parameters(train_images, scaling, chunk=8192):
     """Per-channel (offset, scale) with x_scaled = (x - offset) * scale, from the training split only."""
     channels = train_images.shape[-1]
     if scaling == "unit":
         return [0.0] * channels, [1 / 255] * channels
-    pixels = train_images.reshape(-1, channels).astype(np.float64)
-    mean, std = pixels.mean(axis=0), pixels.std(axis=0)
+    # Sums in chunks: a float64 copy of a large training split would not fit in memory.
+    total, total_sq, count = np.zeros(channels), np.zeros(channels), 0
+    for start in range(0, len(train_images), chunk):
+        pixels = train_images[start : start + chunk].reshape(-1, channels).astype(np.float64)
+        total += pixels.sum(axis=0)
+        total_sq += (pixels**2).sum(axis=0)
+        count += len(pixels)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0))
     return mean.tolist(), (1 / np.maximum(std, 1e-6)).tolist()
+
+
+class ArraySource:
+    """A dataset decoded into memory (MNIST, CIFAR: at most a few hundred MB)."""
+
+    def __init__(self, info, paths):
+        self.source_hashes = verify_raw_files(info, paths)
+        decoded = formats.DECODERS[info.format](paths)
+        validate_raw(decoded.images, decoded.labels, info.num_classes, paths[0])
+        if decoded.test_images is not None:
+            validate_raw(decoded.test_images, decoded.test_labels, info.num_classes, paths[-1])
+        self.decoded = decoded
+        self.labels, self.test_labels = decoded.labels, decoded.test_labels
+        self.class_names = list(info.class_names or decoded.class_names or map(str, range(info.num_classes)))
+        self.native_shape = decoded.images.shape[1:]
+        expected = tuple(info.image_shape)
+        if tuple(self.native_shape) != expected:
+            raise formats.DatasetError(f"{paths[0]}: images are {self.native_shape}, the dataset declares {expected}")
+
+    def images(self, part, index, size, channels):
+        images = self.decoded.images if part == "train" else self.decoded.test_images
+        return resize_images(images if index is None else images[index], size, channels)
+
+
+class FolderSource:
+    """An image folder, decoded file by file straight into the output arrays (bounded memory)."""
+
+    def __init__(self, info, paths):
+        train_root, test_root = info.folders
+        self.paths, self.labels = formats.list_image_folder(train_root, info.class_names)
+        self.test_paths, self.test_labels = (
+            formats.list_image_folder(test_root, info.class_names) if test_root else (None, None)
+        )
+        self.class_names = list(info.class_names)
+        self.native_shape = tuple(info.image_shape)
+        self.source_hashes = {"fingerprint": formats.folder_fingerprint([p for p in info.folders if p])}
+
+    def images(self, part, index, size, channels):
+        paths = self.paths if part == "train" else self.test_paths
+        chosen = paths if index is None else [paths[i] for i in index]
+        out = np.empty((len(chosen), size, size, channels), np.uint8)
+        return formats.decode_images_into(out, chosen, size, channels, log=log)
 
 
 def prepare_dataset(name, raw_paths, spec, out_npz, out_manifest, *, split_seed, test_fraction, validation_fraction, scaling):
     info = get_dataset(name)
     size, _, channels = parse_spec(spec)
-    images, labels, class_names, test = load_raw(name, raw_paths)
-    validate_raw(images, labels, info.num_classes, raw_paths[0])
-    test_images, test_labels = test if test is not None else (None, None)
-    if test is not None:
-        validate_raw(test_images, test_labels, info.num_classes, raw_paths[-1])
-
+    source = (FolderSource if info.format == "image_folder" else ArraySource)(info, raw_paths)
     train_index, val_index, test_index = stratified_splits(
-        labels, test_labels, test_fraction=test_fraction, validation_fraction=validation_fraction, seed=split_seed
+        source.labels, source.test_labels, test_fraction=test_fraction, validation_fraction=validation_fraction,
+        seed=split_seed, source=raw_paths[0],
     )
-    if test_index is not None:
-        test_images, test_labels = images[test_index], labels[test_index]
-    splits = {
-        "train": (images[train_index], labels[train_index]),
-        "val": (images[val_index], labels[val_index]),
-        "test": (test_images, test_labels),
+    if test_index is None:  # the dataset ships its test split
+        test_part, test_labels = ("test", None), source.test_labels
+    else:
+        test_part, test_labels = ("train", test_index), source.labels[test_index]
+    plan = {
+        "train": (("train", train_index), source.labels[train_index]),
+        "val": (("train", val_index), source.labels[val_index]),
+        "test": (test_part, test_labels),
     }
     arrays = {}
-    for split, (x, y) in splits.items():
-        arrays[f"x_{split}"] = resize_images(x, size, channels)
-        arrays[f"y_{split}"] = y.astype(np.int64)
-        log.info("%s: %d images -> %s", split, len(x), arrays[f"x_{split}"].shape)
+    for split, ((part, index), labels) in plan.items():
+        arrays[f"x_{split}"] = source.images(part, index, size, channels)
+        arrays[f"y_{split}"] = labels.astype(np.int64)
+        log.info("%s: %d images -> %s", split, len(labels), arrays[f"x_{split}"].shape)
     offset, scale = scaling_parameters(arrays["x_train"], scaling)
 
     with atomic_path(out_npz) as tmp:
@@ -171,17 +354,17 @@ def prepare_dataset(name, raw_paths, spec, out_npz, out_manifest, *, split_seed,
         {
             "dataset": name,
             "source": info.source,
-            "source_sha256": {Path(p).name: sha256(p) for p in raw_paths},
-            "class_names": class_names,
+            "source_sha256": source.source_hashes,
+            "class_names": source.class_names,
             "num_classes": info.num_classes,
-            "native_shape": list(images.shape[1:]),
+            "native_shape": list(source.native_shape),
             "input_shape": [size, size, channels],
             "counts": {
                 split: np.bincount(arrays[f"y_{split}"], minlength=info.num_classes).tolist() for split in SPLITS
             },
             "preprocessing": {
                 "split_seed": split_seed,
-                "test_fraction": test_fraction if test is None else None,
+                "test_fraction": test_fraction if test_index is not None else None,
                 "validation_fraction": validation_fraction,
                 "resize": "bilinear, antialiased",
                 "scaling": scaling,

@@ -1,4 +1,5 @@
 # Config validation, wildcard constraints and the input functions shared by every stage.
+import functools
 import sys
 from pathlib import Path
 
@@ -8,11 +9,14 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from convbench.architectures import check_custom, check_names, input_spec, register_custom
 from convbench.config import coerce_cli_scalars, merge_settings
-from convbench.datasets import get_dataset, spec_name
+from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
+from convbench.formats import folder_fingerprint
 
 config.update(coerce_cli_scalars(config))
 validate(config, "../schemas/config.schema.yaml")
 register_custom(config["custom_architectures"])
+register_custom_datasets(config["custom_datasets"])
+check_dataset_names(config["datasets"])
 check_names("architectures", config["architectures"])
 check_names("architecture_options", config["architecture_options"])
 for name in config["custom_architectures"]:
@@ -24,6 +28,7 @@ wildcard_constraints:
     arch="[A-Za-z0-9_]+",
     seed=r"\d+",
     spec=r"\d+x\d+x\d+",
+    filename=r"[^/]+",
 
 
 EXPERIMENT = "results/experiments/{dataset}/{arch}/seed{seed}"
@@ -46,6 +51,23 @@ def experiment_files(pattern):
 def training_settings(wildcards):
     """The training settings of one architecture: the defaults, then its own overrides."""
     return merge_settings(config["training"], config["architecture_options"].get(wildcards.arch, {}))
+
+
+def fetch_source(wildcards):
+    """URLs (canonical first, then mirrors) and SHA-256 of one raw file."""
+    remote = remote_file(wildcards.dataset, wildcards.filename)
+    return {"urls": list(remote.urls), "sha256": remote.sha256}
+
+
+@functools.cache
+def dataset_fingerprint(dataset):
+    info = get_dataset(dataset)
+    return folder_fingerprint([folder for folder in info.folders if folder]) if info.folders else None
+
+
+def raw_fingerprint(wildcards):
+    """Image folders are read in place: a change to any of their files reruns their preparation."""
+    return dataset_fingerprint(wildcards.dataset)
 
 
 def prepared_prefix(dataset, arch):

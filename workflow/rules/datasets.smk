@@ -1,5 +1,13 @@
 # Fetch raw dataset files into resources/ and prepare per-input-spec splits in results/prepared/.
 
+# Downloads run where Snakemake runs (the login node under SLURM): compute nodes never need the internet.
+localrules:
+    fetch_digits,
+    fetch_file,
+
+
+ruleorder: fetch_digits > fetch_file
+
 
 rule fetch_digits:
     output:
@@ -18,25 +26,44 @@ rule fetch_digits:
         "../scripts/fetch_digits.py"
 
 
+# One job per remote file. A file already at this path (placed by hand) is not downloaded;
+# prepare_dataset verifies it against the published hash.
+rule fetch_file:
+    output:
+        "resources/datasets/{dataset}/{filename}",
+    params:
+        source=fetch_source,
+    log:
+        "results/logs/fetch/{dataset}/{filename}.log",
+    benchmark:
+        "results/benchmarks/fetch/{dataset}/{filename}.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=60,
+    conda:
+        "../../envs/datasets.yaml"
+    script:
+        "../scripts/fetch_file.py"
+
+
 rule prepare_dataset:
     input:
-        raw=lambda wildcards: [
-            f"resources/datasets/{wildcards.dataset}/{name}"
-            for name in get_dataset(wildcards.dataset).files
-        ],
+        raw=lambda wildcards: raw_inputs(wildcards.dataset),
     output:
         data="results/prepared/{dataset}/{spec}.npz",
         manifest="results/prepared/{dataset}/{spec}.json",
     params:
         data=config["data"],
+        fingerprint=raw_fingerprint,
     log:
         "results/logs/prepare/{dataset}/{spec}.log",
     benchmark:
         "results/benchmarks/prepare/{dataset}/{spec}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=4000,
+        runtime=60,
     conda:
         "../../envs/datasets.yaml"
     script:

@@ -1,0 +1,155 @@
+"""Fetching through Snakemake from a local HTTP server: success, retries, mirrors, failures, hand-placed files.
+
+One Snakemake run (--keep-going) fetches and prepares a set of user-declared datasets, each
+served in its canonical format with its real checksum, under a different server behaviour.
+"""
+
+import hashlib
+
+import pytest
+import yaml
+
+import canonical
+from conftest import copy_workflow, run_snakemake
+from convbench.atomic import read_json
+
+pytestmark = pytest.mark.integration
+
+NPZ = canonical.mnist_npz(200, 50)
+OTHER_NPZ = canonical.mnist_npz(200, 50, seed=7)
+
+
+def npz_dataset(url, sha256=None, **extra):
+    return {"format": "mnist_npz", "files": [{"url": url, "sha256": sha256 or canonical.sha256_bytes(NPZ), **extra}]}
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("fetch"))
+    with canonical.FileServer() as server:
+        base = server.url
+        server.files["/mnist.npz"] = NPZ
+        for name, data in canonical.idx_files(200, 50).items():
+            server.files[f"/fashion/{name}"] = data
+        server.files["/cifar-10-binary.tar.gz"] = canonical.cifar10_binary()
+        server.files["/cifar-100-binary.tar.gz"] = canonical.cifar100_binary()
+        server.files["/mirror/mnist.npz"] = NPZ
+        server.files["/flaky.npz"] = NPZ
+        server.script["/flaky.npz"] = [500]
+        server.files["/cut.npz"] = NPZ
+        server.script["/cut.npz"] = ["truncate"] * 10
+        server.files["/other.npz"] = OTHER_NPZ
+        declared = {
+            "ok_npz": npz_dataset(f"{base}/mnist.npz"),
+            "ok_idx": {"format": "idx", "files": [
+                {"url": f"{base}/fashion/{name}", "sha256": canonical.sha256_bytes(server.files[f"/fashion/{name}"])}
+                for name in canonical.FASHION_NAMES]},
+            "ok_cifar10": {"format": "cifar10_binary", "files": [
+                {"url": f"{base}/cifar-10-binary.tar.gz", "sha256": canonical.sha256_bytes(server.files["/cifar-10-binary.tar.gz"])}]},
+            "ok_cifar100": {"format": "cifar100_binary", "files": [
+                {"url": f"{base}/cifar-100-binary.tar.gz", "sha256": canonical.sha256_bytes(server.files["/cifar-100-binary.tar.gz"])}]},
+            "flaky": npz_dataset(f"{base}/flaky.npz"),
+            "mirrored": npz_dataset(f"{base}/gone/mnist.npz", mirrors=[f"{base}/mirror/mnist.npz"]),
+            "mismatch": npz_dataset(f"{base}/other.npz"),
+            "missing": npz_dataset(f"{base}/missing.npz"),
+            "truncated": npz_dataset(f"{base}/cut.npz"),
+            "by_hand": npz_dataset(f"{base}/nowhere/mnist.npz"),
+            "by_hand_wrong": npz_dataset(f"{base}/nowhere/mnist.npz"),
+        }
+        for name, data in (("by_hand", NPZ), ("by_hand_wrong", OTHER_NPZ)):
+            placed = workdir / "resources" / "datasets" / name / "mnist.npz"
+            placed.parent.mkdir(parents=True)
+            placed.write_bytes(data)
+        (workdir / "study.yaml").write_text(yaml.safe_dump({"custom_datasets": declared}))
+        specs = {"ok_cifar10": "32x32x3", "ok_cifar100": "32x32x3"}
+        targets = [f"results/prepared/{name}/{specs.get(name, '28x28x1')}.json" for name in declared]
+        output = run_snakemake(workdir, "--cores", "2", "--keep-going", *targets, "--configfile", "study.yaml",
+                               check=False)
+        return workdir, output, list(server.requests)
+
+
+def log(workdir, dataset, name="mnist.npz"):
+    return (workdir / "results" / "logs" / "fetch" / dataset / f"{name}.log").read_text()
+
+
+def manifest(workdir, dataset, spec="28x28x1"):
+    return read_json(workdir / "results" / "prepared" / dataset / f"{spec}.json")
+
+
+@pytest.mark.parametrize("dataset, spec, classes, counts", [
+    ("ok_npz", "28x28x1", 10, (180, 20, 50)),
+    ("ok_idx", "28x28x1", 10, (180, 20, 50)),
+    ("ok_cifar10", "32x32x3", 10, (180, 20, 40)),
+    ("ok_cifar100", "32x32x3", 100, (900, 100, 200)),
+])
+def test_each_format_is_fetched_verified_and_prepared(fetched, dataset, spec, classes, counts):
+    workdir, _, _ = fetched
+    prepared = manifest(workdir, dataset, spec)
+    assert prepared["num_classes"] == classes
+    assert tuple(sum(prepared["counts"][split]) for split in ("train", "val", "test")) == counts
+    for name, digest in prepared["source_sha256"].items():
+        assert (workdir / "resources" / "datasets" / dataset / name).stat().st_mode & 0o044  # readable by the group, like any output
+        assert hashlib.sha256((workdir / "resources" / "datasets" / dataset / name).read_bytes()).hexdigest() == digest
+
+
+def test_progress_is_in_the_log(fetched):
+    workdir, _, _ = fetched
+    text = log(workdir, "ok_cifar10", "cifar-10-binary.tar.gz")
+    assert "100% of" in text and "verified" in text
+
+
+def test_server_error_is_retried(fetched):
+    workdir, _, requests = fetched
+    assert [outcome for path, outcome in requests if path == "/flaky.npz"] == [500, "ok"]
+    assert manifest(workdir, "flaky")["counts"]
+    assert "Will attempt the download again" in log(workdir, "flaky", "flaky.npz")
+
+
+def test_mirrors_are_tried_in_order(fetched):
+    workdir, _, requests = fetched
+    paths = [path for path, _ in requests if path in ("/gone/mnist.npz", "/mirror/mnist.npz")]
+    assert paths == ["/gone/mnist.npz"] * 4 + ["/mirror/mnist.npz"]  # the first URL, retried, then the mirror
+    assert manifest(workdir, "mirrored")["counts"]
+
+
+def assert_failed_and_left_nothing(workdir, dataset):
+    assert not (workdir / "resources" / "datasets" / dataset).exists() or not any(
+        (workdir / "resources" / "datasets" / dataset).iterdir())
+    assert not (workdir / "results" / "prepared" / dataset).exists()
+
+
+def test_checksum_mismatch_names_url_expected_and_actual(fetched):
+    workdir, output, _ = fetched
+    text = log(workdir, "mismatch", "other.npz")
+    expected, actual = canonical.sha256_bytes(NPZ), canonical.sha256_bytes(OTHER_NPZ)
+    assert "/other.npz" in text and f"expected sha256:{expected}" in text and f"got {actual}" in text
+    assert "Error in rule fetch_file" in output
+    assert_failed_and_left_nothing(workdir, "mismatch")
+
+
+def test_missing_file_fails_with_the_http_status(fetched):
+    workdir, _, _ = fetched
+    text = log(workdir, "missing", "missing.npz")
+    assert "404 Client Error" in text and "/missing.npz" in text
+    assert_failed_and_left_nothing(workdir, "missing")
+
+
+def test_truncated_transfer_fails_and_leaves_nothing(fetched):
+    workdir, _, requests = fetched
+    assert [outcome for path, outcome in requests if path == "/cut.npz"] == ["truncate"] * 4
+    assert "/cut.npz" in log(workdir, "truncated", "cut.npz")
+    assert_failed_and_left_nothing(workdir, "truncated")
+
+
+def test_file_placed_by_hand_is_verified_and_used(fetched):
+    workdir, _, requests = fetched
+    assert not any(path.startswith("/nowhere") for path, _ in requests)  # never downloaded
+    assert manifest(workdir, "by_hand")["source_sha256"]["mnist.npz"] == canonical.sha256_bytes(NPZ)
+
+
+def test_wrong_file_placed_by_hand_is_refused(fetched):
+    workdir, _, _ = fetched
+    text = (workdir / "results" / "logs" / "prepare" / "by_hand_wrong" / "28x28x1.log").read_text()
+    assert f"sha256 {canonical.sha256_bytes(OTHER_NPZ)} does not match the expected {canonical.sha256_bytes(NPZ)}" in text
+    assert not (workdir / "results" / "prepared" / "by_hand_wrong").exists() or not any(
+        (workdir / "results" / "prepared" / "by_hand_wrong").glob("*.npz"))

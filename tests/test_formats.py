@@ -1,0 +1,213 @@
+"""Decoding every supported format from files in its canonical layout, and clear failures on bad input."""
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+import canonical
+from convbench import datasets
+from convbench.datasets import load_prepared, prepare_dataset, register_custom_datasets
+from convbench.formats import DatasetError, read_idx
+
+SPLIT = dict(split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
+
+
+@pytest.fixture(autouse=True)
+def clean_catalog(monkeypatch):
+    monkeypatch.setattr(datasets, "CATALOG", dict(datasets.CATALOG))
+
+
+def declare(name, fmt, files, **extra):
+    """Register a custom dataset whose files are already on disk; returns their paths."""
+    entries = [{"url": f"http://127.0.0.1:9/{path.name}", "sha256": datasets.sha256(path)} for path in files]
+    register_custom_datasets({name: {"format": fmt, "files": entries, "color_mode": "rgb", **extra}})
+    return [str(path) for path in files]
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def prepare(tmp_path, name, paths, spec):
+    out = tmp_path / "out"
+    prepare_dataset(name, paths, spec, out / "d.npz", out / "d.json", **SPLIT)
+    return load_prepared(out / "d.npz", out / "d.json")
+
+
+def assert_nothing_prepared(tmp_path):
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_mnist_npz_keeps_its_test_split(tmp_path):
+    paths = declare("my_mnist", "mnist_npz", [write(tmp_path, "mnist.npz", canonical.mnist_npz(200, 50))])
+    data = prepare(tmp_path, "my_mnist", paths, "28x28x1")
+    assert [sum(data.manifest["counts"][s]) for s in ("train", "val", "test")] == [180, 20, 50]
+    assert data.manifest["class_names"] == [str(i) for i in range(10)]
+    assert data.manifest["source_sha256"]["mnist.npz"] == datasets.sha256(paths[0])
+
+
+def test_idx_files_decode_to_the_images_written(tmp_path):
+    files = canonical.idx_files(200, 50)
+    paths = declare("my_fashion", "idx", [write(tmp_path, n, d) for n, d in files.items()],
+                    class_names=list(datasets.CATALOG["fashion_mnist"].class_names))
+    data = prepare(tmp_path, "my_fashion", paths, "28x28x1")
+    test_images, test_labels = data.raw("test")
+    expected_images, expected_labels = canonical.class_images(50, 28, 28, 1, 10, 1)
+    assert np.array_equal(test_images, expected_images) and np.array_equal(test_labels, expected_labels)
+    assert data.manifest["class_names"][9] == "Ankle boot"
+
+
+def test_cifar10_binary_pixels_labels_and_class_names(tmp_path):
+    paths = declare("my_cifar10", "cifar10_binary", [write(tmp_path, "c10.tar.gz", canonical.cifar10_binary(40, 40))])
+    data = prepare(tmp_path, "my_cifar10", paths, "32x32x3")
+    test_images, test_labels = data.raw("test")
+    expected_images, expected_labels = canonical.class_images(40, 32, 32, 3, 10, 0)
+    assert np.array_equal(test_images, expected_images)  # R, G, B planes back in HWC order
+    assert np.array_equal(test_labels, expected_labels)
+    assert data.manifest["class_names"] == list(canonical.CIFAR10_CLASSES)
+    assert sum(data.manifest["counts"]["train"]) + sum(data.manifest["counts"]["val"]) == 200
+
+
+def test_cifar100_binary_uses_the_fine_labels(tmp_path):
+    paths = declare("my_cifar100", "cifar100_binary", [write(tmp_path, "c100.tar.gz", canonical.cifar100_binary(1000, 200))])
+    data = prepare(tmp_path, "my_cifar100", paths, "32x32x3")
+    assert data.num_classes == 100 and data.manifest["class_names"][42] == "fine_42"
+    assert data.manifest["counts"]["test"] == [2] * 100
+
+
+def test_gray_images_become_three_channels_for_imagenet_style_models(tmp_path):
+    paths = declare("my_mnist", "mnist_npz", [write(tmp_path, "mnist.npz", canonical.mnist_npz(200, 50))])
+    data = prepare(tmp_path, "my_mnist", paths, "75x75x3")
+    images, _ = data.raw("train")
+    assert images.shape[1:] == (75, 75, 3)
+    assert np.array_equal(images[..., 0], images[..., 2])
+
+
+def test_image_folder_with_png_and_jpeg(tmp_path):
+    root = canonical.image_folder(tmp_path / "photos", per_class=30, size=40)
+    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 32, "color_mode": "rgb"}})
+    data = prepare(tmp_path, "photos", [str(root)], "32x32x3")
+    assert data.manifest["class_names"] == ["cats", "dogs", "owls"]
+    assert data.manifest["counts"]["test"] == [6, 6, 6]  # 20 % of each class
+    assert data.raw("train")[0].shape[1:] == (32, 32, 3)
+
+
+def test_image_folder_with_its_own_test_folder(tmp_path):
+    train = canonical.image_folder(tmp_path / "train", per_class=20, size=16)
+    test = canonical.image_folder(tmp_path / "test", per_class=4, size=16, seed=5)
+    register_custom_datasets({"photos": {"format": "image_folder", "path": str(train), "test_path": str(test),
+                                         "image_size": 16, "color_mode": "grayscale"}})
+    data = prepare(tmp_path, "photos", [str(train), str(test)], "28x28x1")
+    assert data.manifest["counts"]["test"] == [4, 4, 4]
+    assert data.manifest["native_shape"] == [16, 16, 1]
+
+
+# ---------------------------------------------------------------- bad input: a clear error naming the file, nothing prepared
+
+
+def test_corrupt_archive(tmp_path):
+    data = bytearray(canonical.cifar10_binary(40, 40))
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # damaged in the middle
+    paths = declare("bad", "cifar10_binary", [write(tmp_path, "c10.tar.gz", bytes(data))])
+    with pytest.raises(DatasetError, match=r"c10\.tar\.gz: corrupt archive"):
+        prepare(tmp_path, "bad", paths, "32x32x3")
+    assert_nothing_prepared(tmp_path)
+
+
+def test_truncated_idx_file(tmp_path):
+    files = canonical.idx_files(200, 50)
+    raw = gzip.decompress(files["train-images-idx3-ubyte.gz"])
+    files["train-images-idx3-ubyte.gz"] = gzip.compress(raw[: len(raw) - 784 * 3])  # 3 images short
+    paths = declare("bad", "idx", [write(tmp_path, n, d) for n, d in files.items()])
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte\.gz: truncated IDX file: its header promises "
+                                           r"200 x 28 x 28 = 156800 bytes, found 154448"):
+        prepare(tmp_path, "bad", paths, "28x28x1")
+    assert_nothing_prepared(tmp_path)
+
+
+def test_truncated_gzip_stream(tmp_path):
+    data = canonical.idx_gz(np.zeros((5, 28, 28), np.uint8))
+    path = write(tmp_path, "cut.gz", data[: len(data) // 2])
+    with pytest.raises(DatasetError, match=r"cut\.gz: corrupt or truncated gzip file"):
+        read_idx(path, 3)
+
+
+def test_labels_swapped_with_images_are_named(tmp_path):
+    files = canonical.idx_files(200, 50)
+    names = list(files)
+    path = write(tmp_path, names[1], files[names[1]])
+    with pytest.raises(DatasetError, match=r"expected an IDX file of images \(3 dimensions\), found 1"):
+        read_idx(path, 3)
+
+
+def test_label_outside_class_range(tmp_path):
+    images, labels = canonical.class_images(40, 32, 32, 3, 10, 0)
+    labels[7] = 12
+    members = {f"cifar-10-batches-bin/data_batch_{b}.bin": canonical.cifar_records(images, labels) for b in range(1, 6)}
+    members["cifar-10-batches-bin/test_batch.bin"] = canonical.cifar_records(images, labels % 10)
+    members["cifar-10-batches-bin/batches.meta.txt"] = "\n".join(canonical.CIFAR10_CLASSES).encode()
+    paths = declare("bad", "cifar10_binary", [write(tmp_path, "c10.tar.gz", canonical.tar_gz(members))])
+    with pytest.raises(DatasetError, match=r"c10\.tar\.gz: label 12 outside the class range 0\.\.9"):
+        prepare(tmp_path, "bad", paths, "32x32x3")
+    assert_nothing_prepared(tmp_path)
+
+
+def test_empty_class_folder(tmp_path):
+    root = canonical.image_folder(tmp_path / "photos", per_class=10, size=16)
+    (root / "emus").mkdir()
+    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16, "color_mode": "rgb"}})
+    with pytest.raises(DatasetError, match=r"photos/emus: empty class folder"):
+        prepare(tmp_path, "photos", [str(root)], "28x28x3")
+    assert_nothing_prepared(tmp_path)
+
+
+@pytest.mark.parametrize("name, content, problem", [
+    ("notes.txt", b"taken on holiday", "not a PNG or JPEG image"),
+    ("broken.png", b"\x89PNG but not really", "not a PNG or JPEG image"),
+])
+def test_non_image_file_in_an_image_folder(tmp_path, name, content, problem):
+    root = canonical.image_folder(tmp_path / "photos", per_class=10, size=16)
+    (root / "dogs" / name).write_bytes(content)
+    (root / "dogs" / ".DS_Store").write_bytes(b"hidden files are skipped")
+    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16, "color_mode": "rgb"}})
+    with pytest.raises(DatasetError, match=rf"dogs/{name}: {problem}"):
+        prepare(tmp_path, "photos", [str(root)], "28x28x3")
+    assert_nothing_prepared(tmp_path)
+
+
+def test_unreadable_path_fails_when_the_config_is_read(tmp_path):
+    with pytest.raises(ValueError, match=r"custom_datasets\.photos\.path: .*/nowhere: no such directory"):
+        register_custom_datasets({"photos": {"format": "image_folder", "path": str(tmp_path / "nowhere"),
+                                             "image_size": 16, "color_mode": "rgb"}})
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its mode")
+def test_unreadable_image_file(tmp_path):
+    root = canonical.image_folder(tmp_path / "photos", per_class=10, size=16)
+    locked = next((root / "cats").iterdir())
+    locked.chmod(0)
+    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16, "color_mode": "rgb"}})
+    with pytest.raises(DatasetError, match=rf"{locked.name}: cannot read the image"):
+        prepare(tmp_path, "photos", [str(root)], "28x28x3")
+
+
+def test_file_that_is_not_the_published_one_is_refused(tmp_path):
+    paths = declare("my_mnist", "mnist_npz", [write(tmp_path, "mnist.npz", canonical.mnist_npz(200, 50))])
+    (tmp_path / "mnist.npz").write_bytes(canonical.mnist_npz(200, 50, seed=9))  # replaced by hand
+    with pytest.raises(DatasetError, match=r"mnist\.npz: sha256 [0-9a-f]{64} does not match the expected [0-9a-f]{64}"):
+        prepare(tmp_path, "my_mnist", paths, "28x28x1")
+    assert_nothing_prepared(tmp_path)
+
+
+def test_custom_dataset_cannot_shadow_a_builtin():
+    with pytest.raises(ValueError, match="taken by a built-in dataset"):
+        register_custom_datasets({"mnist": {"format": "mnist_npz", "files": [{"url": "https://e.org/m.npz", "sha256": "0" * 64}]}})
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnsit'. Known: cifar10, cifar100, digits, fashion_mnist, mnist"):
+        datasets.check_dataset_names(["digits", "mnsit"])

@@ -1,0 +1,268 @@
+"""Decoders for the raw dataset formats convbench reads.
+
+Each decoder turns downloaded files into uint8 NHWC images and int labels, checking what it
+reads, and raises DatasetError naming the file and what is wrong. No downloaded file is ever
+unpickled: MNIST comes as npz (read with allow_pickle=False), Fashion-MNIST as gzipped IDX,
+CIFAR as its binary version.
+"""
+
+import gzip
+import os
+import tarfile
+import zlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """Bad input data: the message names the file and the problem."""
+
+
+@dataclass
+class Decoded:
+    images: np.ndarray  # uint8 (N, H, W, C)
+    labels: np.ndarray  # int64 (N,)
+    test_images: np.ndarray | None = None  # None: the dataset ships no test split
+    test_labels: np.ndarray | None = None
+    class_names: list | None = None  # None: the dataset's declared names
+
+
+# ---------------------------------------------------------------- npz (digits export, keras' mnist.npz)
+
+
+def read_npz(path, keys):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in keys if key not in data.files]
+            if missing:
+                raise DatasetError(f"{path}: npz file has no array {missing[0]!r} (has {', '.join(data.files)})")
+            return {key: data[key] for key in keys}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not a readable npz file ({error})") from error
+
+
+def decode_digits(paths):
+    arrays = read_npz(paths[0], ("images", "labels", "class_names"))
+    return Decoded(arrays["images"], arrays["labels"], class_names=[str(c) for c in arrays["class_names"]])
+
+
+def decode_mnist_npz(paths):
+    arrays = read_npz(paths[0], ("x_train", "y_train", "x_test", "y_test"))
+    for key in ("x_train", "x_test"):
+        if arrays[key].ndim != 3 or arrays[key].dtype != np.uint8:
+            raise DatasetError(f"{paths[0]}: {key} should be uint8 (N, H, W), is {arrays[key].dtype} {arrays[key].shape}")
+    return Decoded(arrays["x_train"][..., None], arrays["y_train"], arrays["x_test"][..., None], arrays["y_test"])
+
+
+# ---------------------------------------------------------------- gzipped IDX (MNIST, Fashion-MNIST, EMNIST, KMNIST)
+
+IDX_UNSIGNED_BYTE = 0x08
+
+
+def read_idx(path, dimensions):
+    """An IDX file of unsigned bytes (http://yann.lecun.com/exdb/mnist/) with `dimensions` dimensions."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            data = stream.read()
+    except (OSError, EOFError, zlib.error) as error:
+        raise DatasetError(f"{path}: corrupt or truncated gzip file ({error})") from error
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != IDX_UNSIGNED_BYTE:
+        raise DatasetError(f"{path}: not an IDX file of unsigned bytes (header {data[:4].hex() or 'empty'})")
+    if data[3] != dimensions:
+        kind = "labels" if dimensions == 1 else "images"
+        raise DatasetError(f"{path}: expected an IDX file of {kind} ({dimensions} dimensions), found {data[3]} dimensions")
+    header = 4 + 4 * dimensions
+    shape = tuple(int(d) for d in np.frombuffer(data[4:header], ">u4"))
+    expected = int(np.prod(shape))
+    if len(data) - header != expected:
+        raise DatasetError(
+            f"{path}: truncated IDX file: its header promises {' x '.join(map(str, shape))} = {expected} bytes, "
+            f"found {len(data) - header}"
+        )
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+
+
+def decode_idx(paths):
+    """Four files, in this order: train images, train labels, test images, test labels."""
+    if len(paths) != 4:
+        raise DatasetError(f"idx datasets need 4 files (train images, train labels, test images, test labels), got {len(paths)}")
+    train_images, train_labels, test_images, test_labels = (
+        read_idx(path, dims) for path, dims in zip(paths, (3, 1, 3, 1))
+    )
+    for images, labels, image_path in ((train_images, train_labels, paths[0]), (test_images, test_labels, paths[2])):
+        if len(images) != len(labels):
+            raise DatasetError(f"{image_path}: {len(images)} images but its label file has {len(labels)} labels")
+    return Decoded(train_images[..., None], train_labels.astype(np.int64), test_images[..., None], test_labels.astype(np.int64))
+
+
+# ---------------------------------------------------------------- CIFAR binary version (https://www.cs.toronto.edu/~kriz/cifar.html)
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    train: tuple  # member names inside the archive
+    test: tuple
+    class_names: str  # member with one class name per line
+    label_bytes: int  # CIFAR-100 records carry a coarse and a fine label
+    label_index: int  # which of them is the label we train on
+
+
+CIFAR_LAYOUTS = {
+    "cifar10_binary": CifarLayout(
+        tuple(f"cifar-10-batches-bin/data_batch_{i}.bin" for i in range(1, 6)),
+        ("cifar-10-batches-bin/test_batch.bin",),
+        "cifar-10-batches-bin/batches.meta.txt",
+        label_bytes=1,
+        label_index=0,
+    ),
+    "cifar100_binary": CifarLayout(
+        ("cifar-100-binary/train.bin",),
+        ("cifar-100-binary/test.bin",),
+        "cifar-100-binary/fine_label_names.txt",
+        label_bytes=2,
+        label_index=1,  # fine labels: the 100 classes
+    ),
+}
+CIFAR_PIXELS = 32 * 32 * 3
+
+
+def read_tar_members(path, names):
+    """The bytes of the named members, read in one pass over the gzipped tar (nothing extracted to disk)."""
+    wanted, found = set(names), {}
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for member in archive:
+                if member.name in wanted and member.isfile():
+                    found[member.name] = archive.extractfile(member).read()
+            # tarfile stops quietly at a damaged header; reading the gzip stream to its end checks its CRC.
+            while archive.fileobj.read(1 << 20):
+                pass
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise DatasetError(f"{path}: corrupt archive ({error})") from error
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise DatasetError(f"{path}: archive has no member {missing[0]}")
+    return found
+
+
+def cifar_records(data, layout, source):
+    record = layout.label_bytes + CIFAR_PIXELS
+    if len(data) % record:
+        raise DatasetError(f"{source}: {len(data)} bytes is not a whole number of {record}-byte CIFAR records")
+    rows = np.frombuffer(data, np.uint8).reshape(-1, record)
+    images = rows[:, layout.label_bytes :].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # planes R, G, B -> HWC
+    return np.ascontiguousarray(images), rows[:, layout.label_index].astype(np.int64)
+
+
+def decode_cifar(format_name):
+    layout = CIFAR_LAYOUTS[format_name]
+
+    def decode(paths):
+        path = paths[0]
+        members = read_tar_members(path, (*layout.train, *layout.test, layout.class_names))
+        parts = {}
+        for split, names in (("train", layout.train), ("test", layout.test)):
+            decoded = [cifar_records(members[name], layout, f"{path}: {name}") for name in names]
+            parts[split] = (np.concatenate([d[0] for d in decoded]), np.concatenate([d[1] for d in decoded]))
+        class_names = [line.strip() for line in members[layout.class_names].decode().splitlines() if line.strip()]
+        return Decoded(*parts["train"], *parts["test"], class_names=class_names)
+
+    return decode
+
+
+DECODERS = {
+    "digits": decode_digits,
+    "mnist_npz": decode_mnist_npz,
+    "idx": decode_idx,
+    "cifar10_binary": decode_cifar("cifar10_binary"),
+    "cifar100_binary": decode_cifar("cifar100_binary"),
+}
+
+
+# ---------------------------------------------------------------- image folders (class sub-folders of PNG/JPEG files)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def class_folders(root):
+    """Sorted class sub-folders of an image folder, as image_dataset_from_directory reads them."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such directory" if not root.exists() else f"{root}: not a directory")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise DatasetError(f"{root}: directory is not readable")
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    if len(classes) < 2:
+        raise DatasetError(f"{root}: an image folder needs at least 2 class sub-folders, found {len(classes)}")
+    return classes
+
+
+def list_image_folder(root, class_names):
+    """(paths, labels) of every image under root/<class>/, in a fixed order; hidden files are skipped.
+
+    Fails on an empty class folder, a missing class folder and any file that is not a PNG or JPEG.
+    """
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+        folder = Path(root) / name
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: missing class folder (the training folder has class {name!r})")
+        try:
+            files = sorted(entry.name for entry in os.scandir(folder) if not entry.name.startswith("."))
+        except OSError as error:
+            raise DatasetError(f"{folder}: cannot list the folder ({error.strerror})") from error
+        if not files:
+            raise DatasetError(f"{folder}: empty class folder")
+        for file_name in files:
+            if Path(file_name).suffix.lower() not in IMAGE_SUFFIXES:
+                raise DatasetError(f"{folder / file_name}: not a PNG or JPEG image (expected .png, .jpg or .jpeg)")
+        paths.extend(str(folder / f) for f in files)
+        labels.extend([label] * len(files))
+    return paths, np.asarray(labels, np.int64)
+
+
+def folder_fingerprint(roots):
+    """Hash of every file's path, size and modification time: changes when images are added, removed or edited."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for root in roots:
+        for directory, folders, files in os.walk(root):
+            folders.sort()
+            for name in sorted(files):
+                stat = os.stat(os.path.join(directory, name))
+                digest.update(f"{os.path.relpath(os.path.join(directory, name), root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def decode_image(path, size, channels):
+    """One image file as uint8 (size, size, channels): decoded, converted, resized (bilinear, antialiased)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.format not in ("PNG", "JPEG"):
+                raise DatasetError(f"{path}: a {image.format} image, expected PNG or JPEG")
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, np.uint8)
+    except UnidentifiedImageError as error:
+        raise DatasetError(f"{path}: not a PNG or JPEG image (cannot decode it)") from error
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read the image ({error})") from error
+    return pixels.reshape(size, size, channels)
+
+
+def decode_images_into(out, paths, size, channels, progress_every=10_000, log=None):
+    """Decode `paths` one by one into the preallocated `out`: memory is the output array, never a list of images."""
+    for i, path in enumerate(paths):
+        out[i] = decode_image(path, size, channels)
+        if log and (i + 1) % progress_every == 0:
+            log.info("decoded %d of %d images", i + 1, len(paths))
+    return out

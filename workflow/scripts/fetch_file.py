@@ -1,0 +1,6 @@
+from _bootstrap import start
+
+start(snakemake)
+from convbench.fetch import fetch_file
+
+fetch_file(snakemake.params.source["urls"], snakemake.params.source["sha256"], snakemake.output[0])
