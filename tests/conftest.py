@@ -62,3 +62,19 @@ def local_study(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("study"))
     run_snakemake(workdir, "--cores", "2")
     return workdir
+
+
+def train_small(data, architecture, out, *, seed=0, weights=None, **changes):
+    """train_experiment for a few epochs on small data, writing into `out`; returns the model."""
+    import tensorflow as tf
+
+    from convbench.runtime import seed_everything
+    from convbench.training import train_experiment
+
+    settings = {"epochs": 2, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
+                "augmentation": None, **changes}
+    seed_everything(seed)
+    return train_experiment(
+        data, architecture, seed=seed, settings=settings, strategy=tf.distribute.get_strategy(), weights=weights,
+        model_path=out / "m.keras", history_path=out / "h.csv", meta_path=out / "meta.json", checkpoint_dir=out / "ckpt",
+    )

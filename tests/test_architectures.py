@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import train_small
 from convbench.architectures import ARCHITECTURES, create_model, get_architecture
 
 
@@ -45,8 +46,6 @@ def test_a_yaml_declared_architecture_trains(tmp_path, digits_prepared):
 
     from convbench.architectures import ARCHITECTURES, register_custom
     from convbench.atomic import read_json
-    from convbench.runtime import seed_everything
-    from convbench.training import train_experiment
 
     declared = yaml.safe_load("""
     tiny_yaml:
@@ -59,14 +58,7 @@ def test_a_yaml_declared_architecture_trains(tmp_path, digits_prepared):
     """)
     register_custom(declared)
     try:
-        seed_everything(0)
-        model = train_experiment(
-            digits_prepared, "tiny_yaml", seed=0, strategy=__import__("tensorflow").distribute.get_strategy(),
-            settings={"epochs": 2, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
-                      "augmentation": None},
-            model_path=tmp_path / "m.keras", history_path=tmp_path / "h.csv", meta_path=tmp_path / "meta.json",
-            checkpoint_dir=tmp_path / "ckpt",
-        )
+        model = train_small(digits_prepared, "tiny_yaml", tmp_path)
     finally:
         ARCHITECTURES.pop("tiny_yaml")
     assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]

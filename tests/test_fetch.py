@@ -153,3 +153,28 @@ def test_wrong_file_placed_by_hand_is_refused(fetched):
     assert f"sha256 {canonical.sha256_bytes(OTHER_NPZ)} does not match the expected {canonical.sha256_bytes(NPZ)}" in text
     assert not (workdir / "results" / "prepared" / "by_hand_wrong").exists() or not any(
         (workdir / "results" / "prepared" / "by_hand_wrong").glob("*.npz"))
+
+
+def test_image_folder_runs_through_the_whole_study(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    workdir = copy_workflow(tmp_path)
+    canonical.image_folder(workdir / "photos", per_class=40, size=36)
+    study = {
+        "datasets": ["photos"],
+        "architectures": ["simple_cnn"],
+        "custom_datasets": {"photos": {"format": "image_folder", "path": "photos", "image_size": 32}},
+    }
+    (workdir / "study.yaml").write_text(yaml.safe_dump(study))
+    run_snakemake(workdir, "--cores", "2", "--configfile", "study.yaml", config=["training={epochs: 2}"])
+    summary = pd.read_csv(workdir / "results" / "summary.csv")
+    assert summary["dataset"].tolist() == ["photos"] and summary["accuracy"].between(0, 1).all()
+    prepared = manifest(workdir, "photos", "32x32x3")
+    assert prepared["class_names"] == ["cats", "dogs", "owls"] and prepared["counts"]["test"] == [8, 8, 8]
+    assert "photos" in (workdir / "results" / "report.html").read_text()
+
+    # A new image in the folder prepares the dataset again (and everything downstream).
+    Image.new("RGB", (36, 44)).save(workdir / "photos" / "owls" / "new.png")
+    dry_run = run_snakemake(workdir, "--cores", "2", "-n", "--configfile", "study.yaml", config=["training={epochs: 2}"])
+    assert "prepare_dataset" in dry_run and "train_model" in dry_run

@@ -110,25 +110,30 @@ class Killed(Exception):
     pass
 
 
-def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path, digits_prepared):
+def run_killed_after_second_epoch(tmp_path, data, name, **changes):
+    """A training job killed (an exception) right after its second epoch's checkpoint."""
     import keras
-
-    reference, _ = run(tmp_path, digits_prepared, "whole", epochs=3)
 
     class KillAfterSecondEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
                 raise Killed
 
-    out = tmp_path / "killed"
     original_fit = keras.Model.fit
     keras.Model.fit = lambda self, *a, callbacks=(), **k: original_fit(
         self, *a, callbacks=[*callbacks, KillAfterSecondEpoch()], **k)
     try:
         with pytest.raises(Killed):
-            run(tmp_path, digits_prepared, "killed", epochs=3)
+            run(tmp_path, data, name, **changes)
     finally:
         keras.Model.fit = original_fit
+
+
+def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path, digits_prepared):
+    reference, _ = run(tmp_path, digits_prepared, "whole", epochs=3)
+
+    out = tmp_path / "killed"
+    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3)
     assert read_json(out / "checkpoint" / "state.json")["epoch"] == 2 and not (out / "model.keras").exists()
     resumed, _ = run(tmp_path, digits_prepared, "killed", epochs=3)
     assert read_json(out / "meta.json")["resumed_after_epoch"] == 2
@@ -187,3 +192,96 @@ def test_cosine_schedule_and_label_smoothing(tmp_path, digits_prepared):
     assert float(model.optimizer.iterations) == 2 * 21  # 2 epochs of ceil(1293 / 64) steps
     assert float(schedule) < 1e-3 * 0.5  # decayed past half-way: cosine over all steps
     assert model.loss.label_smoothing == 0.1
+
+
+def test_per_dataset_then_per_architecture_overrides():
+    from convbench.config import experiment_settings
+
+    config = {"training": {"epochs": 5, "learning_rate": 0.1, "augmentation": OFF},
+              "dataset_options": {"cifar10": {"epochs": 50, "augmentation": {"horizontal_flip": True}}},
+              "architecture_options": {"bn_cnn": {"learning_rate": 0.01}}}
+    settings = experiment_settings(config, "cifar10", "bn_cnn")
+    assert settings["epochs"] == 50 and settings["learning_rate"] == 0.01
+    assert settings["augmentation"] == {**OFF, "horizontal_flip": True}
+    assert experiment_settings(config, "mnist", "simple_cnn")["epochs"] == 5
+
+
+def tiny_model(learning_rate=1e-3):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return model
+
+
+def test_early_stopping_counters_survive_a_restart():
+    from convbench.training import ResumableEarlyStopping
+
+    model = tiny_model()
+    stopping = ResumableEarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    stopping.set_model(model)
+    stopping.resume_from = {"wait": 1, "best": 0.2, "best_epoch": 3, "stopped_epoch": 0,
+                            "best_weights": model.get_weights()}
+    stopping.on_train_begin()
+    stopping.on_epoch_end(5, {"val_loss": 0.3})  # second epoch without improvement: patience used up
+    assert model.stop_training and stopping.best_epoch == 3
+    assert stopping.state() == {"wait": 2, "best": 0.2, "best_epoch": 3, "stopped_epoch": 5}
+
+
+def test_plateau_counters_survive_a_restart():
+    from convbench.training import ResumablePlateau
+
+    model = tiny_model(1e-3)
+    plateau = ResumablePlateau(monitor="val_loss", factor=0.5, patience=2)
+    plateau.set_model(model)
+    plateau.resume_from = {"wait": 1, "best": 0.2, "cooldown_counter": 0}
+    plateau.on_train_begin()
+    plateau.on_epoch_end(5, {"val_loss": 0.3})
+    assert float(model.optimizer.learning_rate) == pytest.approx(5e-4)
+
+
+def test_killed_run_with_plateau_and_early_stopping_resumes_identically(tmp_path, digits_prepared):
+    options = dict(epochs=4, schedule="plateau", plateau={"factor": 0.5, "patience": 0, "min_learning_rate": 1e-6},
+                   early_stopping={"enabled": True, "patience": 1, "restore_best_weights": True})
+    reference, whole = run(tmp_path, digits_prepared, "whole", **options)
+
+    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", **options)
+    resumed, out = run(tmp_path, digits_prepared, "killed", **options)
+    expected, got = pd.read_csv(whole / "history.csv"), pd.read_csv(out / "history.csv")
+    assert "learning_rate" in got.columns
+    pd.testing.assert_frame_equal(expected.drop(columns="seconds"), got.drop(columns="seconds"))
+    for key in ("epochs_run", "weights_from_epoch", "stopped_early"):
+        assert read_json(whole / "meta.json")[key] == read_json(out / "meta.json")[key]
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_mixed_precision_keeps_the_softmax_in_float32():
+    import keras
+
+    from convbench.architectures import create_model
+    from convbench.runtime import set_precision
+
+    try:
+        assert set_precision("auto") == "float32"  # no GPU here
+        set_precision("mixed_bfloat16")
+        model = create_model("bn_cnn", (28, 28, 1), 10)
+        assert model.get_layer("predictions").compute_dtype == "float32"
+        assert {layer.compute_dtype for layer in model.layers if "conv" in layer.name} == {"bfloat16"}
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+        loss = model.train_on_batch(np.zeros((4, 28, 28, 1), np.float32), np.eye(10)[:4])
+        assert np.isfinite(loss) and model(np.zeros((1, 28, 28, 1))).dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_batchnorm_momentum_reaches_every_batchnorm_layer(tmp_path, digits_prepared):
+    import keras
+
+    model, _ = run(tmp_path, digits_prepared, "bn", arch="bn_cnn", epochs=1, batchnorm_momentum=0.8)
+    momenta = {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.8}
+    from convbench.architectures import load_model
+
+    reloaded = load_model(tmp_path / "bn" / "model.keras")
+    assert {layer.momentum for layer in reloaded.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.8}

@@ -16,6 +16,7 @@ class Architecture:
     rgb: bool = False  # needs 3 channels (grayscale inputs are repeated)
     description: str = ""
     custom: bool = False  # declared in config.yaml rather than in this module
+    transfer: dict | None = None  # transfer_learning settings (convbench.transfer) of a pretrained-base model
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -49,8 +50,25 @@ def check_names(section, names):
                          f"choose from {', '.join(ARCHITECTURES)} or declare them under custom_architectures")
 
 
-def create_model(name, input_shape, num_classes):
-    return get_architecture(name).build(tuple(input_shape), num_classes)
+def load_model(path):
+    """A saved convbench model. safe_mode refuses models that would run arbitrary code (Lambda layers)."""
+    import keras
+
+    from .transfer import imagenet_preprocessing_class
+
+    imagenet_preprocessing_class()  # registers the one custom layer convbench models may contain
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def create_model(name, input_shape, num_classes, **options):
+    """The architecture built for this input; under a mixed precision policy its softmax runs in
+    float32, as the Keras mixed precision guide advises (float16 probabilities lose the small ones)."""
+    import keras
+
+    model = get_architecture(name).build(tuple(input_shape), num_classes, **options)
+    if keras.mixed_precision.global_policy().name.startswith("mixed"):
+        model.get_layer("predictions").dtype_policy = "float32"
+    return model
 
 
 def input_spec(name, native_size, native_channels):

@@ -33,3 +33,9 @@ def merge_settings(defaults, overrides):
             value = merge_settings(merged[key], value)
         merged[key] = value
     return merged
+
+
+def experiment_settings(config, dataset, architecture):
+    """Training settings of one experiment: `training`, then `dataset_options`, then `architecture_options`."""
+    settings = merge_settings(config["training"], config["dataset_options"].get(dataset, {}))
+    return merge_settings(settings, config["architecture_options"].get(architecture, {}))

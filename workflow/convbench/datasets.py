@@ -96,11 +96,11 @@ def get_dataset(name) -> DatasetInfo:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(CATALOG))}") from None
 
 
-def check_dataset_names(names):
+def check_dataset_names(names, key="datasets"):
     unknown = [name for name in names if name not in CATALOG]
     if unknown:
         raise ValueError(
-            f"datasets: unknown dataset {unknown[0]!r}. Known: {', '.join(sorted(CATALOG))} "
+            f"{key}: unknown dataset {unknown[0]!r}. Known: {', '.join(sorted(CATALOG))} "
             "(declare your own under custom_datasets)."
         )
 
@@ -264,12 +264,13 @@ def resize_images(images, size, channels, batch=4096):
     return out
 
 
-def scaling_parameters(train_images, scaling, chunk=8192):
+def scaling_parameters(train_images, scaling, chunk_values=1 << 22):
     """Per-channel (offset, scale) with x_scaled = (x - offset) * scale, from the training split only."""
     channels = train_images.shape[-1]
     if scaling == "unit":
         return [0.0] * channels, [1 / 255] * channels
-    # Sums in chunks: a float64 copy of a large training split would not fit in memory.
+    # Sums over chunks of ~4M values (32 MB as float64): a float64 copy of a large split would not fit in memory.
+    chunk = max(1, chunk_values // max(1, train_images[0].size))
     total, total_sq, count = np.zeros(channels), np.zeros(channels), 0
     for start in range(0, len(train_images), chunk):
         pixels = train_images[start : start + chunk].reshape(-1, channels).astype(np.float64)

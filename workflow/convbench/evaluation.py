@@ -4,20 +4,15 @@ import logging
 import os
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, top_k_accuracy_score
 
+from .architectures import load_model
 from .atomic import atomic_path, write_json
 from .training import evaluation_dataset
 
 log = logging.getLogger(__name__)
-
-
-def load_model(path):
-    # safe_mode refuses models that would run arbitrary code (Lambda layers) on load.
-    return keras.saving.load_model(path, safe_mode=True)
 
 
 def expected_calibration_error(probabilities, labels, bins=15):

@@ -48,8 +48,9 @@ class LogProgress:
         pass
 
 
-def fetch_file(urls, sha256, destination, *, retries=3, timeout=60):
-    """Download `destination` from the first of `urls` that delivers a file with this SHA-256.
+def fetch_file(urls, known_hash, destination, *, retries=3, timeout=60):
+    """Download `destination` from the first of `urls` that delivers a file with this hash
+    ("sha256:<hex>", or "md5:<hex>" where a publisher gives only that).
 
     Each URL is tried 1 + `retries` times (waits of 1, 2, 3 ... s); a checksum mismatch counts
     as a failure of that attempt. Raises DownloadError naming every URL and its last error.
@@ -60,11 +61,11 @@ def fetch_file(urls, sha256, destination, *, retries=3, timeout=60):
     destination = Path(destination)
     errors = []
     for url in urls:
-        log.info("fetching %s from %s (sha256 %s)", destination.name, url, sha256)
+        log.info("fetching %s from %s (%s)", destination.name, url, known_hash)
         repository = pooch.create(
             path=destination.parent,
             base_url="",
-            registry={destination.name: f"sha256:{sha256}"},
+            registry={destination.name: known_hash},
             urls={destination.name: url},
             retry_if_failed=retries,
         )
@@ -76,8 +77,8 @@ def fetch_file(urls, sha256, destination, *, retries=3, timeout=60):
             errors.append(f"  {url}: {error}")
             continue
         destination.chmod(0o666 & ~UMASK)  # pooch's temporary file was private (0600)
-        log.info("%s verified (sha256 %s)", destination, sha256)
+        log.info("%s verified (%s)", destination, known_hash)
         return destination
     raise DownloadError(
-        f"could not fetch {destination} (expected sha256 {sha256}); tried {len(urls)} URL(s):\n" + "\n".join(errors)
+        f"could not fetch {destination} (expected {known_hash}); tried {len(urls)} URL(s):\n" + "\n".join(errors)
     )

@@ -25,6 +25,21 @@ def configure_tensorflow(*, threads, seed=None, deterministic=True):
     return tf.distribute.get_strategy()
 
 
+def set_precision(precision):
+    """Set Keras' global dtype policy; `auto` is mixed_float16 when the job has a GPU, float32 otherwise.
+
+    Measured on CPUs (issue #4, BENCHMARKS.md): float16 is several times slower than float32 and
+    bfloat16 gains only with AVX-512 BF16, so CPUs default to float32.
+    """
+    import keras
+    import tensorflow as tf
+
+    if precision == "auto":
+        precision = "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+    keras.mixed_precision.set_global_policy(precision)
+    return precision
+
+
 def seed_everything(seed, deterministic=True):
     """One seed for Python, NumPy, TensorFlow and Keras; optionally bitwise-deterministic ops."""
     import keras

@@ -8,19 +8,25 @@ from snakemake.utils import validate
 # The rules read the registry and catalog from the workflow's own package (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from convbench.architectures import check_custom, check_names, input_spec, register_custom
-from convbench.config import coerce_cli_scalars, merge_settings
+from convbench.config import coerce_cli_scalars, experiment_settings, merge_settings
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
 from convbench.formats import folder_fingerprint
+from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
 
 config.update(coerce_cli_scalars(config))
 validate(config, "../schemas/config.schema.yaml")
 register_custom(config["custom_architectures"])
+register_transfer(config["transfer_learning"])
 register_custom_datasets(config["custom_datasets"])
 check_dataset_names(config["datasets"])
 check_names("architectures", config["architectures"])
 check_names("architecture_options", config["architecture_options"])
+check_dataset_names(config["dataset_options"], key="dataset_options")
 for name in config["custom_architectures"]:
     check_custom(name)  # imports Keras, only for studies that declare architectures
+for name, spec in config["transfer_learning"].items():
+    for dataset in config["datasets"]:
+        check_transfer(name, spec, config["data"], experiment_settings(config, dataset, name))
 
 
 wildcard_constraints:
@@ -48,15 +54,19 @@ def experiment_files(pattern):
     return [pattern.format(**experiment) for experiment in experiments()]
 
 
+def dataset_settings(dataset):
+    """The training settings of a dataset: the defaults, then its own overrides."""
+    return merge_settings(config["training"], config["dataset_options"].get(dataset, {}))
+
+
 def training_settings(wildcards):
-    """The training settings of one architecture: the defaults, then its own overrides."""
-    return merge_settings(config["training"], config["architecture_options"].get(wildcards.arch, {}))
+    return experiment_settings(config, wildcards.dataset, wildcards.arch)
 
 
 def fetch_source(wildcards):
     """URLs (canonical first, then mirrors) and SHA-256 of one raw file."""
     remote = remote_file(wildcards.dataset, wildcards.filename)
-    return {"urls": list(remote.urls), "sha256": remote.sha256}
+    return {"urls": list(remote.urls), "known_hash": f"sha256:{remote.sha256}"}
 
 
 @functools.cache
@@ -68,6 +78,34 @@ def dataset_fingerprint(dataset):
 def raw_fingerprint(wildcards):
     """Image folders are read in place: a change to any of their files reruns their preparation."""
     return dataset_fingerprint(wildcards.dataset)
+
+
+def transfer_weights(dataset, arch):
+    """(file, URLs, known hash) of the ImageNet weights a transfer architecture needs, or None."""
+    spec = config["transfer_learning"].get(arch)
+    if not spec or spec["weights"] != "imagenet":
+        return None
+    height, _, channels = get_dataset(dataset).image_shape
+    size, _ = input_spec(arch, height, channels)
+    return weights_source(spec, size)
+
+
+def weights_input(wildcards):
+    """The weights file a training job reads: fetched ImageNet weights, a local file, or nothing."""
+    spec = config["transfer_learning"].get(wildcards.arch)
+    if not spec:
+        return []
+    source = transfer_weights(wildcards.dataset, wildcards.arch)
+    return f"{KERAS_HOME}/models/{source[0]}" if source else spec["weights"]
+
+
+def weights_fetch_source(wildcards):
+    """URLs and hash of a weights file, from the transfer architecture of the study that needs it."""
+    for experiment in experiments():
+        source = transfer_weights(experiment["dataset"], experiment["arch"])
+        if source and source[0] == wildcards.filename:
+            return {"urls": source[1], "known_hash": source[2]}
+    raise ValueError(f"no transfer architecture of the study uses weights {wildcards.filename}")
 
 
 def prepared_prefix(dataset, arch):

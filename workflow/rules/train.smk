@@ -1,9 +1,36 @@
-# Train one model per dataset x architecture x seed.
+# Train one model per dataset x architecture x seed; fetch the pretrained weights transfer learning starts from.
+
+# Downloads run where Snakemake runs (the login node under SLURM): compute nodes never need the internet.
+localrules:
+    fetch_weights,
+
+
+# Keras' own cache layout (KERAS_HOME/models/<file>): training jobs point KERAS_HOME at
+# resources/keras, so keras.applications finds the verified file and never downloads.
+rule fetch_weights:
+    output:
+        f"{KERAS_HOME}/models/{{filename}}",
+    params:
+        source=weights_fetch_source,
+    log:
+        "results/logs/fetch_weights/{filename}.log",
+    benchmark:
+        "results/benchmarks/fetch_weights/{filename}.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=60,
+    conda:
+        "../../envs/datasets.yaml"
+    script:
+        "../scripts/fetch_file.py"
+
 
 
 rule train_model:
     input:
         unpack(prepared_data),
+        weights=weights_input,
     output:
         model=f"{EXPERIMENT}/model.keras",
         history=f"{EXPERIMENT}/history.csv",
@@ -11,6 +38,8 @@ rule train_model:
     params:
         training=training_settings,
         custom=lambda wildcards: config["custom_architectures"].get(wildcards.arch),
+        transfer=lambda wildcards: config["transfer_learning"].get(wildcards.arch),
+        keras_home=KERAS_HOME,
         # Per-epoch checkpoints live outside the outputs (Snakemake deletes a failed job's outputs),
         # so a killed or preempted job resumes at its next epoch when rerun.
         checkpoint_dir="results/checkpoints/{dataset}/{arch}/seed{seed}",

@@ -1,18 +1,26 @@
 from _bootstrap import start
 
 start(snakemake)
-from convbench.runtime import configure_tensorflow
+import os
 
 sm = snakemake
+# Before Keras is imported (it reads KERAS_HOME once): pretrained weights come from resources/, never the network.
+os.environ["KERAS_HOME"] = os.path.abspath(sm.params.keras_home)
+from convbench.runtime import configure_tensorflow, set_precision
+
 seed = int(sm.wildcards.seed)
 strategy = configure_tensorflow(threads=sm.threads, seed=seed, deterministic=sm.params.training["deterministic"])
+precision = set_precision(sm.params.training["precision"])
 
 from convbench.architectures import register_custom
 from convbench.datasets import load_prepared
 from convbench.training import train_experiment
+from convbench.transfer import register_transfer
 
 if sm.params.custom:
     register_custom({sm.wildcards.arch: sm.params.custom})
+if sm.params.transfer:
+    register_transfer({sm.wildcards.arch: sm.params.transfer})
 train_experiment(
     load_prepared(sm.input.data, sm.input.manifest),
     sm.wildcards.arch,
@@ -23,4 +31,5 @@ train_experiment(
     history_path=sm.output.history,
     meta_path=sm.output.meta,
     checkpoint_dir=sm.params.checkpoint_dir,
+    weights=sm.params.transfer and sm.params.transfer["weights"],
 )
