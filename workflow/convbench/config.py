@@ -35,7 +35,11 @@ def merge_settings(defaults, overrides):
     return merged
 
 
+def dataset_settings(config, dataset):
+    """Training settings of a dataset: `training`, then its `dataset_options`."""
+    return merge_settings(config["training"], config["dataset_options"].get(dataset, {}))
+
+
 def experiment_settings(config, dataset, architecture):
     """Training settings of one experiment: `training`, then `dataset_options`, then `architecture_options`."""
-    settings = merge_settings(config["training"], config["dataset_options"].get(dataset, {}))
-    return merge_settings(settings, config["architecture_options"].get(architecture, {}))
+    return merge_settings(dataset_settings(config, dataset), config["architecture_options"].get(architecture, {}))

@@ -7,6 +7,7 @@ CIFAR as its binary version.
 """
 
 import gzip
+import hashlib
 import os
 import tarfile
 import zlib
@@ -228,8 +229,6 @@ def list_image_folder(root, class_names):
 
 def folder_fingerprint(roots):
     """Hash of every file's path, size and modification time: changes when images are added, removed or edited."""
-    import hashlib
-
     digest = hashlib.sha256()
     for root in roots:
         for directory, folders, files in os.walk(root):

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 # The rules read the registry and catalog from the workflow's own package (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from convbench.architectures import check_custom, check_names, input_spec, register_custom
-from convbench.config import coerce_cli_scalars, experiment_settings, merge_settings
+from convbench.config import coerce_cli_scalars, dataset_settings, experiment_settings
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
 from convbench.formats import folder_fingerprint
 from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
@@ -52,11 +52,6 @@ def experiments():
 
 def experiment_files(pattern):
     return [pattern.format(**experiment) for experiment in experiments()]
-
-
-def dataset_settings(dataset):
-    """The training settings of a dataset: the defaults, then its own overrides."""
-    return merge_settings(config["training"], config["dataset_options"].get(dataset, {}))
 
 
 def training_settings(wildcards):

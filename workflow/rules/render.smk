@@ -40,7 +40,7 @@ rule preview_augmentation:
         report("results/figures/{dataset}/augmentation_preview.png", category="Augmentation preview",
                caption="../report/augmentation_preview.rst"),
     params:
-        augmentation=lambda wildcards: dataset_settings(wildcards.dataset)["augmentation"],
+        augmentation=lambda wildcards: dataset_settings(config, wildcards.dataset)["augmentation"],
         seed=config["data"]["split_seed"],
     log:
         "results/logs/preview_augmentation/{dataset}.log",

@@ -10,7 +10,7 @@ from convbench.runtime import configure_tensorflow, set_precision
 
 seed = int(sm.wildcards.seed)
 strategy = configure_tensorflow(threads=sm.threads, seed=seed, deterministic=sm.params.training["deterministic"])
-precision = set_precision(sm.params.training["precision"])
+set_precision(sm.params.training["precision"])
 
 from convbench.architectures import register_custom
 from convbench.datasets import load_prepared
