@@ -41,7 +41,7 @@ def slurm(env, *command):
 
 def cancel_training_mid_way(process, workdir, env, deadline, seen):
     """scancel the bn_cnn training job once it has checkpointed an epoch; returns the job id."""
-    checkpoint = workdir / "results" / "checkpoints" / "digits" / "bn_cnn" / "seed1" / "state.json"
+    checkpoint = workdir / "results" / "checkpoints" / "digits" / "bn_cnn" / "default" / "seed1" / "state.json"
     while time.monotonic() < deadline and process.poll() is None:
         line = process.stdout.readline()
         seen.append(line)
@@ -85,14 +85,14 @@ def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
         request = slurm(cluster, "scontrol", "show", "job", job_id)
         assert ("gres:gpu:1" in request) == (rule in ("train_model", "evaluate_model")), (rule, request)
     for arch in ("simple_cnn", "bn_cnn"):
-        log = (workdir / f"results/logs/train/digits/{arch}/seed1.log").read_text()
+        log = (workdir / f"results/logs/train/digits/{arch}/default/seed1.log").read_text()
         assert re.search(r"SLURM job \d+: CUDA_VISIBLE_DEVICES=0", log)
 
     # The cancelled training resumed from its checkpoint, and every result equals the local run's.
-    assert read_json(workdir / "results/experiments/digits/bn_cnn/seed1/train_meta.json")["resumed_after_epoch"] >= 1
+    assert read_json(workdir / "results/experiments/digits/bn_cnn/default/seed1/train_meta.json")["resumed_after_epoch"] >= 1
     for arch in ("simple_cnn", "bn_cnn"):
-        here = read_json(workdir / f"results/experiments/digits/{arch}/seed1/metrics.json")
-        there = read_json(local_study / f"results/experiments/digits/{arch}/seed1/metrics.json")
+        here = read_json(workdir / f"results/experiments/digits/{arch}/default/seed1/metrics.json")
+        there = read_json(local_study / f"results/experiments/digits/{arch}/default/seed1/metrics.json")
         for key in ("accuracy", "loss", "confusion_matrix", "per_class", "flops_per_image", "parameters"):
             assert json.dumps(here[key]) == json.dumps(there[key]), f"{arch}: {key} differs from the local run"
     assert (workdir / "results" / "report.html").exists()

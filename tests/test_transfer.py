@@ -109,7 +109,7 @@ def test_imagenet_weights_are_fetched_verified_and_used_through_snakemake(tmp_pa
                 "weights_sha256": canonical.sha256_bytes(data), "fine_tune": {"layers": 10, "epochs": 1}}},
         }
         (workdir / "study.yaml").write_text(yaml.safe_dump(study))
-        experiment = "results/experiments/digits/mnv2_tl/seed1"
+        experiment = "results/experiments/digits/mnv2_tl/default/seed1"
         run_snakemake(workdir, "--cores", "2", f"{experiment}/metrics.json", f"{experiment}/figures/figures.json",
                       "--configfile", "study.yaml", config=["training={epochs: 1}"])
         assert [p for p, outcome in server.requests] == ["/mnv2.h5"]
@@ -118,7 +118,7 @@ def test_imagenet_weights_are_fetched_verified_and_used_through_snakemake(tmp_pa
     meta = read_json(workdir / experiment / "train_meta.json")
     assert meta["transfer"]["phase_epochs"] == [1, 1] and meta["input_shape"] == [32, 32, 3]
     assert 0 <= read_json(workdir / experiment / "metrics.json")["accuracy"] <= 1
-    log = (workdir / "results" / "logs" / "train" / "digits" / "mnv2_tl" / "seed1.log").read_text()
+    log = (workdir / "results" / "logs" / "train" / "digits" / "mnv2_tl" / "default" / "seed1.log").read_text()
     assert "fine-tuning: " in log and "Downloading" not in log  # Keras found the verified file in KERAS_HOME
 
 

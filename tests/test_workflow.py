@@ -32,7 +32,7 @@ def study(local_study):
 
 
 def experiments(study):
-    return sorted(study.glob("results/experiments/*/*/seed*"))
+    return sorted(study.glob("results/experiments/*/*/*/seed*"))
 
 
 def test_one_experiment_per_architecture(study):
@@ -77,7 +77,9 @@ def test_report_has_a_row_per_experiment_and_needs_no_network(study):
     assert "bn_cnn" in table and "simple_cnn" in table
     assert not re.search(r"""(src|href)=["']https?://""", html), "report.html loads something from the network"
     assert html.count("data:image/png;base64") >= 2 * 6
-    assert 'alt="augmentation_preview.png"' in html and (study / "results/figures/digits/augmentation_preview.png").exists()
+    # one variant and no augmentation: no variants section, no preview (nor its job)
+    assert "Variants: what each change did" not in html and not (study / "results/figures").exists()
+    assert "No augmentation is configured in this study" in html
     notebook = (study / "results" / "report" / "report.ipynb").read_text()
     assert '"output_type": "error"' not in notebook
 
@@ -99,7 +101,7 @@ def test_report_renders_offline_in_a_real_browser(study, tmp_path):
 def test_snakemake_report_holds_the_tagged_figures(study):
     snakemake(study, "--report", "results/snakemake-report.html")
     html = (study / "results" / "snakemake-report.html").read_text()
-    for category in ("Training curves", "Learned filters", "Grad-CAM", "Augmentation preview"):
+    for category in ("Training curves", "Learned filters", "Grad-CAM"):
         assert category in html
 
 
@@ -117,3 +119,62 @@ def test_adding_a_seed_reruns_only_its_experiments_and_the_report(study):
     jobs = planned_jobs(snakemake(study, "--dry-run", config=["seeds=[1, 2]"]))
     assert jobs == {"train_model": 2, "evaluate_model": 2, "render_figures": 2, "summarize": 1, "build_report": 1,
                     "all": 1}
+
+
+# ---------------------------------------------------------------- variants
+
+VARIANTS = ["architectures=[simple_cnn]", "training={epochs: 1}", "seeds=[1, 2]",
+            "variants={default: {}, rotated: {augmentation: {rotation_range: 10}}}"]
+
+
+@pytest.fixture(scope="module")
+def variant_study(tmp_path_factory):
+    from conftest import copy_workflow
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("variants"))
+    snakemake(workdir, config=VARIANTS)
+    return workdir
+
+
+def test_each_variant_has_its_experiments_rows_and_report_section(variant_study):
+    runs = variant_study / "results/experiments/digits/simple_cnn"
+    assert sorted(path.name for path in runs.iterdir()) == ["default", "rotated"]
+    summary = pd.read_csv(variant_study / "results/summary.csv", keep_default_na=False)
+    assert list(zip(summary["variant"], summary["seed"])) == [("default", 1), ("default", 2), ("rotated", 1), ("rotated", 2)]
+    assert set(summary["variant_changes"]) == {"", "augmentation.rotation_range=10"}
+    assert list(summary["setting.augmentation.rotation_range"]) == [0, 0, 10, 10]
+    meta = read_json(runs / "rotated/seed2/train_meta.json")
+    assert meta["variant"] == "rotated" and meta["variant_overrides"] == {"augmentation": {"rotation_range": 10}}
+    assert meta["settings"]["augmentation"]["rotation_range"] == 10 and meta["settings"]["epochs"] == 1
+    assert meta["config_hash"] != read_json(runs / "default/seed2/train_meta.json")["config_hash"]
+    html = (variant_study / "results/report.html").read_text()
+    assert "Variants: what each change did" in html and "simple_cnn · rotated" in html
+    assert (variant_study / "results/figures/digits/rotated/augmentation_preview.png").exists()
+    assert not (variant_study / "results/figures/digits/default").exists()  # no augmentation, no preview
+
+
+def test_adding_a_variant_schedules_only_its_experiments(variant_study):
+    added = VARIANTS[:-1] + ["variants={default: {}, rotated: {augmentation: {rotation_range: 10}}, "
+                             "slow: {learning_rate: 0.0001}}"]
+    jobs = planned_jobs(snakemake(variant_study, "--dry-run", config=added))
+    assert jobs == {"train_model": 2, "evaluate_model": 2, "render_figures": 2, "summarize": 1, "build_report": 1,
+                    "all": 1}
+
+
+def test_changing_one_variant_reruns_only_that_variant(variant_study):
+    changed = VARIANTS[:-1] + ["variants={default: {}, rotated: {augmentation: {rotation_range: 20}}}"]
+    output = snakemake(variant_study, "--dry-run", config=changed)
+    assert planned_jobs(output) == {"train_model": 2, "evaluate_model": 2, "render_figures": 2,
+                                    "preview_augmentation": 1, "summarize": 1, "build_report": 1, "all": 1}
+    assert "simple_cnn/default/" not in output.split("Job stats:")[0]
+
+
+def test_removing_a_variant_rebuilds_only_the_report(variant_study):
+    removed = VARIANTS[:-1] + ["variants={default: {}}"]
+    assert planned_jobs(snakemake(variant_study, "--dry-run", config=removed)) == {
+        "summarize": 1, "build_report": 1, "all": 1}
+
+
+def test_snakemake_report_tags_the_augmentation_preview(variant_study):
+    snakemake(variant_study, "--report", "results/snakemake-report.html", config=VARIANTS)
+    assert "Augmentation preview" in (variant_study / "results/snakemake-report.html").read_text()

@@ -1,5 +1,8 @@
 """Study configuration helpers that run while Snakemake parses the workflow (no TensorFlow here)."""
 
+import difflib
+import itertools
+
 
 # Keys whose values are text even when they look like numbers (class "0", a hash "1234e5...").
 TEXT_KEYS = {"class_names", "sha256", "name", "url", "mirrors", "path", "test_path", "description"}
@@ -40,6 +43,125 @@ def dataset_settings(config, dataset):
     return merge_settings(config["training"], config["dataset_options"].get(dataset, {}))
 
 
-def experiment_settings(config, dataset, architecture):
-    """Training settings of one experiment: `training`, then `dataset_options`, then `architecture_options`."""
-    return merge_settings(dataset_settings(config, dataset), config["architecture_options"].get(architecture, {}))
+def experiment_settings(config, dataset, architecture, variant_overrides=None):
+    """Training settings of one experiment: `training`, then `dataset_options`, then
+    `architecture_options`, then the variant's overrides (the variant wins)."""
+    settings = merge_settings(dataset_settings(config, dataset), config["architecture_options"].get(architecture, {}))
+    return merge_settings(settings, variant_overrides or {})
+
+
+# ---------------------------------------------------------------- variants and sweeps
+
+
+def study_variants(config):
+    """{name: overrides} of every variant of the study: the named `variants` in their order, then
+    one per point of the `sweep` grid (union, not cross product), named by its values."""
+    variants = dict(config.get("variants") or {"default": {}})
+    for name, overrides in sweep_variants(config.get("sweep") or {}).items():
+        if name in variants:
+            raise ValueError(f"sweep: its variant {name!r} has the name of a variant under `variants`; rename that one")
+        variants[name] = overrides
+    return variants
+
+
+def sweep_variants(sweep):
+    """The grid's points in order (last key fastest), e.g. {"learning_rate=0.001,batch_size=64":
+    {"learning_rate": 0.001, "batch_size": 64}}; dotted keys reach nested settings
+    (`augmentation.rotation_range`)."""
+    keys = list(sweep)
+    points = {}
+    if not keys:  # the product of nothing is one empty point, not none
+        return points
+    for values in itertools.product(*(sweep[key] for key in keys)):
+        name = ",".join(f"{key}={format_value(value)}" for key, value in zip(keys, values))
+        overrides = {}
+        for key, value in zip(keys, values):
+            overrides = merge_settings(overrides, nested(key, value))
+        points[name] = overrides
+    return points
+
+
+def format_value(value):
+    """A setting's value as it appears in a variant name: 0.0003, 1e-05, 64, true, plateau."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def nested(dotted_key, value):
+    """"augmentation.rotation_range", 10 -> {"augmentation": {"rotation_range": 10}}."""
+    for key in reversed(dotted_key.split(".")):
+        value = {key: value}
+    return value
+
+
+def flatten(settings, prefix=""):
+    """{"augmentation": {"rotation_range": 10}} -> {"augmentation.rotation_range": 10}."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def varied_settings(variants):
+    """Dotted keys of every setting some variant changes, in first-seen order."""
+    return list(dict.fromkeys(key for overrides in variants.values() for key in flatten(overrides)))
+
+
+def lookup(settings, dotted_key):
+    for key in dotted_key.split("."):
+        settings = settings.get(key) if isinstance(settings, dict) else None
+    return settings
+
+
+def check_variants(config, settings_schema):
+    """Stop with the variant's name, the key and the allowed values when a variant or sweep value
+    is not a valid training setting (before Snakemake's validate(), whose message dumps the schema)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(settings_schema)
+    sweep = config.get("sweep") or {}
+    if not isinstance(sweep, dict) or not all(isinstance(values, list) and values for values in sweep.values()):
+        raise ValueError("sweep: give each training setting a non-empty list of values, e.g. "
+                         "sweep: {learning_rate: [0.001, 0.0003]}")
+    for key, values in sweep.items():
+        for value in values:
+            if isinstance(value, str) and not VARIANT_NAME_CHARS.issuperset(value):
+                raise ValueError(f"sweep: {key}: value {value!r} cannot be part of a folder name; "
+                                 "use letters, digits and _ . - + only")
+    named = config.get("variants") or {}
+    if not isinstance(named, dict):
+        raise ValueError("variants: expected named bundles of training settings, e.g. "
+                         "variants: {default: {}, low_lr: {learning_rate: 0.0003}}")
+    for name, overrides in {**named, **sweep_variants(sweep)}.items():
+        where = f"sweep point {name!r}" if name not in named else f"variant {name!r}"
+        if name in named and not (VARIANT_NAME_CHARS.issuperset(str(name)) and str(name)):
+            raise ValueError(f"variant {name!r}: a variant name becomes a folder name; use letters, digits and _ . - + = , only")
+        if not isinstance(overrides, dict):
+            raise ValueError(f"{where}: expected training settings, e.g. {{learning_rate: 0.0003}}, got {overrides!r}")
+        error = jsonschema.exceptions.best_match(validator.iter_errors(overrides))
+        if error is not None:
+            raise ValueError(f"{where}: {explain(error, settings_schema)}")
+
+
+VARIANT_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-+=,")
+
+
+def explain(error, schema):
+    """One short sentence for a jsonschema error: the key, the bad value, what is allowed."""
+    path = ".".join(map(str, error.absolute_path))
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        unexpected = sorted(set(error.instance) - set(allowed))
+        hints = []
+        for key in unexpected:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hints.append(f"{key!r} is not a setting" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        where = f"in {path}: " if path else ""
+        return f"{where}{'; '.join(hints)}; allowed: {', '.join(allowed)}"
+    if error.validator == "enum":
+        return f"{path}: {error.instance!r} is not allowed; choose from {', '.join(map(str, error.validator_value))}"
+    return f"{path}: {error.message}" if path else error.message

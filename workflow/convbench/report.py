@@ -1,6 +1,7 @@
 """The report stage: helpers the report notebook calls, and executing/rendering it."""
 
 import base64
+import html
 import logging
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path, read_json
+from .summary import SETTING_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +20,22 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "notebooks" / "templates"
 # ---------------------------------------------------------------- tables
 
 
+def load_summary(path):
+    """summary.csv with a `model` column naming what is compared: the architecture, and its
+    variant when the study has several (`bn_cnn · augmented`). Variants keep the study's order."""
+    summary = pd.read_csv(path, dtype={"variant": str}, keep_default_na=False, na_values=[""])
+    summary["variant_changes"] = summary["variant_changes"].fillna("")
+    summary["variant"] = pd.Categorical(summary["variant"], categories=list(dict.fromkeys(summary["variant"])))
+    several = summary["variant"].nunique() > 1
+    summary["model"] = summary["architecture"] + (" · " + summary["variant"].astype(str) if several else "")
+    return summary
+
+
 def leaderboard(summary):
-    """Per dataset and architecture: mean and std over seeds, sorted by mean test accuracy."""
-    grouped = summary.groupby(["dataset", "architecture"])
+    """Per dataset, architecture and variant: mean and std over seeds, sorted by mean test accuracy."""
+    if "variant" not in summary:
+        summary = summary.assign(variant="default")
+    grouped = summary.groupby(["dataset", "architecture", "variant"], observed=True)
     board = grouped.agg(
         seeds=("seed", "count"),
         accuracy_mean=("accuracy", "mean"),
@@ -35,11 +50,15 @@ def leaderboard(summary):
         train_seconds=("train_seconds", "mean"),
         images_per_second=("images_per_second", "mean"),
     ).reset_index()
+    board["variant"] = board["variant"].astype(str)
     return board.sort_values(["dataset", "accuracy_mean"], ascending=[True, False], ignore_index=True)
 
 
 def style_leaderboard(board):
-    """Formatted table with the best value of each column highlighted."""
+    """Formatted table with the best value of each column highlighted; the variant column only
+    when the study compares variants."""
+    if board["variant"].nunique() == 1:
+        board = board.drop(columns="variant")
     higher_better = ["accuracy_mean", "macro_f1", "images_per_second"]
     lower_better = ["loss_mean", "expected_calibration_error", "parameters", "flops_per_image", "latency_ms",
                     "train_seconds"]
@@ -62,21 +81,21 @@ def style_leaderboard(board):
 # ---------------------------------------------------------------- figures
 
 
-def load_histories(paths):
-    """Training histories of all experiments in one long frame, keyed by experiment."""
+IDENTITY = ["dataset", "architecture", "variant", "seed", "model"]
+
+
+def load_histories(summary):
+    """Training histories of all experiments in one long frame, keyed by the experiment's
+    identity as summary.csv records it (never parsed from folder names)."""
     frames = []
-    for path in paths:
-        frame = pd.read_csv(path)
-        seed_dir = Path(path).parent
-        frame["seed"] = int(seed_dir.name.removeprefix("seed"))
-        frame["architecture"] = seed_dir.parent.name
-        frame["dataset"] = seed_dir.parent.parent.name
-        frames.append(frame)
+    for experiment in summary[IDENTITY + ["experiment_dir"]].itertuples(index=False):
+        frame = pd.read_csv(Path(experiment.experiment_dir) / "history.csv")
+        frames.append(frame.assign(**{key: getattr(experiment, key) for key in IDENTITY}))
     return pd.concat(frames, ignore_index=True)
 
 
 def plot_curves_overlay(histories, dataset):
-    """Validation accuracy and loss of every architecture on one dataset (mean over seeds)."""
+    """Validation accuracy and loss of every compared model on one dataset (mean over seeds)."""
     import matplotlib.pyplot as plt
 
     from .style import STYLE
@@ -84,7 +103,7 @@ def plot_curves_overlay(histories, dataset):
     data = histories[histories["dataset"] == dataset]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-        for architecture, runs in data.groupby("architecture"):
+        for architecture, runs in data.groupby("model", sort=False):
             mean = runs.groupby("epoch").mean(numeric_only=True)
             for ax, metric in zip(axes, ("accuracy", "loss")):
                 (line,) = ax.plot(mean.index, mean[f"val_{metric}"], label=f"{architecture} (validation)")
@@ -96,21 +115,40 @@ def plot_curves_overlay(histories, dataset):
     return fig
 
 
-def figure_paths(manifest_paths, kind):
-    """(experiment label, PNG path) of one kind of figure for every experiment."""
-    entries = []
-    for path in manifest_paths:
-        seed_dir = Path(path).parent.parent
-        label = f"{seed_dir.parent.name} on {seed_dir.parent.parent.name}, {seed_dir.name}"
-        entries.append((label, read_json(path)[kind]["path"]))
-    return entries
+def representatives(summary):
+    """Per dataset and compared model: the experiment whose test accuracy is the median over its
+    seeds (the lower seed on a tie), and the other seeds' experiments."""
+    picks = []
+    for _, runs in summary.groupby(["dataset", "model"], sort=False):
+        distance = (runs["accuracy"] - runs["accuracy"].median()).abs()
+        order = runs.assign(distance=distance).sort_values(["distance", "seed"])
+        picks.append((order.iloc[0], order.iloc[1:].sort_values("seed")))
+    return picks
 
 
-def image_tag(path, width=None):
+def gallery(summary, kind, width=None, report_dir="results"):
+    """One folded block per dataset and compared model with its representative seed's figure
+    inlined; the other seeds' figures are linked (relative to report.html, which lives in results/)."""
+    blocks = []
+    for experiment, others in representatives(summary):
+        path = read_json(Path(experiment.experiment_dir) / "figures" / "figures.json")[kind]["path"]
+        seeds = len(others) + 1
+        note = f"seed {experiment.seed}" + (f", the median of {seeds} seeds" if seeds > 2 else "")
+        links = ", ".join(
+            f'<a href="{os.path.relpath(Path(other.experiment_dir) / "figures" / Path(path).name, report_dir)}">'
+            f"seed {other.seed}</a>" for other in others.itertuples())
+        blocks.append(
+            f"<details><summary><b>{experiment.model}</b> on {experiment.dataset} ({note})</summary>"
+            f"{image_tag(path, width, alt=f'{kind} of {experiment.model} on {experiment.dataset}, seed {experiment.seed}')}"
+            + (f"<p>Other seeds: {links}</p>" if links else "") + "</details>")
+    return "\n".join(blocks)
+
+
+def image_tag(path, width=None, alt=None):
     """An <img> with the PNG inlined, so the HTML needs no other file."""
     data = base64.b64encode(Path(path).read_bytes()).decode()
     size = f' width="{width}"' if width else ""
-    return f'<img src="data:image/png;base64,{data}"{size} alt="{Path(path).name}">'
+    return f'<img src="data:image/png;base64,{data}"{size} alt="{html.escape(alt or Path(path).name)}">'
 
 
 # ---------------------------------------------------------------- build
@@ -144,32 +182,164 @@ def build_report(template, notebook, html, parameters, show_code=False):
 # ---------------------------------------------------------------- how sure, and at what cost
 
 
-def seed_statistics(summary, dataset, confidence=0.95):
-    """Per architecture: mean test accuracy with a t-based confidence interval over seeds, and a
-    paired t-test (paired by seed) of the leader against every other architecture.
+def seed_statistics(summary, dataset, confidence=0.95, by="architecture"):
+    """Per compared model (column `by`): mean test accuracy with a t-based confidence interval over
+    seeds, and a paired t-test (paired by seed) of the leader against every other one.
 
     Returns None with fewer than three seeds: two points give no usable spread.
     """
     from scipy import stats
 
     data = summary[summary["dataset"] == dataset]
-    if data.groupby("architecture")["seed"].nunique().min() < 3:
+    if data.groupby(by, observed=True)["seed"].nunique().min() < 3:
         return None
     rows = []
-    for architecture, runs in data.groupby("architecture"):
+    for name, runs in data.groupby(by, observed=True, sort=False):
         accuracy = runs["accuracy"].to_numpy()
         low, high = stats.t.interval(confidence, len(accuracy) - 1, loc=accuracy.mean(), scale=stats.sem(accuracy))
-        rows.append({"architecture": architecture, "seeds": len(accuracy), "accuracy_mean": accuracy.mean(),
-                     "ci_low": low, "ci_high": high})
+        rows.append({by: name, "seeds": len(accuracy), "accuracy_mean": accuracy.mean(), "ci_low": low, "ci_high": high})
     table = pd.DataFrame(rows).sort_values("accuracy_mean", ascending=False, ignore_index=True)
-    leader = table["architecture"].iloc[0]
-    by_seed = data.pivot_table(index="seed", columns="architecture", values="accuracy")
+    leader = table[by].iloc[0]
+    by_seed = data.pivot_table(index="seed", columns=by, values="accuracy", observed=True)
     p_values = []
-    for architecture in table["architecture"]:
-        pair = by_seed[[leader, architecture]].dropna()
-        p_values.append(None if architecture == leader else float(stats.ttest_rel(pair[leader], pair[architecture]).pvalue))
+    for name in table[by]:
+        pair = by_seed[[leader, name]].dropna()
+        p_values.append(None if name == leader else float(stats.ttest_rel(pair[leader], pair[name]).pvalue))
     table[f"p_vs_{leader}"] = p_values
     return table
+
+
+# ---------------------------------------------------------------- variants
+
+
+def variant_effects(summary, dataset, confidence=0.95):
+    """For each architecture trained under two or more variants: every variant's effect on test
+    accuracy against the first one (the baseline), from seed-paired differences.
+
+    One row per (architecture, variant): the mean paired difference, its t interval (two or more
+    shared seeds) and the paired t-test's p-value (three or more). None when no architecture has
+    two variants.
+    """
+    from scipy import stats
+
+    data = summary[summary["dataset"] == dataset]
+    rows = []
+    for architecture, runs in data.groupby("architecture", sort=False):
+        by_seed = runs.pivot_table(index="seed", columns="variant", values="accuracy", observed=True)
+        variants = [variant for variant in runs["variant"].cat.categories if variant in by_seed]
+        if len(variants) < 2:
+            continue
+        baseline = variants[0]
+        for variant in variants[1:]:
+            pair = by_seed[[baseline, variant]].dropna()
+            difference = (pair[variant] - pair[baseline]).to_numpy()
+            low = high = p_value = None
+            if len(difference) >= 2:
+                sem = stats.sem(difference)
+                low, high = (difference.mean(),) * 2 if sem == 0 else stats.t.interval(
+                    confidence, len(difference) - 1, loc=difference.mean(), scale=sem)
+            if len(difference) >= 3 and stats.sem(difference) > 0:
+                p_value = float(stats.ttest_rel(pair[variant], pair[baseline]).pvalue)
+            rows.append({
+                "architecture": architecture, "variant": variant, "baseline": baseline,
+                "changes": runs.loc[runs["variant"] == variant, "variant_changes"].iloc[0],
+                "paired_seeds": len(difference), "baseline_accuracy": pair[baseline].mean(),
+                "variant_accuracy": pair[variant].mean(), "difference": difference.mean(),
+                "ci_low": low, "ci_high": high, "p_value": p_value,
+            })
+    return pd.DataFrame(rows) if rows else None
+
+
+def style_variant_effects(effects):
+    """The effects table as a reader wants it: accuracies, the signed difference and its interval."""
+    def interval(row):
+        return "–" if pd.isna(row["ci_low"]) else f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+
+    table = pd.DataFrame({
+        "architecture": effects["architecture"], "variant": effects["variant"], "changes": effects["changes"],
+        "paired seeds": effects["paired_seeds"],
+        "accuracy, baseline": effects["baseline_accuracy"], "accuracy, variant": effects["variant_accuracy"],
+        "difference": effects["difference"], "95 % interval": effects.apply(interval, axis=1),
+        "p-value": effects["p_value"],
+    })
+    return table.style.format({"accuracy, baseline": "{:.4f}", "accuracy, variant": "{:.4f}", "difference": "{:+.4f}",
+                               "p-value": "{:.3g}"}, na_rep="–").hide(axis="index")
+
+
+def plot_variant_accuracy(summary, dataset):
+    """Test accuracy per variant, one panel per architecture: every seed as a point, the mean as a bar."""
+    import matplotlib.pyplot as plt
+
+    from .style import STYLE
+
+    data = summary[summary["dataset"] == dataset]
+    architectures = list(dict.fromkeys(data["architecture"]))
+    variants = [variant for variant in data["variant"].cat.categories if variant in set(data["variant"])]
+    rng = np.random.default_rng(0)  # jitter only, so that equal seeds do not hide each other
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(architectures), figsize=(max(4.5, 0.8 * len(variants) + 2) * len(architectures), 4),
+                                 squeeze=False, sharey=True, layout="constrained")
+        for ax, architecture in zip(axes[0], architectures):
+            runs = data[data["architecture"] == architecture]
+            for position, variant in enumerate(variants):
+                accuracy = runs.loc[runs["variant"] == variant, "accuracy"].to_numpy()
+                if not len(accuracy):
+                    continue
+                ax.bar(position, accuracy.mean(), color="tab:blue" if position else "tab:gray", alpha=0.35, width=0.6)
+                ax.scatter(position + rng.uniform(-0.12, 0.12, len(accuracy)), accuracy, color="black", s=14, zorder=3)
+            ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+            ax.set(title=architecture, ylabel="test accuracy")
+            ax.set_ylim(max(0.0, data["accuracy"].min() - 0.05), min(1.0, data["accuracy"].max() + 0.02))
+        fig.suptitle(f"Test accuracy per variant — {dataset} (bars: mean, points: seeds, grey: baseline)")
+    return fig
+
+
+def plot_sweep(summary, dataset, keys, variants):
+    """Test accuracy of the sweep's `variants` against one swept setting (a line per architecture,
+    seeds as points), or a heat map of the mean over two settings (one panel per architecture)."""
+    import matplotlib.pyplot as plt
+
+    from .style import STYLE
+
+    columns = [SETTING_PREFIX + key for key in keys]
+    data = summary[(summary["dataset"] == dataset) & summary["variant"].isin(variants)]
+    architectures = list(dict.fromkeys(data["architecture"]))
+    with plt.rc_context(STYLE):
+        if len(keys) == 1:
+            fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+            for architecture in architectures:
+                runs = data[data["architecture"] == architecture]
+                mean = runs.groupby(columns[0])["accuracy"].mean()
+                (line,) = ax.plot(mean.index, mean.to_numpy(), marker="o", label=architecture)
+                ax.scatter(runs[columns[0]], runs["accuracy"], color=line.get_color(), s=10, alpha=0.5)
+            values = data[columns[0]].to_numpy(float)
+            if values.min() > 0 and values.max() / values.min() >= 10:
+                ax.set_xscale("log")
+            ax.set(xlabel=keys[0], ylabel="test accuracy", title=f"Sweep over {keys[0]} — {dataset}")
+            ax.legend(fontsize=8, loc="best")
+            return fig
+        fig, axes = plt.subplots(1, len(architectures), figsize=(4.8 * len(architectures), 4), squeeze=False,
+                                 layout="constrained")
+        for ax, architecture in zip(axes[0], architectures):
+            grid = data[data["architecture"] == architecture].pivot_table(
+                index=columns[0], columns=columns[1], values="accuracy", aggfunc="mean")
+            image = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
+            ax.set_xticks(range(grid.shape[1]), [f"{value:g}" for value in grid.columns])
+            ax.set_yticks(range(grid.shape[0]), [f"{value:g}" for value in grid.index])
+            for (row, column), value in np.ndenumerate(grid.to_numpy()):
+                ax.text(column, row, f"{value:.3f}", ha="center", va="center", color="white", fontsize=8)
+            ax.grid(False)
+            ax.set(xlabel=keys[1], ylabel=keys[0], title=architecture)
+            fig.colorbar(image, ax=ax, label="mean test accuracy")
+        fig.suptitle(f"Sweep over {keys[0]} × {keys[1]} — {dataset}")
+    return fig
+
+
+def plottable_sweep(sweep):
+    """The swept settings when a plot can put them on axes: one or two, every value a number."""
+    numeric = all(isinstance(value, (int, float)) and not isinstance(value, bool)
+                  for values in sweep.values() for value in values)
+    return list(sweep) if numeric and 1 <= len(sweep) <= 2 else []
 
 
 def pareto_front(cost, accuracy):
@@ -190,6 +360,8 @@ def plot_cost_vs_accuracy(board, dataset):
     from .style import STYLE
 
     data = board[board["dataset"] == dataset].reset_index(drop=True)
+    if data["variant"].nunique() > 1:
+        data["architecture"] = data["architecture"] + " · " + data["variant"]
     costs = [("parameters", "parameters"), ("latency_ms", "latency at batch 1 (ms)"),
              ("train_seconds", "training time (s)")]
     with plt.rc_context(STYLE):

@@ -5,15 +5,21 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import atomic_path, read_json
+from .config import flatten, lookup
+
+SETTING_PREFIX = "setting."  # summary columns holding the effective value of a setting some variant changes
 
 
-def summary_row(metrics_path, meta_path, benchmark_path=None):
-    """One tidy row: identity, test metrics and training metadata of one experiment."""
+def summary_row(metrics_path, meta_path, benchmark_path=None, varied_settings=()):
+    """One tidy row: identity, test metrics and training metadata of one experiment, and the
+    effective value of every setting in `varied_settings` (dotted keys)."""
     metrics, meta = read_json(metrics_path), read_json(meta_path)
     row = {
         "dataset": meta["dataset"],
         "architecture": meta["architecture"],
+        "variant": meta["variant"],
         "seed": meta["seed"],
+        "variant_changes": ", ".join(f"{key}={value}" for key, value in flatten(meta["variant_overrides"]).items()),
         "accuracy": metrics["accuracy"],
         "loss": metrics["loss"],
         "top5_accuracy": metrics["top5_accuracy"],
@@ -40,6 +46,8 @@ def summary_row(metrics_path, meta_path, benchmark_path=None):
     }
     if benchmark_path:
         row["train_job_wall_seconds"] = float(pd.read_csv(benchmark_path, sep="\t")["s"].iloc[0])
+    for key in varied_settings:
+        row[SETTING_PREFIX + key] = lookup(meta["settings"], key)
     return row
 
 
@@ -48,9 +56,11 @@ def _hardware(environment):
     return f"{environment['processor']} ({environment['cpu_count']} CPUs)" + (f", {len(gpus)} GPU(s)" if gpus else "")
 
 
-def write_summary(metrics_paths, meta_paths, benchmark_paths, out_csv):
-    rows = [summary_row(*paths) for paths in zip(metrics_paths, meta_paths, benchmark_paths, strict=True)]
-    frame = pd.DataFrame(rows).sort_values(["dataset", "architecture", "seed"])
+def write_summary(metrics_paths, meta_paths, benchmark_paths, out_csv, varied_settings=()):
+    rows = [summary_row(*paths, varied_settings=varied_settings)
+            for paths in zip(metrics_paths, meta_paths, benchmark_paths, strict=True)]
+    # Rows come in study order (dataset, architecture, variant, seed); variants keep it: the first is the baseline.
+    frame = pd.DataFrame(rows).sort_values(["dataset", "architecture"], kind="stable")
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
     return frame

@@ -281,8 +281,11 @@ def compile_model(model, settings, learning_rate, schedule, total_steps):
 
 
 def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path,
-                     checkpoint_dir, weights=None):
-    """Train one (dataset, architecture, seed) experiment and write model, history and metadata.
+                     checkpoint_dir, weights=None, variant="default", variant_overrides=None):
+    """Train one (dataset, architecture, variant, seed) experiment and write model, history and metadata.
+
+    `settings` are the complete effective training settings (the variant's overrides included);
+    `variant` and `variant_overrides` only name them in the metadata.
 
     A run killed part-way resumes from `checkpoint_dir` at the next epoch, with the same result.
     Transfer-learning architectures train in two phases (convbench.transfer): `epochs` with the
@@ -294,7 +297,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     batch_size, epochs = settings["batch_size"], settings["epochs"]
     steps = math.ceil(len(y_train) / batch_size)
     transfer = get_architecture(architecture).transfer
-    fine_tune = transfer["fine_tune"] if transfer else {"epochs": 0}
+    # a variant's fine_tune settings override the transfer architecture's own
+    fine_tune = {**transfer["fine_tune"], **settings.get("fine_tune", {})} if transfer else {"epochs": 0}
     phases = [(0, epochs)] + ([(epochs, epochs + fine_tune["epochs"])] if fine_tune["epochs"] else [])
     total_epochs = phases[-1][1]
     fingerprint = config_hash({"architecture": architecture, "seed": seed, "settings": settings, "transfer": transfer,
@@ -366,7 +370,9 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
         {
             "architecture": architecture,
             "dataset": data.manifest["dataset"],
+            "variant": variant,
             "seed": seed,
+            "variant_overrides": variant_overrides or {},
             "settings": settings,
             "config_hash": config_hash(settings),
             "parameters": int(model.count_params()),
@@ -376,7 +382,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             "best_epoch": int(frame["val_loss"].idxmin()) + 1,
             "stopped_early": len(frame) < total_epochs,
             "transfer": None if not transfer else {
-                **transfer, "phase_epochs": [end - start for start, end in phases],
+                **transfer, "fine_tune": fine_tune, "phase_epochs": [end - start for start, end in phases],
                 "trainable_base_layers": [layer.name for layer in pretrained_base(model).layers if layer.trainable],
             },
             "weights_from_epoch": (stopping.best_epoch + 1 if stopping and stopping.restore_best_weights

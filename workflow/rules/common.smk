@@ -3,18 +3,30 @@ import functools
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
 
 # The rules read the registry and catalog from the workflow's own package (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from convbench.architectures import check_custom, check_names, input_spec, register_custom
-from convbench.config import coerce_cli_scalars, dataset_settings, experiment_settings
+from convbench.config import (
+    check_variants,
+    coerce_cli_scalars,
+    dataset_settings,
+    experiment_settings,
+    merge_settings,
+    study_variants,
+    varied_settings,
+)
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
 from convbench.formats import folder_fingerprint
 from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
 
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 config.update(coerce_cli_scalars(config))
-validate(config, "../schemas/config.schema.yaml")
+check_variants(config, yaml.safe_load(SCHEMA.read_text())["$defs"]["training_settings"])
+validate(config, str(SCHEMA))
+VARIANTS = study_variants(config)  # {name: overrides}, named variants first, then the sweep's points
 register_custom(config["custom_architectures"])
 register_transfer(config["transfer_learning"])
 register_custom_datasets(config["custom_datasets"])
@@ -26,28 +38,35 @@ for name in config["custom_architectures"]:
     check_custom(name)  # imports Keras, only for studies that declare architectures
 for name, spec in config["transfer_learning"].items():
     for dataset in config["datasets"]:
-        check_transfer(name, spec, config["data"], experiment_settings(config, dataset, name))
+        for overrides in VARIANTS.values():
+            check_transfer(name, spec, config["data"], experiment_settings(config, dataset, name, overrides))
 
 
 wildcard_constraints:
     dataset="[a-z0-9_]+",
     arch="[A-Za-z0-9_]+",
+    variant="[A-Za-z0-9_.+=,-]+",
     seed=r"\d+",
     spec=r"\d+x\d+x\d+",
     filename=r"[^/]+",
 
 
-EXPERIMENT = "results/experiments/{dataset}/{arch}/seed{seed}"
+# One experiment: a dataset x architecture x variant x seed. Its files, logs, benchmarks and
+# checkpoints all live under this same relative name.
+EXPERIMENT_ID = "{dataset}/{arch}/{variant}/seed{seed}"
+EXPERIMENT = f"results/experiments/{EXPERIMENT_ID}"
 
 
+@functools.cache
 def experiments():
-    """Every (dataset, arch, seed) of the study, as wildcard dicts."""
-    return [
-        {"dataset": dataset, "arch": arch, "seed": seed}
+    """Every (dataset, arch, variant, seed) of the study, as wildcard dicts."""
+    return tuple(
+        {"dataset": dataset, "arch": arch, "variant": variant, "seed": seed}
         for dataset in config["datasets"]
         for arch in config["architectures"]
+        for variant in VARIANTS
         for seed in config["seeds"]
-    ]
+    )
 
 
 def experiment_files(pattern):
@@ -55,7 +74,32 @@ def experiment_files(pattern):
 
 
 def training_settings(wildcards):
-    return experiment_settings(config, wildcards.dataset, wildcards.arch)
+    return experiment_settings(config, wildcards.dataset, wildcards.arch, VARIANTS[wildcards.variant])
+
+
+def variant_overrides(wildcards):
+    return VARIANTS[wildcards.variant]
+
+
+def augmentation_on(augmentation):
+    """Whether any augmentation knob is set (fill_mode alone changes nothing)."""
+    return any(value for key, value in (augmentation or {}).items() if key != "fill_mode")
+
+
+def variant_augmentation(dataset, variant):
+    """The augmentation a variant applies on a dataset (architecture_options aside)."""
+    return merge_settings(dataset_settings(config, dataset), VARIANTS[variant])["augmentation"]
+
+
+def augmentation_previews():
+    """One preview per dataset and variant that augments ({dataset, variant, path}); none in a
+    study without augmentation."""
+    return [
+        {"dataset": dataset, "variant": variant, "path": f"results/figures/{dataset}/{variant}/augmentation_preview.png"}
+        for dataset in config["datasets"]
+        for variant in VARIANTS
+        if augmentation_on(variant_augmentation(dataset, variant))
+    ]
 
 
 def fetch_source(wildcards):
@@ -96,10 +140,11 @@ def weights_input(wildcards):
 
 def weights_fetch_source(wildcards):
     """URLs and hash of a weights file, from the transfer architecture of the study that needs it."""
-    for experiment in experiments():
-        source = transfer_weights(experiment["dataset"], experiment["arch"])
-        if source and source[0] == wildcards.filename:
-            return {"urls": source[1], "known_hash": source[2]}
+    for dataset in config["datasets"]:
+        for arch in config["architectures"]:
+            source = transfer_weights(dataset, arch)
+            if source and source[0] == wildcards.filename:
+                return {"urls": source[1], "known_hash": source[2]}
     raise ValueError(f"no transfer architecture of the study uses weights {wildcards.filename}")
 
 
@@ -119,13 +164,14 @@ def prepared_data(wildcards):
 
 
 def preview_data(wildcards):
-    """The augmentation preview shows the dataset as the study's first architecture sees it."""
+    """An augmentation preview shows the dataset as the study's first architecture sees it."""
     return prepared_files(wildcards.dataset, config["architectures"][0])
 
 
 def prepared_manifests():
     """Each prepared dataset of the study once, however many architectures share it."""
-    return sorted({prepared_prefix(e["dataset"], e["arch"]) + ".json" for e in experiments()})
+    return sorted({prepared_prefix(dataset, arch) + ".json" for dataset in config["datasets"]
+                   for arch in config["architectures"]})
 
 
 def experiment_figure(name, category):
@@ -135,5 +181,5 @@ def experiment_figure(name, category):
         category=category,
         subcategory="{dataset}",
         caption=f"../report/{name}.rst",
-        labels={"architecture": "{arch}", "seed": "{seed}"},
+        labels={"architecture": "{arch}", "variant": "{variant}", "seed": "{seed}"},
     )

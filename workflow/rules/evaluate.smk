@@ -9,9 +9,9 @@ rule evaluate_model:
         metrics=f"{EXPERIMENT}/metrics.json",
         predictions=f"{EXPERIMENT}/test_predictions.npz",
     log:
-        "results/logs/evaluate/{dataset}/{arch}/seed{seed}.log",
+        f"results/logs/evaluate/{EXPERIMENT_ID}.log",
     benchmark:
-        "results/benchmarks/evaluate/{dataset}/{arch}/seed{seed}.tsv"
+        f"results/benchmarks/evaluate/{EXPERIMENT_ID}.tsv"
     threads: config["resources"]["train_threads"]  # latency and throughput are measured with these
     resources:
         mem_mb=2000,
@@ -27,9 +27,11 @@ rule summarize:
     input:
         metrics=experiment_files(f"{EXPERIMENT}/metrics.json"),
         meta=experiment_files(f"{EXPERIMENT}/train_meta.json"),
-        benchmarks=experiment_files("results/benchmarks/train/{dataset}/{arch}/seed{seed}.tsv"),
+        benchmarks=experiment_files(f"results/benchmarks/train/{EXPERIMENT_ID}.tsv"),
     output:
         "results/summary.csv",
+    params:
+        varied_settings=varied_settings(VARIANTS),  # one column each: what the variants changed
     log:
         "results/logs/summarize.log",
     benchmark:

@@ -20,9 +20,9 @@ rule render_figures:
         render=config["render"],
         filter_layer=lambda wildcards: config["render"]["filter_layers"].get(wildcards.arch),
     log:
-        "results/logs/render/{dataset}/{arch}/seed{seed}.log",
+        f"results/logs/render/{EXPERIMENT_ID}.log",
     benchmark:
-        "results/benchmarks/render/{dataset}/{arch}/seed{seed}.tsv"
+        f"results/benchmarks/render/{EXPERIMENT_ID}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -37,15 +37,15 @@ rule preview_augmentation:
     input:
         unpack(preview_data),
     output:
-        report("results/figures/{dataset}/augmentation_preview.png", category="Augmentation preview",
-               caption="../report/augmentation_preview.rst"),
+        report("results/figures/{dataset}/{variant}/augmentation_preview.png", category="Augmentation preview",
+               subcategory="{dataset}", caption="../report/augmentation_preview.rst", labels={"variant": "{variant}"}),
     params:
-        augmentation=lambda wildcards: dataset_settings(config, wildcards.dataset)["augmentation"],
+        augmentation=lambda wildcards: variant_augmentation(wildcards.dataset, wildcards.variant),
         seed=config["data"]["split_seed"],
     log:
-        "results/logs/preview_augmentation/{dataset}.log",
+        "results/logs/preview_augmentation/{dataset}/{variant}.log",
     benchmark:
-        "results/benchmarks/preview_augmentation/{dataset}.tsv"
+        "results/benchmarks/preview_augmentation/{dataset}/{variant}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

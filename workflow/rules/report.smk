@@ -9,13 +9,15 @@ rule build_report:
         figures=experiment_files(f"{EXPERIMENT}/figures/figures.json"),
         manifests=prepared_manifests(),
         prepared=[manifest.removesuffix(".json") + ".npz" for manifest in prepared_manifests()],
-        augmentation_previews=expand("results/figures/{dataset}/augmentation_preview.png", dataset=config["datasets"]),
+        augmentation_previews=[preview["path"] for preview in augmentation_previews()],
     output:
         notebook="results/report/report.ipynb",
         html="results/report.html",
     params:
         show_code=config["report"]["show_code"],
         config=config,
+        variants=VARIANTS,
+        augmentation_previews=augmentation_previews(),
     log:
         "results/logs/report.log",
     benchmark:

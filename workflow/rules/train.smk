@@ -1,4 +1,4 @@
-# Train one model per dataset x architecture x seed; fetch the pretrained weights transfer learning starts from.
+# Train one model per dataset x architecture x variant x seed; fetch the pretrained weights transfer learning starts from.
 
 # Downloads run where Snakemake runs (the login node under SLURM): compute nodes never need the internet.
 localrules:
@@ -37,16 +37,17 @@ rule train_model:
         meta=f"{EXPERIMENT}/train_meta.json",
     params:
         training=training_settings,
+        variant=variant_overrides,  # recorded in train_meta.json; the settings above already include it
         custom=lambda wildcards: config["custom_architectures"].get(wildcards.arch),
         transfer=lambda wildcards: config["transfer_learning"].get(wildcards.arch),
         keras_home=KERAS_HOME,
         # Per-epoch checkpoints live outside the outputs (Snakemake deletes a failed job's outputs),
         # so a killed or preempted job resumes at its next epoch when rerun.
-        checkpoint_dir="results/checkpoints/{dataset}/{arch}/seed{seed}",
+        checkpoint_dir=f"results/checkpoints/{EXPERIMENT_ID}",
     log:
-        "results/logs/train/{dataset}/{arch}/seed{seed}.log",
+        f"results/logs/train/{EXPERIMENT_ID}.log",
     benchmark:
-        "results/benchmarks/train/{dataset}/{arch}/seed{seed}.tsv"
+        f"results/benchmarks/train/{EXPERIMENT_ID}.tsv"
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=config["resources"]["train_mem_mb"],

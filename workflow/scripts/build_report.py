@@ -9,12 +9,12 @@ build_report(
     notebook=sm.output.notebook,
     html=sm.output.html,
     parameters={
+        # experiments (their histories and figures) are found through summary.csv
         "summary_csv": sm.input.summary,
-        "histories": list(sm.input.histories),
-        "figure_manifests": list(sm.input.figures),
         "dataset_manifests": list(sm.input.manifests),
-        "augmentation_previews": list(sm.input.augmentation_previews),
+        "augmentation_previews": list(sm.params.augmentation_previews),
         "config": dict(sm.params.config),
+        "variants": dict(sm.params.variants),
     },
     show_code=sm.params.show_code,
 )

@@ -32,4 +32,6 @@ train_experiment(
     meta_path=sm.output.meta,
     checkpoint_dir=sm.params.checkpoint_dir,
     weights=sm.params.transfer and sm.params.transfer["weights"],
+    variant=sm.wildcards.variant,
+    variant_overrides=dict(sm.params.variant),
 )
