@@ -23,7 +23,8 @@ def digits_raw(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_prepared(tmp_path_factory, digits_raw):
     """digits prepared at 28x28x1, as the workflow prepares it by default."""
-    from convbench.datasets import load_prepared, prepare_dataset
+    from convbench.datasets import prepare_dataset
+    from convbench.prepared import load_prepared
 
     out = tmp_path_factory.mktemp("prepared")
     prepare_dataset(

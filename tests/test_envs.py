@@ -43,3 +43,102 @@ def test_lint_is_clean():
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=PROJECT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- each env holds what its stage imports
+
+PACKAGE = PROJECT / "workflow" / "convbench"
+SCRIPTS = PROJECT / "workflow" / "scripts"
+
+
+def rule_scripts():
+    """(rule, script path, env path) of every script rule."""
+    for path in RULE_FILES:
+        for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", path.read_text(), flags=re.M):
+            script = re.search(r"script:\s*\n\s*\"([^\"]+)\"", body)
+            env = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", body)
+            if script:
+                yield rule, (path.parent / script.group(1)).resolve(), (path.parent / env.group(1)).resolve()
+
+
+def imports_of(source, package_module=None):
+    """Absolute names of every module `source` imports, at any depth (lazy imports count too)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: inside convbench
+                names.add("convbench" + (f".{node.module}" if node.module else ""))
+                names.update(f"convbench.{alias.name}" for alias in node.names if not node.module)
+            else:
+                names.add(node.module)
+                if node.module == "convbench":
+                    names.update(f"convbench.{alias.name}" for alias in node.names)
+    return names
+
+
+def third_party_imports(script, extra_sources=()):
+    """Top-level third-party modules a stage's script reaches, following convbench and _bootstrap."""
+    seen, third_party = set(), set()
+    pending = [script.read_text(), *extra_sources]
+    while pending:
+        for name in imports_of(pending.pop()):
+            top = name.split(".")[0]
+            if top in ("convbench", "_bootstrap"):
+                path = SCRIPTS / "_bootstrap.py" if top == "_bootstrap" else (
+                    PACKAGE / (name.split(".", 1)[1].replace(".", "/") + ".py") if "." in name else PACKAGE / "__init__.py")
+                if path.exists() and path not in seen:
+                    seen.add(path)
+                    pending.append(path.read_text())
+            elif top not in sys.stdlib_module_names:
+                third_party.add(top)
+    return third_party
+
+
+def installed_with(distributions):
+    """Every distribution pip installs for these requirements (their dependencies, recursively)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    closure, pending = set(), [name.lower().replace("_", "-") for name in distributions]
+    while pending:
+        name = pending.pop()
+        if name in closure:
+            continue
+        closure.add(name)
+        try:
+            requirements = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for text in requirements:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name.lower().replace("_", "-"))
+    return closure
+
+
+def notebook_code():
+    import json
+
+    notebook = json.loads((PROJECT / "workflow" / "notebooks" / "report.ipynb").read_text())
+    return ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("rule, script, env", list(rule_scripts()), ids=lambda value: getattr(value, "name", value))
+def test_env_holds_every_package_its_stage_imports(rule, script, env):
+    """What `--sdm conda` builds must run the stage: every module the script reaches (through
+    convbench, lazily imported ones included; the report notebook for build_report) is installed
+    by the env's pins or their dependencies."""
+    from importlib.metadata import packages_distributions
+
+    pins = next(item["pip"] for item in yaml.safe_load(env.read_text())["dependencies"] if isinstance(item, dict))
+    available = installed_with(re.split(r"[=\[]", pin)[0] for pin in pins)
+    owners = packages_distributions()
+    extra = notebook_code() if rule == "build_report" else ()
+    missing = sorted(module for module in third_party_imports(script, extra)
+                     if not {dist.lower().replace("_", "-") for dist in owners.get(module, [module])} & available)
+    assert not missing, f"rule {rule}: {env.name} lacks what provides {missing}"

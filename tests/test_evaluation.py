@@ -6,7 +6,7 @@ import pytest
 
 from convbench.architectures import create_model
 from convbench.atomic import read_json
-from convbench.datasets import PreparedData
+from convbench.prepared import PreparedData
 from convbench.evaluation import count_flops, evaluate_experiment, expected_calibration_error
 
 

@@ -8,7 +8,8 @@ import pytest
 
 import canonical
 from convbench import datasets
-from convbench.datasets import load_prepared, prepare_dataset, register_custom_datasets
+from convbench.datasets import prepare_dataset, register_custom_datasets
+from convbench.prepared import load_prepared
 from convbench.formats import DatasetError, read_idx
 
 SPLIT = dict(split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")

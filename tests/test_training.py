@@ -155,7 +155,8 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from convbench.datasets import export_digits, load_prepared, prepare_dataset
+from convbench.datasets import export_digits, prepare_dataset
+from convbench.prepared import load_prepared
 from convbench.runtime import seed_everything
 from convbench.training import train_experiment
 out = sys.argv[1]

@@ -34,7 +34,8 @@ def weights_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def digits_rgb(tmp_path_factory, digits_raw):
-    from convbench.datasets import load_prepared, prepare_dataset
+    from convbench.datasets import prepare_dataset
+    from convbench.prepared import load_prepared
 
     out = tmp_path_factory.mktemp("rgb")
     prepare_dataset("digits", [digits_raw], "32x32x3", out / "d.npz", out / "d.json",
@@ -42,11 +43,11 @@ def digits_rgb(tmp_path_factory, digits_raw):
     return load_prepared(out / "d.npz", out / "d.json")
 
 
-def train(tmp_path, data, weights, fine_tune_epochs, layers=12):
+def train(tmp_path, data, weights, fine_tune_epochs, layers=12, **changes):
     register_transfer({"mnv2_tl": {"base": "mobilenetv2", "weights": str(weights),
                                    "fine_tune": {"layers": layers, "epochs": fine_tune_epochs, "learning_rate": 1e-3}}})
     try:
-        model = train_small(data, "mnv2_tl", tmp_path, weights=str(weights), epochs=1)
+        model = train_small(data, "mnv2_tl", tmp_path, weights=str(weights), epochs=1, **changes)
     finally:
         ARCHITECTURES.pop("mnv2_tl")
     return model, read_json(tmp_path / "meta.json")
@@ -64,6 +65,13 @@ def test_phase_one_trains_the_head_on_the_frozen_pretrained_base(tmp_path, digit
     assert all(np.array_equal(after[key], published[key]) for key in published)  # loaded, and unchanged
     assert [layer.name for layer in model.layers[-4:]] == ["avg_pool", "head_dense", "head_dropout", "predictions"]
     assert meta["transfer"]["phase_epochs"] == [1] and meta["transfer"]["trainable_base_layers"] == []
+
+
+def test_a_variants_fine_tune_settings_override_the_architectures(tmp_path, digits_rgb, weights_file):
+    path, _ = weights_file
+    _, meta = train(tmp_path, digits_rgb, path, fine_tune_epochs=1, layers=12, fine_tune={"epochs": 0})
+    assert meta["transfer"]["fine_tune"] == {"layers": 12, "epochs": 0, "learning_rate": 1e-3}
+    assert meta["transfer"]["phase_epochs"] == [1] and meta["epochs_run"] == 1  # frozen: no phase 2
 
 
 def test_phase_two_fine_tunes_the_last_layers_with_batchnorm_frozen(tmp_path, digits_rgb, weights_file):

@@ -10,8 +10,9 @@ import yaml
 from snakemake.utils import validate
 
 from conftest import PROJECT, copy_workflow
-from convbench.config import check_variants, experiment_settings, flatten, study_variants, sweep_variants, varied_settings
+from convbench.config import experiment_settings, flatten, study_variants, sweep_variants, varied_settings
 from convbench.report import variant_effects
+from convbench.validation import check_variants
 
 SCHEMA = PROJECT / "workflow" / "schemas" / "config.schema.yaml"
 TRAINING_SCHEMA = yaml.safe_load(SCHEMA.read_text())["$defs"]["training_settings"]

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_snakemake
 from convbench.atomic import read_json
-from convbench.datasets import load_prepared
+from convbench.prepared import load_prepared
 from convbench.evaluation import load_model
 from convbench.visualization import find_conv_layer
 

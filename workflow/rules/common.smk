@@ -10,7 +10,6 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from convbench.architectures import check_custom, check_names, input_spec, register_custom
 from convbench.config import (
-    check_variants,
     coerce_cli_scalars,
     dataset_settings,
     experiment_settings,
@@ -20,6 +19,7 @@ from convbench.config import (
 )
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
 from convbench.formats import folder_fingerprint
+from convbench.validation import check_variants
 from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"

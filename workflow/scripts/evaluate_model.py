@@ -6,7 +6,7 @@ from convbench.runtime import configure_tensorflow
 sm = snakemake
 configure_tensorflow(threads=sm.threads)
 
-from convbench.datasets import load_prepared
+from convbench.prepared import load_prepared
 from convbench.evaluation import evaluate_experiment
 
 evaluate_experiment(

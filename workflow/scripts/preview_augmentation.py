@@ -6,7 +6,7 @@ from convbench.runtime import configure_tensorflow
 sm = snakemake
 configure_tensorflow(threads=sm.threads, seed=sm.params.seed)
 
-from convbench.datasets import load_prepared
+from convbench.prepared import load_prepared
 from convbench.training import make_augmentation
 from convbench.visualization import plot_augmentation_preview
 

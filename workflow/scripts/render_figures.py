@@ -9,8 +9,8 @@ configure_tensorflow(threads=sm.threads)
 import numpy as np
 
 from convbench.atomic import read_json, write_json
-from convbench.datasets import load_prepared
-from convbench.evaluation import load_model
+from convbench.prepared import load_prepared
+from convbench.architectures import load_model
 from convbench.visualization import render_experiment
 
 w = sm.wildcards

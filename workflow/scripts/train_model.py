@@ -13,7 +13,7 @@ strategy = configure_tensorflow(threads=sm.threads, seed=seed, deterministic=sm.
 set_precision(sm.params.training["precision"])
 
 from convbench.architectures import register_custom
-from convbench.datasets import load_prepared
+from convbench.prepared import load_prepared
 from convbench.training import train_experiment
 from convbench.transfer import register_transfer
 

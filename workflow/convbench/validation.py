@@ -1,0 +1,55 @@
+"""Config checks with short, readable messages, run while Snakemake parses the workflow."""
+
+import difflib
+
+from .config import sweep_variants
+
+
+def check_variants(config, settings_schema):
+    """Stop with the variant's name, the key and the allowed values when a variant or sweep value
+    is not a valid training setting (before Snakemake's validate(), whose message dumps the schema)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(settings_schema)
+    sweep = config.get("sweep") or {}
+    if not isinstance(sweep, dict) or not all(isinstance(values, list) and values for values in sweep.values()):
+        raise ValueError("sweep: give each training setting a non-empty list of values, e.g. "
+                         "sweep: {learning_rate: [0.001, 0.0003]}")
+    for key, values in sweep.items():
+        for value in values:
+            if isinstance(value, str) and not VARIANT_NAME_CHARS.issuperset(value):
+                raise ValueError(f"sweep: {key}: value {value!r} cannot be part of a folder name; "
+                                 "use letters, digits and _ . - + only")
+    named = config.get("variants") or {}
+    if not isinstance(named, dict):
+        raise ValueError("variants: expected named bundles of training settings, e.g. "
+                         "variants: {default: {}, low_lr: {learning_rate: 0.0003}}")
+    for name, overrides in {**named, **sweep_variants(sweep)}.items():
+        where = f"sweep point {name!r}" if name not in named else f"variant {name!r}"
+        if name in named and not (VARIANT_NAME_CHARS.issuperset(str(name)) and str(name)):
+            raise ValueError(f"variant {name!r}: a variant name becomes a folder name; use letters, digits and _ . - + = , only")
+        if not isinstance(overrides, dict):
+            raise ValueError(f"{where}: expected training settings, e.g. {{learning_rate: 0.0003}}, got {overrides!r}")
+        error = jsonschema.exceptions.best_match(validator.iter_errors(overrides))
+        if error is not None:
+            raise ValueError(f"{where}: {explain(error)}")
+
+
+VARIANT_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-+=,")
+
+
+def explain(error):
+    """One short sentence for a jsonschema error: the key, the bad value, what is allowed."""
+    path = ".".join(map(str, error.absolute_path))
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        unexpected = sorted(set(error.instance) - set(allowed))
+        hints = []
+        for key in unexpected:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hints.append(f"{key!r} is not a setting" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        where = f"in {path}: " if path else ""
+        return f"{where}{'; '.join(hints)}; allowed: {', '.join(allowed)}"
+    if error.validator == "enum":
+        return f"{path}: {error.instance!r} is not allowed; choose from {', '.join(map(str, error.validator_value))}"
+    return f"{path}: {error.message}" if path else error.message
