@@ -112,3 +112,34 @@ def test_snakemake_stops_before_any_job_on_bad_config(tmp_path, config, message)
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_integral_numbers_of_integer_settings_become_integers():
+    from convbench.validation import validate_config
+
+    config = study(training={"epochs": 3.0, "learning_rate": 1.0}, seeds=[1.0, 2],
+                   architecture_options={"simple_cnn": {"batch_size": 64.0}}, variants={"v": {"epochs": 2.0}},
+                   render={"max_filters": 8.0})
+    schema = yaml.safe_load(SCHEMA.read_text())
+    validate_config(config, schema, lambda checked: validate(checked, str(SCHEMA)))
+    values = [config["training"]["epochs"], config["seeds"][0], config["architecture_options"]["simple_cnn"]["batch_size"],
+              config["variants"]["v"]["epochs"], config["render"]["max_filters"]]
+    assert values == [3, 1, 64, 2, 8] and all(type(value) is int for value in values)
+    assert type(config["training"]["learning_rate"]) is float  # numbers stay numbers
+    with pytest.raises(ValueError, match=r"training.epochs: 3.5 is not of type 'integer'"):
+        validate_config(study(training={"epochs": 3.5}), schema, lambda checked: None)
+
+
+@pytest.mark.parametrize("config, message", [
+    (["traning={epochs: 3}"], "Error in the config: 'traning' is not a key (did you mean 'training'?); allowed: datasets,"),
+    (["training={epoch: 3}"], "Error in the config: in training: 'epoch' is not a key (did you mean 'epochs'?)"),
+    (["training={optimizer: rms}"], "Error in the config: training.optimizer: 'rms' is not allowed; choose from adam, adamw, sgd"),
+], ids=["top-level", "nested", "enum"])
+def test_config_errors_are_one_short_paragraph(tmp_path, config, message):
+    copy_workflow(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", *config],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and message in output
+    assert "Traceback" not in output and 'File "' not in output and "$schema" not in output
+    assert len(output.strip().splitlines()) <= 4  # profile and config notices, then the one message

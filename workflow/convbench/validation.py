@@ -5,6 +5,49 @@ import difflib
 from .config import sweep_variants
 
 
+def validate_config(config, schema, fill_defaults):
+    """Check the whole config against the schema with one short sentence per problem (the key,
+    the bad value, what is allowed, the closest key), then let `fill_defaults` (Snakemake's
+    validate) add the schema's defaults, and turn integral numbers of integer settings (epochs:
+    3.0) into integers. Raises ValueError; never dumps the schema."""
+    import jsonschema
+
+    check_variants(config, schema["$defs"]["training_settings"])
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        raise ValueError(explain(error, noun="key"))
+    fill_defaults(config)
+    exact_integers(config, schema, schema)
+
+
+def exact_integers(value, schema, root):
+    """JSON Schema counts 3.0 as an integer; Python's range() does not. Convert in place."""
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    for part in schema.get("allOf", []):
+        exact_integers(value, part, root)
+    if isinstance(value, dict):
+        for key in value:
+            sub = schema.get("properties", {}).get(key, schema.get("additionalProperties"))
+            if isinstance(sub, dict):
+                if _is_integer(sub, root) and isinstance(value[key], float):
+                    value[key] = int(value[key])
+                else:
+                    exact_integers(value[key], sub, root)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            if _is_integer(schema["items"], root) and isinstance(item, float):
+                value[index] = int(item)
+            else:
+                exact_integers(item, schema["items"], root)
+
+
+def _is_integer(schema, root):
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema.get("type") == "integer"
+
+
 def check_variants(config, settings_schema):
     """Stop with the variant's name, the key and the allowed values when a variant or sweep value
     is not a valid training setting (before Snakemake's validate(), whose message dumps the schema)."""
@@ -38,7 +81,7 @@ def check_variants(config, settings_schema):
 VARIANT_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-+=,")
 
 
-def explain(error):
+def explain(error, noun="setting"):
     """One short sentence for a jsonschema error: the key, the bad value, what is allowed."""
     path = ".".join(map(str, error.absolute_path))
     if error.validator == "additionalProperties":
@@ -47,9 +90,11 @@ def explain(error):
         hints = []
         for key in unexpected:
             close = difflib.get_close_matches(str(key), allowed, n=1)
-            hints.append(f"{key!r} is not a setting" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints.append(f"{key!r} is not a {noun}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         where = f"in {path}: " if path else ""
         return f"{where}{'; '.join(hints)}; allowed: {', '.join(allowed)}"
     if error.validator == "enum":
         return f"{path}: {error.instance!r} is not allowed; choose from {', '.join(map(str, error.validator_value))}"
+    if error.validator == "required":
+        return f"{path or 'config'}: {error.message}"
     return f"{path}: {error.message}" if path else error.message

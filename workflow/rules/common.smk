@@ -19,27 +19,38 @@ from convbench.config import (
 )
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
 from convbench.formats import folder_fingerprint
-from convbench.validation import check_variants
 from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
+from convbench.validation import validate_config
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def check_study():
+    """Every config check, before any job; returns the study's variants."""
+    validate_config(config, yaml.safe_load(SCHEMA.read_text()), lambda checked: validate(checked, str(SCHEMA)))
+    variants = study_variants(config)  # {name: overrides}, named variants first, then the sweep's points
+    register_custom(config["custom_architectures"])
+    register_transfer(config["transfer_learning"])
+    register_custom_datasets(config["custom_datasets"])
+    check_dataset_names(config["datasets"])
+    check_names("architectures", config["architectures"])
+    check_names("architecture_options", config["architecture_options"])
+    check_dataset_names(config["dataset_options"], key="dataset_options")
+    for name in config["custom_architectures"]:
+        check_custom(name)  # imports Keras, only for studies that declare architectures
+    for name, spec in config["transfer_learning"].items():
+        for dataset in config["datasets"]:
+            for overrides in variants.values():
+                check_transfer(name, spec, config["data"], experiment_settings(config, dataset, name, overrides))
+    return variants
+
+
 config.update(coerce_cli_scalars(config))
-check_variants(config, yaml.safe_load(SCHEMA.read_text())["$defs"]["training_settings"])
-validate(config, str(SCHEMA))
-VARIANTS = study_variants(config)  # {name: overrides}, named variants first, then the sweep's points
-register_custom(config["custom_architectures"])
-register_transfer(config["transfer_learning"])
-register_custom_datasets(config["custom_datasets"])
-check_dataset_names(config["datasets"])
-check_names("architectures", config["architectures"])
-check_names("architecture_options", config["architecture_options"])
-check_dataset_names(config["dataset_options"], key="dataset_options")
-for name in config["custom_architectures"]:
-    check_custom(name)  # imports Keras, only for studies that declare architectures
-for name, spec in config["transfer_learning"].items():
-    for dataset in config["datasets"]:
-        for overrides in VARIANTS.values():
-            check_transfer(name, spec, config["data"], experiment_settings(config, dataset, name, overrides))
+try:
+    VARIANTS = check_study()
+except ValueError as error:
+    # One short paragraph, no traceback and no schema dump: the key, the value, what is allowed.
+    sys.exit(f"Error in the config: {error}")
 
 
 wildcard_constraints:
