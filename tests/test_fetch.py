@@ -108,7 +108,7 @@ def test_server_error_is_retried(fetched):
 def test_mirrors_are_tried_in_order(fetched):
     workdir, _, requests = fetched
     paths = [path for path, _ in requests if path in ("/gone/mnist.npz", "/mirror/mnist.npz")]
-    assert paths == ["/gone/mnist.npz"] * 4 + ["/mirror/mnist.npz"]  # the first URL, retried, then the mirror
+    assert paths == ["/gone/mnist.npz", "/mirror/mnist.npz"]  # a 404 does not heal: straight to the mirror
     assert manifest(workdir, "mirrored")["counts"]
 
 
@@ -125,6 +125,7 @@ def test_checksum_mismatch_names_url_expected_and_actual(fetched):
     assert "/other.npz" in text and f"expected sha256:{expected}" in text and f"got {actual}" in text
     assert "Error in rule fetch_file" in output
     assert_failed_and_left_nothing(workdir, "mismatch")
+    assert [path for path, _ in fetched[2] if path == "/other.npz"] == ["/other.npz"]  # downloaded once, not retried
 
 
 def test_missing_file_fails_with_the_http_status(fetched):
@@ -132,6 +133,7 @@ def test_missing_file_fails_with_the_http_status(fetched):
     text = log(workdir, "missing", "missing.npz")
     assert "404 Client Error" in text and "/missing.npz" in text
     assert_failed_and_left_nothing(workdir, "missing")
+    assert [path for path, _ in fetched[2] if path == "/missing.npz"] == ["/missing.npz"]
 
 
 def test_truncated_transfer_fails_and_leaves_nothing(fetched):
@@ -178,3 +180,18 @@ def test_image_folder_runs_through_the_whole_study(tmp_path):
     Image.new("RGB", (36, 44)).save(workdir / "photos" / "owls" / "new.png")
     dry_run = run_snakemake(workdir, "--cores", "2", "-n", "--configfile", "study.yaml", config=["training={epochs: 2}"])
     assert "prepare_dataset" in dry_run and "train_model" in dry_run
+
+
+def test_only_failures_that_can_heal_are_retried():
+    import requests
+
+    from convbench.fetch import can_heal
+
+    def http_error(status):
+        response = requests.Response()
+        response.status_code = status
+        return requests.exceptions.HTTPError(f"{status}", response=response)
+
+    assert [can_heal(http_error(status)) for status in (500, 503, 429, 408, 404, 403, 410)] == [True] * 4 + [False] * 3
+    assert can_heal(requests.exceptions.ConnectionError()) and can_heal(requests.exceptions.ReadTimeout())
+    assert not can_heal(ValueError("SHA256 hash of downloaded file does not match the known hash"))

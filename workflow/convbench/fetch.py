@@ -5,6 +5,7 @@ checks the hash and only then renames it into place; a mismatch deletes the down
 """
 
 import logging
+import time
 from pathlib import Path
 
 from .atomic import UMASK
@@ -48,12 +49,26 @@ class LogProgress:
         pass
 
 
+def can_heal(error):
+    """Whether trying the same URL again may help: a timeout, a dropped connection, a server
+    error (5xx) or rate limiting. A 404 or a wrong checksum will not change: next mirror."""
+    import requests
+
+    if isinstance(error, requests.exceptions.HTTPError):
+        status = getattr(error.response, "status_code", None)
+        return status is None or status >= 500 or status in (408, 429)
+    return isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                              requests.exceptions.ChunkedEncodingError))
+
+
 def fetch_file(urls, known_hash, destination, *, retries=3, timeout=60):
     """Download `destination` from the first of `urls` that delivers a file with this hash
     ("sha256:<hex>", or "md5:<hex>" where a publisher gives only that).
 
-    Each URL is tried 1 + `retries` times (waits of 1, 2, 3 ... s); a checksum mismatch counts
-    as a failure of that attempt. Raises DownloadError naming every URL and its last error.
+    A failure that can heal (can_heal) is retried up to `retries` times per URL (waits of 1, 2,
+    3 ... s); a permanent one (404, checksum mismatch) moves on to the next URL at once, so a wrong
+    hash never downloads a large file four times. Raises DownloadError naming every URL and its
+    last error.
     """
     import pooch
     import requests
@@ -63,22 +78,25 @@ def fetch_file(urls, known_hash, destination, *, retries=3, timeout=60):
     for url in urls:
         log.info("fetching %s from %s (%s)", destination.name, url, known_hash)
         repository = pooch.create(
-            path=destination.parent,
-            base_url="",
-            registry={destination.name: known_hash},
-            urls={destination.name: url},
-            retry_if_failed=retries,
+            path=destination.parent, base_url="", registry={destination.name: known_hash},
+            urls={destination.name: url}, retry_if_failed=0,
         )
-        downloader = pooch.HTTPDownloader(progressbar=LogProgress(destination.name), timeout=timeout, chunk_size=CHUNK_BYTES)
-        try:
-            repository.fetch(destination.name, downloader=downloader)
-        except (ValueError, requests.exceptions.RequestException) as error:
-            log.warning("%s failed: %s", url, error)
-            errors.append(f"  {url}: {error}")
-            continue
-        destination.chmod(0o666 & ~UMASK)  # pooch's temporary file was private (0600)
-        log.info("%s verified (%s)", destination, known_hash)
-        return destination
+        for attempt in range(1 + retries):
+            downloader = pooch.HTTPDownloader(progressbar=LogProgress(destination.name), timeout=timeout,
+                                              chunk_size=CHUNK_BYTES)
+            try:
+                repository.fetch(destination.name, downloader=downloader)
+            except (ValueError, requests.exceptions.RequestException) as error:
+                if attempt < retries and can_heal(error):
+                    log.warning("%s failed (%s). Will attempt the download again in %d s.", url, error, attempt + 1)
+                    time.sleep(attempt + 1)
+                    continue
+                log.warning("%s failed: %s", url, error)
+                errors.append(f"  {url}: {error}")
+                break
+            destination.chmod(0o666 & ~UMASK)  # pooch's temporary file was private (0600)
+            log.info("%s verified (%s)", destination, known_hash)
+            return destination
     raise DownloadError(
         f"could not fetch {destination} (expected {known_hash}); tried {len(urls)} URL(s):\n" + "\n".join(errors)
     )
