@@ -212,3 +212,116 @@ def test_custom_dataset_cannot_shadow_a_builtin():
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown dataset 'mnsit'. Known: cifar10, cifar100, digits, fashion_mnist, mnist"):
         datasets.check_dataset_names(["digits", "mnsit"])
+
+
+# ---------------------------------------------------------------- image folders as users' folders really are
+
+def folder_dataset(root, **extra):
+    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16,
+                                         "color_mode": "rgb", **extra}})
+
+
+def test_os_metadata_files_and_folders_are_skipped_and_counted(tmp_path, caplog):
+    root = canonical.image_folder(tmp_path / "photos", per_class=10, size=16)
+    (root / "dogs" / "Thumbs.db").write_bytes(b"windows thumbnails")
+    (root / "dogs" / "desktop.ini").write_bytes(b"[.ShellClassInfo]")
+    (root / "cats" / "._img00000.jpg").write_bytes(b"macOS resource fork")
+    (root / "cats" / ".hidden").mkdir()
+    (root / "cats" / ".hidden" / "x.txt").write_bytes(b"inside a hidden folder")
+    (root / ".DS_Store").write_bytes(b"at the top")
+    folder_dataset(root)
+    with caplog.at_level("INFO"):
+        data = prepare(tmp_path, "photos", [str(root)], "16x16x3")
+    assert sum(sum(data.manifest["counts"][split]) for split in ("train", "val", "test")) == 30
+    assert "skipped 4 hidden or OS metadata" in caplog.text
+
+
+def test_images_in_sub_folders_belong_to_the_top_level_class(tmp_path):
+    root = canonical.image_folder(tmp_path / "photos", per_class=10, size=16)
+    dated = root / "owls" / "2024" / "june"
+    dated.mkdir(parents=True)
+    for image in sorted((root / "owls").glob("img*"))[:4]:
+        image.rename(dated / image.name)
+    folder_dataset(root)
+    data = prepare(tmp_path, "photos", [str(root)], "16x16x3")
+    assert data.manifest["class_names"] == ["cats", "dogs", "owls"]
+    assert [sum(data.manifest["counts"][split][2] for split in ("train", "val", "test"))] == [10]
+
+
+def test_a_test_folder_with_other_classes_is_refused_by_name(tmp_path):
+    train = canonical.image_folder(tmp_path / "train", per_class=10, size=16)
+    test = canonical.image_folder(tmp_path / "test", classes=("cats", "dogs", "owls", "emus"), per_class=4, size=16)
+    folder_dataset(train, test_path=str(test))
+    with pytest.raises(DatasetError, match=r"test: its class folders differ from the training folder's; extra here: emus"):
+        prepare(tmp_path, "photos", [str(train), str(test)], "16x16x3")
+    assert_nothing_prepared(tmp_path)
+
+
+def decoded(tmp_path, name, image, channels=1, size=8, **save):
+    from convbench.formats import decode_image
+
+    path = tmp_path / name
+    image.save(path, **save)
+    return decode_image(path, size, channels)
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(0, 65535, 64).astype(np.uint16).reshape(8, 8)
+    pixels = decoded(tmp_path, "ramp16.png", Image.fromarray(ramp))[..., 0]
+    assert np.abs(pixels.astype(int) - np.round(ramp / 257)).max() <= 1
+    assert (pixels == 255).mean() < 0.05  # Pillow's convert("L") clipped 99.6 % of a ramp to 255
+
+
+def test_palette_alpha_cmyk_and_gray_alpha_images_keep_their_colours(tmp_path):
+    from PIL import Image
+
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 200
+    rgb = decoded(tmp_path, "red.png", Image.fromarray(red), channels=3)
+    palette = decoded(tmp_path, "red_p.png", Image.fromarray(red).convert("P", palette=Image.Palette.ADAPTIVE), channels=3)
+    cmyk = decoded(tmp_path, "red_cmyk.jpg", Image.fromarray(red).convert("CMYK"), channels=3, quality=95)
+    assert np.abs(palette.astype(int) - rgb).max() <= 2 and np.abs(cmyk.astype(int) - rgb).max() <= 12
+    half = np.dstack([red, np.full((8, 8), 255, np.uint8)])
+    half[:4, :, 3] = 0  # the top half transparent: laid on white
+    rgba = decoded(tmp_path, "rgba.png", Image.fromarray(half, "RGBA"), channels=3)
+    assert (rgba[:4] == 255).all() and np.abs(rgba[4:].astype(int) - rgb[4:]).max() <= 1
+    gray_alpha = np.dstack([np.full((8, 8), 40, np.uint8), np.full((8, 8), 255, np.uint8)])
+    assert (decoded(tmp_path, "la.png", Image.fromarray(gray_alpha, "LA")) == 40).all()
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    tall = np.zeros((16, 8, 3), np.uint8)
+    tall[:8] = 255  # white top half, as the camera's viewer shows it after rotation
+    image = Image.fromarray(np.rot90(tall, k=1).copy())  # stored sideways (8 high, 16 wide)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display", as phones write it
+    pixels = decoded(tmp_path, "phone.jpg", image, channels=3, size=16, exif=exif, quality=100)
+    assert pixels[:6].mean() > 200 and pixels[-6:].mean() < 50
+
+
+def test_non_ascii_names_and_upper_case_suffixes_still_work(tmp_path):
+    root = canonical.image_folder(tmp_path / "photos", classes=("chats noirs", "éléphants"), per_class=20, size=12)
+    for index, image in enumerate(sorted((root / "éléphants").iterdir())):
+        image.rename(image.with_suffix([".PNG", ".JPG", ".jpeg"][index % 3] if image.suffix == ".png" else ".JPG"))
+    folder_dataset(root)
+    data = prepare(tmp_path, "photos", [str(root)], "16x16x3")
+    assert data.manifest["class_names"] == ["chats noirs", "éléphants"]
+
+
+def test_fingerprint_follows_content_not_modification_times(tmp_path):
+    from convbench.formats import folder_fingerprint
+
+    root = canonical.image_folder(tmp_path / "photos", per_class=4, size=12)
+    cache = tmp_path / "cache"
+    first = folder_fingerprint([root], cache_dir=cache)
+    image = next((root / "cats").iterdir())
+    os.utime(image, ns=(1, 1))  # a touch, or a copy that changes modification times
+    (root / "cats" / ".DS_Store").write_bytes(b"metadata")
+    assert folder_fingerprint([root], cache_dir=cache) == first
+    image.write_bytes(image.read_bytes() + b"\0")  # a real edit
+    assert folder_fingerprint([root], cache_dir=cache) != first
+    assert list(cache.iterdir())  # hashes are cached by (path, size, mtime)

@@ -309,9 +309,9 @@ class FolderSource:
 
     def __init__(self, info, paths):
         train_root, test_root = info.folders
-        self.paths, self.labels = formats.list_image_folder(train_root, info.class_names)
+        self.paths, self.labels = formats.list_image_folder(train_root, info.class_names, log=log)
         self.test_paths, self.test_labels = (
-            formats.list_image_folder(test_root, info.class_names) if test_root else (None, None)
+            formats.list_image_folder(test_root, info.class_names, log=log) if test_root else (None, None)
         )
         self.class_names = list(info.class_names)
         self.native_shape = tuple(info.image_shape)

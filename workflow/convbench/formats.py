@@ -8,6 +8,7 @@ CIFAR as its binary version.
 
 import gzip
 import hashlib
+import json
 import os
 import tarfile
 import zlib
@@ -197,57 +198,124 @@ def class_folders(root):
         raise DatasetError(f"{root}: no such directory" if not root.exists() else f"{root}: not a directory")
     if not os.access(root, os.R_OK | os.X_OK):
         raise DatasetError(f"{root}: directory is not readable")
-    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not is_metadata(entry.name))
     if len(classes) < 2:
         raise DatasetError(f"{root}: an image folder needs at least 2 class sub-folders, found {len(classes)}")
     return classes
 
 
-def list_image_folder(root, class_names):
-    """(paths, labels) of every image under root/<class>/, in a fixed order; hidden files are skipped.
+# Files that operating systems and file managers leave in folders: never images, never errors.
+OS_METADATA = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
 
-    Fails on an empty class folder, a missing class folder and any file that is not a PNG or JPEG.
+
+def is_metadata(name):
+    """Hidden files (.DS_Store, ._name from macOS copies) and Windows' Thumbs.db / desktop.ini."""
+    return name.startswith(".") or name.lower() in OS_METADATA
+
+
+def list_image_folder(root, class_names, log=None):
+    """(paths, labels) of every image under root/<class>/, sub-folders included (the class is the
+    top-level folder, as in keras.utils.image_dataset_from_directory), in a fixed order.
+
+    Hidden and OS metadata files and folders are skipped (and counted in the log). Fails on a
+    class set that differs from `class_names`, an empty class folder, and, naming it, any other
+    file that is not a PNG or JPEG.
     """
-    paths, labels = [], []
+    found = class_folders(root)
+    if found != list(class_names):
+        extra, missing = sorted(set(found) - set(class_names)), sorted(set(class_names) - set(found))
+        raise DatasetError(
+            f"{root}: its class folders differ from the training folder's"
+            + (f"; extra here: {', '.join(extra)}" if extra else "") + (f"; missing here: {', '.join(missing)}" if missing else "")
+            + ". Train and test folders need the same class sub-folders."
+        )
+    paths, labels, skipped = [], [], 0
     for label, name in enumerate(class_names):
         folder = Path(root) / name
-        if not folder.is_dir():
-            raise DatasetError(f"{folder}: missing class folder (the training folder has class {name!r})")
-        try:
-            files = sorted(entry.name for entry in os.scandir(folder) if not entry.name.startswith("."))
-        except OSError as error:
-            raise DatasetError(f"{folder}: cannot list the folder ({error.strerror})") from error
+        files = []
+        for directory, folders, names in os.walk(folder, onerror=_raise_listing_error):
+            skipped += sum(map(is_metadata, folders)) + sum(map(is_metadata, names))
+            folders[:] = sorted(entry for entry in folders if not is_metadata(entry))
+            files.extend(Path(directory, entry) for entry in sorted(names) if not is_metadata(entry))
         if not files:
-            raise DatasetError(f"{folder}: empty class folder")
-        for file_name in files:
-            if Path(file_name).suffix.lower() not in IMAGE_SUFFIXES:
-                raise DatasetError(f"{folder / file_name}: not a PNG or JPEG image (expected .png, .jpg or .jpeg)")
-        paths.extend(str(folder / f) for f in files)
+            raise DatasetError(f"{folder}: empty class folder (no PNG or JPEG image in it or its sub-folders)")
+        for path in files:
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DatasetError(f"{path}: not a PNG or JPEG image (expected .png, .jpg or .jpeg)")
+        paths.extend(map(str, files))
         labels.extend([label] * len(files))
+    if skipped and log:
+        log.info("%s: skipped %d hidden or OS metadata file(s)/folder(s) (.DS_Store, ._*, Thumbs.db, ...)", root, skipped)
     return paths, np.asarray(labels, np.int64)
 
 
-def folder_fingerprint(roots):
-    """Hash of every file's path, size and modification time: changes when images are added, removed or edited."""
+def _raise_listing_error(error):
+    raise DatasetError(f"{error.filename}: cannot list the folder ({error.strerror})") from error
+
+
+FINGERPRINT_CACHE = ".snakemake/convbench-fingerprints"  # relative to the workflow's working directory
+
+
+def folder_fingerprint(roots, cache_dir=FINGERPRINT_CACHE):
+    """Hash of every file's relative path and content (hidden and OS metadata files aside): changes
+    when an image is added, removed, renamed or edited, not when it is only touched or copied.
+
+    Content hashes are cached by (path, size, modification time) in `cache_dir`, so a file whose
+    stat did not change is not read again; a touched file is re-read, and hashes the same.
+    """
     digest = hashlib.sha256()
     for root in roots:
+        cache_path = Path(cache_dir) / (hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16] + ".json")
+        try:
+            cache = json.loads(cache_path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        fresh = {}
         for directory, folders, files in os.walk(root):
-            folders.sort()
+            folders[:] = sorted(folder for folder in folders if not is_metadata(folder))
             for name in sorted(files):
-                stat = os.stat(os.path.join(directory, name))
-                digest.update(f"{os.path.relpath(os.path.join(directory, name), root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                if is_metadata(name):
+                    continue
+                path = os.path.join(directory, name)
+                relative = os.path.relpath(path, root)
+                stat = os.stat(path)
+                key = f"{stat.st_size}:{stat.st_mtime_ns}"
+                cached = cache.get(relative)
+                content = cached[1] if cached and cached[0] == key else file_digest(path)
+                fresh[relative] = [key, content]
+                digest.update(f"{relative}\0{content}\n".encode())
+        if fresh != cache:
+            _write_cache(cache_path, fresh)
     return digest.hexdigest()
 
 
+def file_digest(path):
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "blake2b").hexdigest()[:32]
+
+
+def _write_cache(path, entries):
+    """Best effort (a read-only checkout still works, only slower): write aside, then rename."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(entries))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def decode_image(path, size, channels):
-    """One image file as uint8 (size, size, channels): decoded, converted, resized (bilinear, antialiased)."""
-    from PIL import Image, UnidentifiedImageError
+    """One image file as uint8 (size, size, channels): decoded, turned upright by its EXIF
+    orientation (as image viewers do), converted to 8 bits and the colour mode (to_8bit),
+    resized (bilinear, antialiased)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
             if image.format not in ("PNG", "JPEG"):
                 raise DatasetError(f"{path}: a {image.format} image, expected PNG or JPEG")
-            image = image.convert("L" if channels == 1 else "RGB")
+            image = to_8bit(ImageOps.exif_transpose(image), channels, path)
             if image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, np.uint8)
@@ -256,6 +324,32 @@ def decode_image(path, size, channels):
     except OSError as error:
         raise DatasetError(f"{path}: cannot read the image ({error})") from error
     return pixels.reshape(size, size, channels)
+
+
+def to_8bit(image, channels, path):
+    """Any PNG/JPEG mode as 8-bit grayscale ("L") or RGB.
+
+    16-bit grayscale is scaled (value / 257), not clipped as Pillow's convert does; palette,
+    alpha and grayscale+alpha images are laid on a white background (what a viewer shows on a white
+    page; transparent pixels' stored colours are arbitrary); CMYK JPEGs go through Pillow's conversion.
+    """
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image).astype(np.float64)
+        if image.mode == "I" and pixels.max(initial=0) <= 255:  # 8-bit values stored wide
+            image = Image.fromarray(pixels.astype(np.uint8), "L")
+        elif image.mode == "I" and (pixels.min(initial=0) < 0 or pixels.max(initial=0) > 65535):
+            raise DatasetError(f"{path}: 32-bit integer pixels; save it as 8- or 16-bit PNG")
+        else:
+            image = Image.fromarray(np.round(pixels / 257).astype(np.uint8), "L")
+    elif image.mode in ("P", "PA", "RGBA", "LA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+    elif image.mode not in ("L", "RGB", "CMYK", "YCbCr", "1"):
+        raise DatasetError(f"{path}: unsupported image mode {image.mode}; save it as 8-bit grayscale or RGB")
+    return image.convert("L" if channels == 1 else "RGB")
 
 
 def decode_images_into(out, paths, size, channels, progress_every=10_000, log=None):
