@@ -65,3 +65,30 @@ def test_the_schedulers_choice_is_kept(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     assert claim_gpus(1, tmp_path) == ["3"]
     assert claim_gpus(0, tmp_path) == ["3"] and os.environ["CUDA_VISIBLE_DEVICES"] == "3"  # e.g. --gres
+
+
+@pytest.mark.parametrize("machine_gpus, config, per_job", [("2", [], 1), ("0", [], 0), ("2", ["resources={gpu: 0}"], 0),
+                                                            ("4", ["resources={gpu: 2}"], 2), ("1", ["resources={gpu: 2}"], 1)])
+def test_gpu_auto_takes_one_gpu_per_job_where_the_machine_has_gpus(tmp_path, machine_gpus, config, per_job):
+    from conftest import copy_workflow
+
+    copy_workflow(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", *(["--config", *config] if config else [])],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "CONVBENCH_GPU_COUNT": machine_gpus})
+    assert result.returncode == 0, result.stderr[-2000:]
+    blocks = result.stdout.split("\n\n")
+    for rule in ("train_model", "evaluate_model"):
+        jobs = [block for block in blocks if f"rule {rule}:" in block]
+        assert jobs and all(f"gpu={per_job}," in block for block in jobs)
+    if config == ["resources={gpu: 2}"] and machine_gpus == "1":
+        assert "asks 2 GPU(s) per job, this machine has 1; jobs get 1" in result.stderr
+
+
+def test_local_limits_are_the_machines_gpus_and_most_of_its_memory(monkeypatch):
+    from convbench.devices import local_resource_limits
+
+    monkeypatch.setenv("CONVBENCH_GPU_COUNT", "3")
+    limits = local_resource_limits()
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    assert limits["gpu"] == 3 and 0.85 * total_mb < limits["mem_mb"] < total_mb

@@ -30,6 +30,14 @@ def visible_gpu_count():
     return sum(line.startswith("GPU ") for line in result.stdout.splitlines())
 
 
+def local_resource_limits(memory_share=0.9):
+    """What a local run may hand out at once: every GPU of the machine, and `memory_share` of its
+    memory (Snakemake only enforces resources that have a limit: without these, several GPU jobs
+    would share one GPU and concurrent training jobs could ask for more memory than there is)."""
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return {"gpu": visible_gpu_count(), "mem_mb": int(memory_share * memory_mb)}
+
+
 def claim_gpus(count, lock_dir, timeout=None, poll=1.0):
     """Claim `count` free GPU slots, export CUDA_VISIBLE_DEVICES, and return the device ids.
 

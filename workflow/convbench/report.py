@@ -251,13 +251,13 @@ def variant_effects(summary, dataset, confidence=0.95):
 
 
 def style_variant_effects(effects):
-    """The effects table as a reader wants it: accuracies, the signed difference and its interval."""
+    """The effects table as a reader wants it: accuracies, the signed difference and its interval
+    (what each variant changes is listed once, in the table above it)."""
     def interval(row):
         return "–" if pd.isna(row["ci_low"]) else f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
 
     table = pd.DataFrame({
-        "architecture": effects["architecture"], "variant": effects["variant"], "changes": effects["changes"],
-        "paired seeds": effects["paired_seeds"],
+        "architecture": effects["architecture"], "variant": effects["variant"], "paired seeds": effects["paired_seeds"],
         "accuracy, baseline": effects["baseline_accuracy"], "accuracy, variant": effects["variant_accuracy"],
         "difference": effects["difference"], "95 % interval": effects.apply(interval, axis=1),
         "p-value": effects["p_value"],

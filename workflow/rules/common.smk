@@ -17,6 +17,7 @@ from convbench.config import (
     study_variants,
     varied_settings,
 )
+from convbench.devices import local_resource_limits, visible_gpu_count
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
 from convbench.formats import folder_fingerprint
 from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
@@ -51,6 +52,18 @@ try:
 except ValueError as error:
     # One short paragraph, no traceback and no schema dump: the key, the value, what is allowed.
     sys.exit(f"Error in the config: {error}")
+
+# GPUs per training/evaluation job: `auto` takes one where the machine running Snakemake has GPUs.
+GPUS_PER_JOB = (min(1, visible_gpu_count()) if config["resources"]["gpu"] == "auto" else config["resources"]["gpu"])
+# Local runs only: at most the machine's GPUs and memory are handed out at once (a --resources
+# given on the command line wins). Cluster runs leave the limits to the scheduler.
+if workflow.local_exec:
+    for name, limit in local_resource_limits().items():
+        if name not in workflow.global_resources:
+            workflow.register_resource(name, limit)
+            if name == "gpu" and GPUS_PER_JOB > limit:  # Snakemake lowers each job's request to the limit
+                print(f"convbench: resources.gpu asks {GPUS_PER_JOB} GPU(s) per job, this machine has {limit}; "
+                      f"jobs get {limit}", file=sys.stderr)
 
 
 wildcard_constraints:

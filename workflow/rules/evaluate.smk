@@ -16,7 +16,7 @@ rule evaluate_model:
     resources:
         mem_mb=2000,
         runtime=30,
-        gpu=config["resources"]["gpu"],
+        gpu=GPUS_PER_JOB,
     conda:
         "../../envs/train.yaml"
     script:

@@ -52,7 +52,7 @@ rule train_model:
     resources:
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime_min"],
-        gpu=config["resources"]["gpu"],
+        gpu=GPUS_PER_JOB,
     conda:
         "../../envs/train.yaml"
     script:
