@@ -25,7 +25,7 @@ def test_defaults_are_filled_from_the_schema():
     assert config["training"]["epochs"] == 20
     assert config["training"]["batch_size"] == 128
     assert config["data"]["scaling"] == "unit"
-    assert config["resources"]["gpu"] == 0
+    assert config["resources"]["gpu"] == "auto"  # one GPU per job where the machine has GPUs
 
 
 def test_user_values_survive_default_filling():

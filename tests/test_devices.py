@@ -81,6 +81,7 @@ def test_gpu_auto_takes_one_gpu_per_job_where_the_machine_has_gpus(tmp_path, mac
     for rule in ("train_model", "evaluate_model"):
         jobs = [block for block in blocks if f"rule {rule}:" in block]
         assert jobs and all(f"gpu={per_job}," in block for block in jobs)
+    assert f"convbench: local run: jobs get at most gpu={machine_gpus}, mem_mb=" in result.stderr
     if config == ["resources={gpu: 2}"] and machine_gpus == "1":
         assert "asks 2 GPU(s) per job, this machine has 1; jobs get 1" in result.stderr
 

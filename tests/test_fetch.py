@@ -195,3 +195,31 @@ def test_only_failures_that_can_heal_are_retried():
     assert [can_heal(http_error(status)) for status in (500, 503, 429, 408, 404, 403, 410)] == [True] * 4 + [False] * 3
     assert can_heal(requests.exceptions.ConnectionError()) and can_heal(requests.exceptions.ReadTimeout())
     assert not can_heal(ValueError("SHA256 hash of downloaded file does not match the known hash"))
+
+
+def planned(workdir, declared, target):
+    """{rule: count} a dry run plans for `target` with the study's datasets declared as given."""
+    import re
+
+    (workdir / "changed.yaml").write_text(yaml.safe_dump({"custom_datasets": declared}))
+    output = run_snakemake(workdir, "--cores", "1", "--dry-run", target, "--configfile", "changed.yaml")
+    block = output.split("Job stats:", 1)[1] if "Job stats:" in output else ""
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", block, flags=re.M) if rule != "total"}
+
+
+def test_a_files_identity_is_its_hash_not_its_urls(fetched):
+    workdir = fetched[0]
+    declared = yaml.safe_load((workdir / "study.yaml").read_text())["custom_datasets"]
+    target = "results/prepared/ok_npz/28x28x1.json"
+    mirrored = {"ok_npz": npz_dataset("https://example.org/moved/mnist.npz",
+                                      mirrors=["https://mirror.example.org/mnist.npz"])}
+    assert planned(workdir, {**declared, **mirrored}, target) == {}  # new URLs: nothing refetched or re-prepared
+    rehashed = {"ok_npz": npz_dataset(declared["ok_npz"]["files"][0]["url"], sha256="0" * 64)}
+    assert planned(workdir, {**declared, **rehashed}, target) == {"fetch_file": 1, "prepare_dataset": 1}
+
+
+def test_new_class_names_prepare_the_dataset_again(fetched):
+    workdir = fetched[0]
+    declared = yaml.safe_load((workdir / "study.yaml").read_text())["custom_datasets"]
+    renamed = {"ok_npz": {**declared["ok_npz"], "class_names": list("abcdefghij")}}
+    assert planned(workdir, {**declared, **renamed}, "results/prepared/ok_npz/28x28x1.json") == {"prepare_dataset": 1}

@@ -23,12 +23,38 @@ HARNESS = PROJECT / "tests" / "slurm" / "cluster.sh"
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def require_slurm():
     if not all(shutil.which(tool) for tool in DAEMONS) or os.geteuid() != 0:
         if os.environ.get("CONVBENCH_REQUIRE_SLURM"):
             pytest.fail("SLURM is required here (CONVBENCH_REQUIRE_SLURM) but its daemons or root are missing")
         pytest.skip("needs root and Debian's munge, slurmctld, slurmd, slurm-client")
+
+
+def test_the_test_cluster_puts_back_another_clusters_config_link(tmp_path):
+    """Runs before the module's cluster starts (same ports): start, stop, and the link is as it was."""
+    require_slurm()
+    link = "/etc/slurm/slurm.conf"
+    if os.path.exists(link) and not os.path.islink(link):
+        pytest.skip("this machine has a real /etc/slurm/slurm.conf")
+    before = os.readlink(link) if os.path.islink(link) else None
+    os.makedirs("/etc/slurm", exist_ok=True)
+    try:
+        if os.path.islink(link):
+            os.remove(link)
+        os.symlink("/elsewhere/other-cluster.conf", link)
+        subprocess.run(["bash", HARNESS, "start", tmp_path], check=True, capture_output=True, text=True, timeout=120)
+        assert os.readlink(link) == str(tmp_path / "slurm.conf")
+        subprocess.run(["bash", HARNESS, "stop", tmp_path], check=True, capture_output=True, timeout=120)
+        assert os.readlink(link) == "/elsewhere/other-cluster.conf"
+    finally:
+        os.remove(link)
+        if before:
+            os.symlink(before, link)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    require_slurm()
     work = tmp_path_factory.mktemp("slurm")
     subprocess.run(["bash", HARNESS, "start", work], check=True, capture_output=True, text=True, timeout=120)
     yield {**os.environ, "SLURM_CONF": str(work / "slurm.conf")}
@@ -45,7 +71,7 @@ def cancel_training_mid_way(process, workdir, env, deadline, seen):
     while time.monotonic() < deadline and process.poll() is None:
         line = process.stdout.readline()
         seen.append(line)
-        match = re.search(r"submitted with SLURM jobid (\d+) \(log: \S+/rule_train_model/digits_bn_cnn_1/", line)
+        match = re.search(r"submitted with SLURM jobid (\d+) \(log: \S+/rule_train_model/digits_bn_cnn_default_1/", line)
         if match:
             job_id = match.group(1)
             while not checkpoint.exists():
@@ -78,6 +104,7 @@ def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
     job_ids = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S+/rule_(\w+)/", output)
     rules = [rule for _, rule in job_ids]
     assert rules.count("train_model") == 3 and "build_report" in rules  # 2 experiments + 1 resubmission
+    assert "convbench: local run" not in output  # no local GPU/memory limits throttle a cluster run
     assert "CANCELLED" in slurm(cluster, "scontrol", "show", "job", cancelled)
 
     # GPU rules asked for a GPU and saw the device SLURM gave them; the others asked for none.

@@ -106,6 +106,14 @@ def test_augmentation_changes_training_images_reproducibly():
     assert all(np.array_equal(a, b) for a, b in zip(first[2:], resumed))  # epoch 2 on, as uninterrupted
 
 
+def zip_contents(path):
+    """{member: bytes} of a .keras archive (zip timestamps aside)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
 class Killed(Exception):
     pass
 
@@ -130,17 +138,71 @@ def run_killed_after_second_epoch(tmp_path, data, name, **changes):
 
 
 def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path, digits_prepared):
+    import keras
+
+    keras.backend.clear_session()  # each run starts as a job does, with fresh layer-name counters
     reference, _ = run(tmp_path, digits_prepared, "whole", epochs=3)
 
     out = tmp_path / "killed"
+    keras.backend.clear_session()
     run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3)
+    keras.backend.clear_session()
     assert read_json(out / "checkpoint" / "state.json")["epoch"] == 2 and not (out / "model.keras").exists()
     resumed, _ = run(tmp_path, digits_prepared, "killed", epochs=3)
-    assert read_json(out / "meta.json")["resumed_after_epoch"] == 2
+    meta = read_json(out / "meta.json")
+    assert meta["resumed_after_epoch"] == 2 and meta["threads"] >= 1
     assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2, 3]
     for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
         assert np.array_equal(a, b)
     assert not (out / "checkpoint").exists()  # cleaned up once the outputs are written
+    whole, killed = (zip_contents(tmp_path / name / "model.keras") for name in ("whole", "killed"))
+    assert whole.pop("metadata.json") != b"" and killed.pop("metadata.json") != b""  # holds the save date
+    assert whole == killed  # config and weights the same, byte for byte
+    assert (tmp_path / "whole" / "model.keras").stat().st_size == (out / "model.keras").stat().st_size
+
+
+def test_a_checkpoint_from_another_thread_count_is_not_resumed(tmp_path, digits_prepared):
+    from convbench.atomic import write_json
+    from convbench.training import CheckpointMismatch
+
+    out = tmp_path / "killed"
+    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3)
+    state = read_json(out / "checkpoint" / "state.json")
+    assert state["runtime"]["threads"] >= 1 and state["runtime"]["precision"] == "float32"
+    state["runtime"]["threads"] += 3  # as if written by a job that Snakemake gave more threads (--cores)
+    write_json(out / "checkpoint" / "state.json", state)
+    with pytest.raises(CheckpointMismatch, match=r"threads \d+ -> \d+.*same --cores"):
+        run(tmp_path, digits_prepared, "killed", epochs=3)
+    assert (out / "checkpoint" / "state.json").exists()  # kept: the right job can still resume it
+
+
+def test_two_writers_leave_a_consistent_checkpoint_and_the_older_one_stops(tmp_path):
+    """An orphaned attempt (node unreachable) still training while its resubmission runs."""
+    import keras
+
+    from convbench.training import CheckpointTakenOver, EpochCheckpoint, EpochTimer, restore_checkpoint
+
+    def writer():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile(optimizer="adam", loss="mse")
+        timer = EpochTimer(1)
+        timer.seconds = [0.1]
+        checkpoint = EpochCheckpoint(tmp_path / "ckpt", "same-settings", timer)
+        checkpoint.set_model(model)
+        return checkpoint, model
+
+    orphan, _ = writer()
+    orphan.on_epoch_end(0, {"loss": 1.0})
+    orphan.on_epoch_end(1, {"loss": 0.9})
+    resubmitted, model = writer()  # resumes and claims the checkpoint
+    resubmitted.on_epoch_end(2, {"loss": 0.8})
+    with pytest.raises(CheckpointTakenOver):
+        orphan.on_epoch_end(2, {"loss": 0.5})  # the orphan stops instead of overwriting
+    restored, resumed = restore_checkpoint(tmp_path / "ckpt", "same-settings")
+    state = read_json(tmp_path / "ckpt" / "state.json")
+    assert state["name"].startswith(resubmitted.attempt) and state["epoch"] == 3
+    assert [np.array_equal(a, b) for a, b in zip(restored.get_weights(), model.get_weights())] == [True, True]
+    assert sorted(path.name for path in (tmp_path / "ckpt").glob("attempt-*")) == [resubmitted.attempt]  # the orphan's files are gone
 
 
 def test_merged_overrides_keep_the_other_knobs():

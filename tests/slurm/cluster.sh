@@ -19,8 +19,11 @@ stop() {
         fi
         rm -f "$pid_file"
     done
-    # The link is ours only if it points into this work directory.
-    if [[ -L $etc_link && $(readlink "$etc_link") == "$work/slurm.conf" ]]; then rm -f "$etc_link"; fi
+    # The link is ours only if it points into this work directory; put back the one it replaced.
+    if [[ -L $etc_link && $(readlink "$etc_link") == "$work/slurm.conf" ]]; then
+        rm -f "$etc_link"
+        if [[ -s $work/etc_link.previous ]]; then ln -sfn "$(cat "$work/etc_link.previous")" "$etc_link"; fi
+    fi
 }
 
 start() {
@@ -66,8 +69,13 @@ CONF
 NodeName=$node Name=gpu Type=fake File=$work/dev/fakegpu[0-1]
 CONF
     # The executor plugin's in-job step drops SLURM_CONF; its srun reads /etc/slurm/slurm.conf.
+    # A real file there is another cluster's: refuse. Another link (another test cluster's) is put
+    # back by stop.
     if [[ -e $etc_link && ! -L $etc_link ]]; then
         echo "$etc_link exists and is not ours: refusing to replace it" >&2; exit 1
+    fi
+    if [[ -L $etc_link && $(readlink "$etc_link") != "$work/slurm.conf" ]]; then
+        readlink "$etc_link" > "$work/etc_link.previous"
     fi
     mkdir -p /etc/slurm && ln -sfn "$work/slurm.conf" "$etc_link"
 

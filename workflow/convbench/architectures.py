@@ -60,6 +60,34 @@ def load_model(path):
     return keras.saving.load_model(path, safe_mode=True)
 
 
+def save_model(model, path):
+    """model.save, made reproducible: Keras writes each shared dtype policy's memory address
+    (`shared_object_id`) into config.json and the file's time into the archive, so the same model
+    saved twice differed in bytes and even in size. Both are taken out (loading does not need them:
+    every layer then gets its own copy of the policy). Only metadata.json's save date still differs."""
+    import json
+    import zipfile
+
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info.filename)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in members:
+            if info.filename == "config.json":
+                data = json.dumps(_without_shared_ids(json.loads(data))).encode()
+            stable = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            stable.compress_type, stable.external_attr = info.compress_type, info.external_attr
+            archive.writestr(stable, data)
+
+
+def _without_shared_ids(value):
+    if isinstance(value, dict):
+        return {key: _without_shared_ids(item) for key, item in value.items() if key != "shared_object_id"}
+    if isinstance(value, list):
+        return [_without_shared_ids(item) for item in value]
+    return value
+
+
 def create_model(name, input_shape, num_classes, **options):
     """The architecture built for this input; under a mixed precision policy its softmax runs in
     float32, as the Keras mixed precision guide advises (float16 probabilities lose the small ones)."""

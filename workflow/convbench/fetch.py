@@ -100,3 +100,21 @@ def fetch_file(urls, known_hash, destination, *, retries=3, timeout=60):
     raise DownloadError(
         f"could not fetch {destination} (expected {known_hash}); tried {len(urls)} URL(s):\n" + "\n".join(errors)
     )
+
+
+def imagenet_weights_sources(config):
+    """{file name: (URLs, known hash)} of the ImageNet weights the study's transfer architectures
+    need, for every dataset they train on (the file depends on the input size for MobileNetV2)."""
+    from .architectures import input_spec
+    from .datasets import get_dataset
+    from .transfer import weights_source
+
+    sources = {}
+    for name, spec in config["transfer_learning"].items():
+        if spec["weights"] != "imagenet" or name not in config["architectures"]:
+            continue
+        for dataset in config["datasets"]:
+            height, _, channels = get_dataset(dataset).image_shape
+            file_name, urls, known_hash = weights_source(spec, input_spec(name, height, channels)[0])
+            sources[file_name] = (urls, known_hash)
+    return sources

@@ -39,6 +39,8 @@ def summary_row(metrics_path, meta_path, benchmark_path=None, varied_settings=()
         "images_per_second": meta["images_per_second"],
         "input_shape": "x".join(map(str, meta["input_shape"])),
         "config_hash": meta["config_hash"],
+        "threads": meta.get("threads"),
+        "precision": meta.get("precision"),
         "hardware": _hardware(meta["environment"]),
         "tensorflow": meta["environment"]["tensorflow"],
         "keras": meta["environment"]["keras"],

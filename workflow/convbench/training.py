@@ -5,8 +5,11 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from .architectures import create_model, get_architecture, load_model
+from .architectures import create_model, get_architecture, load_model, save_model
 from .atomic import atomic_path, read_json, write_json
 from .runtime import environment_facts
 from .transfer import pretrained_base, unfreeze_last
@@ -181,29 +184,43 @@ def make_callbacks(settings, resume):
     return callbacks
 
 
+class CheckpointTakenOver(RuntimeError):
+    """A later attempt of the same job (a resubmission) now owns the checkpoint: this one stops."""
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch, saves what a resumed run needs: model and optimizer, the dropout
     generators' states (Keras does not restore them on load) and the history so far.
 
     The directory lies outside the rule's outputs, which Snakemake deletes when a job fails.
+    Safe with two writers (a job orphaned on an unreachable node still training while SLURM or
+    Snakemake runs it again elsewhere): each attempt writes only into its own sub-folder, state.json
+    (renamed into place) names one attempt's complete files, and the attempt that started last
+    owns the checkpoint: an older one stops at its next epoch instead of writing.
     """
 
-    def __init__(self, directory, fingerprint, timer, history=(), resumable=None):
+    def __init__(self, directory, fingerprint, timer, history=(), resumable=None, runtime=None):
         super().__init__()
         self.directory = Path(directory)
         self.fingerprint = fingerprint
+        self.runtime = runtime or {}
         self.timer = timer
         self.history = list(history)
         self.resumable = resumable or {}
+        self.attempt = f"attempt-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        write_json(self.directory / "owner.json", {"attempt": self.attempt})
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **(logs or {}), "seconds": self.timer.seconds[-1]}
         self.history.append(row)
         if not np.isfinite(row.get("loss", 0.0)):
             return  # never resume from a diverged state
-        name = f"epoch{epoch + 1:04d}"
+        owner = read_json(self.directory / "owner.json")["attempt"]
+        if owner != self.attempt:
+            raise CheckpointTakenOver(f"{self.directory} now belongs to {owner}; this attempt stops")
+        name = f"{self.attempt}/epoch{epoch + 1:04d}"
         with atomic_path(self.directory / f"{name}.keras") as tmp:
-            self.model.save(tmp)
+            save_model(self.model, tmp)
         with atomic_path(self.directory / f"{name}_seeds.npz") as tmp:
             np.savez(tmp, *[variable.numpy() for variable in seed_states(self.model)])
         stopping = self.resumable.get("early_stopping")
@@ -212,13 +229,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 np.savez(tmp, *stopping.best_weights)
         # The state file names the files, so a kill between the writes leaves the previous epoch usable.
         write_json(self.directory / "state.json", {
-            "epoch": epoch + 1, "name": name, "fingerprint": self.fingerprint, "history": self.history,
+            "epoch": epoch + 1, "name": name, "fingerprint": self.fingerprint, "runtime": self.runtime,
+            "history": self.history,
             "stopped": bool(self.model.stop_training),
             "callbacks": {key: callback.state() for key, callback in self.resumable.items()},
         })
-        for old in self.directory.glob("epoch*"):
-            if not old.name.startswith(name):
-                old.unlink()
+        for old in self.directory.glob("attempt-*/epoch*"):  # older epochs, and earlier attempts' files
+            if not str(old.relative_to(self.directory)).startswith(name):
+                old.unlink(missing_ok=True)
+        for folder in self.directory.glob("attempt-*"):
+            if folder.name != self.attempt and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def seed_states(model):
@@ -234,8 +255,26 @@ class Resumed:
     callbacks: dict = field(default_factory=dict)  # callback name -> its counters
 
 
-def restore_checkpoint(directory, fingerprint):
-    """(model, Resumed) of the last finished epoch, or (None, Resumed()) to start afresh."""
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint written under another thread count, precision or TensorFlow version."""
+
+
+def runtime_facts():
+    """What besides the settings decides the exact result: TensorFlow's thread count (it changes
+    the order of floating-point sums), the precision policy and the TensorFlow version."""
+    import keras
+
+    # 0 means "TensorFlow's default": one thread per CPU it sees
+    return {"threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+            "precision": keras.mixed_precision.global_policy().name, "tensorflow": tf.__version__}
+
+
+def restore_checkpoint(directory, fingerprint, runtime=None):
+    """(model, Resumed) of the last finished epoch, or (None, Resumed()) to start afresh.
+
+    Refuses (CheckpointMismatch) to continue a checkpoint written under another `runtime`: the
+    run would mix two computations and equal neither an uninterrupted run of the one nor the other.
+    """
     state_path = Path(directory) / "state.json"
     if not state_path.exists():
         return None, Resumed()
@@ -244,6 +283,15 @@ def restore_checkpoint(directory, fingerprint):
         log.info("checkpoint in %s is for other settings; starting afresh", directory)
         shutil.rmtree(directory)
         return None, Resumed()
+    saved = state.get("runtime", {})
+    changed = {key: (saved[key], value) for key, value in (runtime or {}).items() if key in saved and saved[key] != value}
+    if changed:
+        what = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
+        raise CheckpointMismatch(
+            f"{directory} was written with other runtime settings ({what}); resuming would give a result equal to "
+            "no uninterrupted run. Rerun with the same --cores (threads), precision and TensorFlow, or delete "
+            "that folder to start this experiment afresh."
+        )
     model = load_model(Path(directory) / f"{state['name']}.keras")
     with np.load(Path(directory) / f"{state['name']}_seeds.npz") as saved:
         for variable, key in zip(seed_states(model), saved.files, strict=True):
@@ -304,8 +352,9 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     fingerprint = config_hash({"architecture": architecture, "seed": seed, "settings": settings, "transfer": transfer,
                                "data": data.manifest["source_sha256"], "input_shape": list(data.input_shape)})
 
+    runtime = runtime_facts()
     with strategy.scope():
-        model, resumed = restore_checkpoint(checkpoint_dir, fingerprint)
+        model, resumed = restore_checkpoint(checkpoint_dir, fingerprint, runtime)
         if model is None:
             options = {"weights": weights} if transfer else {}
             model = create_model(architecture, data.input_shape, data.num_classes, **options)
@@ -317,7 +366,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     val_ds = evaluation_dataset(x_val, y_val, data.num_classes, max(batch_size, 256))
     timer = EpochTimer(len(y_train))
     resumable = make_callbacks(settings, resumed.callbacks)
-    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, history, resumable)
+    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, history, resumable, runtime)
     log.info("training %s: %d parameters, epochs %d..%d of %d steps", architecture, model.count_params(),
              first_epoch + 1, total_epochs, steps)
     epoch = first_epoch
@@ -361,7 +410,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
         )
 
     with atomic_path(model_path) as tmp:
-        model.save(tmp)
+        save_model(model, tmp)
     with atomic_path(history_path) as tmp:
         frame.to_csv(tmp, index=False)
     seconds = frame["seconds"].to_numpy()
@@ -390,7 +439,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             "seconds_per_epoch": seconds.tolist(),
             "train_seconds": float(seconds.sum()),
             "images_per_second": float(len(y_train) / np.median(seconds)),
-            "precision": keras.mixed_precision.global_policy().name,
+            "precision": runtime["precision"],
+            "threads": runtime["threads"],  # with the precision and TensorFlow version, part of the exact result
             "environment": environment_facts(),
         },
     )

@@ -20,6 +20,7 @@ from convbench.config import (
 from convbench.devices import local_resource_limits, visible_gpu_count
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
 from convbench.formats import folder_fingerprint
+from convbench.fetch import imagenet_weights_sources
 from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
 from convbench.validation import validate_config
 
@@ -55,15 +56,25 @@ except ValueError as error:
 
 # GPUs per training/evaluation job: `auto` takes one where the machine running Snakemake has GPUs.
 GPUS_PER_JOB = (min(1, visible_gpu_count()) if config["resources"]["gpu"] == "auto" else config["resources"]["gpu"])
-# Local runs only: at most the machine's GPUs and memory are handed out at once (a --resources
-# given on the command line wins). Cluster runs leave the limits to the scheduler.
-if workflow.local_exec:
-    for name, limit in local_resource_limits().items():
-        if name not in workflow.global_resources:
-            workflow.register_resource(name, limit)
-            if name == "gpu" and GPUS_PER_JOB > limit:  # Snakemake lowers each job's request to the limit
-                print(f"convbench: resources.gpu asks {GPUS_PER_JOB} GPU(s) per job, this machine has {limit}; "
-                      f"jobs get {limit}", file=sys.stderr)
+
+
+@functools.cache
+def limit_local_resources():
+    """Local runs hand out at most the machine's GPUs and 90 % of its memory at once (a --resources
+    on the command line wins); cluster runs leave limits to the scheduler. The executor is only
+    known once Snakemake builds the DAG, not while it reads the Snakefile (so a profile cannot do
+    this: profiles/default applies to cluster runs too), hence this runs from an input function."""
+    if not workflow.local_exec:
+        return
+    limits = {name: limit for name, limit in local_resource_limits().items() if name not in workflow.global_resources}
+    for name, limit in limits.items():
+        workflow.register_resource(name, limit)
+    if limits:
+        print("convbench: local run: jobs get at most " + ", ".join(f"{name}={limit}" for name, limit in limits.items())
+              + " at once", file=sys.stderr)
+    if GPUS_PER_JOB > limits.get("gpu", GPUS_PER_JOB):  # Snakemake lowers each job's request to the limit
+        print(f"convbench: resources.gpu asks {GPUS_PER_JOB} GPU(s) per job, this machine has {limits['gpu']}; "
+              f"jobs get {limits['gpu']}", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -126,10 +137,20 @@ def augmentation_previews():
     ]
 
 
-def fetch_source(wildcards):
-    """URLs (canonical first, then mirrors) and SHA-256 of one raw file."""
-    remote = remote_file(wildcards.dataset, wildcards.filename)
-    return {"urls": list(remote.urls), "known_hash": f"sha256:{remote.sha256}"}
+def fetch_hash(wildcards):
+    """A fetched file is its hash: only a new hash refetches it (and what depends on it). Its URLs
+    and mirrors are read by the job from the config, so adding a mirror reruns nothing."""
+    return f"sha256:{remote_file(wildcards.dataset, wildcards.filename).sha256}"
+
+
+def dataset_definition(wildcards):
+    """What the study declares about a dataset that shapes its prepared data (class names, image
+    size, colour mode, folders; not URLs or mirrors): a change to it prepares the data again."""
+    declared = config["custom_datasets"].get(wildcards.dataset)
+    if not declared:
+        return None  # a built-in dataset: its definition is the package's catalog
+    files = [{"name": entry.get("name"), "sha256": entry["sha256"]} for entry in declared.get("files", [])]
+    return {**{key: value for key, value in declared.items() if key != "files"}, "files": files}
 
 
 @functools.cache
@@ -162,14 +183,12 @@ def weights_input(wildcards):
     return f"{KERAS_HOME}/models/{source[0]}" if source else spec["weights"]
 
 
-def weights_fetch_source(wildcards):
-    """URLs and hash of a weights file, from the transfer architecture of the study that needs it."""
-    for dataset in config["datasets"]:
-        for arch in config["architectures"]:
-            source = transfer_weights(dataset, arch)
-            if source and source[0] == wildcards.filename:
-                return {"urls": source[1], "known_hash": source[2]}
-    raise ValueError(f"no transfer architecture of the study uses weights {wildcards.filename}")
+def weights_hash(wildcards):
+    """Hash of a weights file the study's transfer architectures need (URLs are read by the job)."""
+    sources = imagenet_weights_sources(config)
+    if wildcards.filename not in sources:
+        raise ValueError(f"no transfer architecture of the study uses weights {wildcards.filename}")
+    return sources[wildcards.filename][1]
 
 
 def prepared_prefix(dataset, arch):
@@ -184,6 +203,8 @@ def prepared_files(dataset, arch):
 
 
 def prepared_data(wildcards):
+    """Input of every job that runs a model; the first call also sets the local resource limits."""
+    limit_local_resources()
     return prepared_files(wildcards.dataset, wildcards.arch)
 
 

@@ -32,7 +32,7 @@ rule fetch_file:
     output:
         "resources/datasets/{dataset}/{filename}",
     params:
-        source=fetch_source,
+        known_hash=fetch_hash,
     log:
         "results/logs/fetch/{dataset}/{filename}.log",
     benchmark:
@@ -55,6 +55,7 @@ rule prepare_dataset:
         manifest="results/prepared/{dataset}/{spec}.json",
     params:
         data=config["data"],
+        definition=dataset_definition,
         fingerprint=raw_fingerprint,
     log:
         "results/logs/prepare/{dataset}/{spec}.log",

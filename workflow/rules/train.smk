@@ -11,7 +11,7 @@ rule fetch_weights:
     output:
         f"{KERAS_HOME}/models/{{filename}}",
     params:
-        source=weights_fetch_source,
+        known_hash=weights_hash,
     log:
         "results/logs/fetch_weights/{filename}.log",
     benchmark:
