@@ -66,20 +66,21 @@ def slurm(env, *command):
 
 
 def cancel_training_mid_way(process, workdir, env, deadline, seen):
-    """scancel the bn_cnn training job once it has checkpointed an epoch; returns the job id."""
+    """scancel bn_cnn's experiment job (train, evaluate and render as one group job) once its
+    training has checkpointed an epoch; returns the job id, as the training job logged it."""
     checkpoint = workdir / "results" / "checkpoints" / "digits" / "bn_cnn" / "default" / "seed1" / "state.json"
+    log = workdir / "results" / "logs" / "train" / "digits" / "bn_cnn" / "default" / "seed1.log"
     while time.monotonic() < deadline and process.poll() is None:
         line = process.stdout.readline()
         seen.append(line)
-        match = re.search(r"submitted with SLURM jobid (\d+) \(log: \S+/rule_train_model/digits_bn_cnn_default_1/", line)
-        if match:
-            job_id = match.group(1)
+        if re.search(r"submitted with SLURM jobid \d+ \(log: \S+/group_experiment", line):
             while not checkpoint.exists():
                 assert time.monotonic() < deadline and process.poll() is None, "training never checkpointed"
                 time.sleep(0.1)
+            job_id = re.search(r"SLURM job (\d+): CUDA_VISIBLE_DEVICES", log.read_text()).group(1)
             slurm(env, "scancel", job_id)
             return job_id
-    pytest.fail("the bn_cnn training job was never submitted")
+    pytest.fail("no experiment job was ever submitted")
 
 
 def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
@@ -100,17 +101,20 @@ def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
     output = "".join(seen) + rest
     assert process.returncode == 0, output[-4000:]
 
-    # Every job went through sbatch; the cancelled one was submitted again.
-    job_ids = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S+/rule_(\w+)/", output)
-    rules = [rule for _, rule in job_ids]
-    assert rules.count("train_model") == 3 and "build_report" in rules  # 2 experiments + 1 resubmission
+    # Every job went through sbatch, an experiment's three as one group job; the cancelled one was
+    # submitted again.
+    job_ids = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S+/(?:rule_(\w+)|group_(experiment))", output)
+    job_ids = [(job_id, rule or group) for job_id, rule, group in job_ids]
+    names = [name for _, name in job_ids]
+    assert names.count("experiment") == 3 and "build_report" in names  # 2 experiments + 1 resubmission
+    assert not {"train_model", "evaluate_model", "render_figures"} & set(names)
     assert "convbench: local run" not in output  # no local GPU/memory limits throttle a cluster run
     assert "CANCELLED" in slurm(cluster, "scontrol", "show", "job", cancelled)
 
-    # GPU rules asked for a GPU and saw the device SLURM gave them; the others asked for none.
-    for job_id, rule in job_ids:
+    # Experiment jobs asked for a GPU and their training saw the device SLURM gave it; the others asked for none.
+    for job_id, name in job_ids:
         request = slurm(cluster, "scontrol", "show", "job", job_id)
-        assert ("gres:gpu:1" in request) == (rule in ("train_model", "evaluate_model")), (rule, request)
+        assert ("gres:gpu:1" in request) == (name == "experiment"), (name, request)
     for arch in ("simple_cnn", "bn_cnn"):
         log = (workdir / f"results/logs/train/digits/{arch}/default/seed1.log").read_text()
         assert re.search(r"SLURM job \d+: CUDA_VISIBLE_DEVICES=0", log)

@@ -63,8 +63,9 @@ def limit_local_resources():
     """Local runs hand out at most the machine's GPUs and 90 % of its memory at once (a --resources
     on the command line wins); cluster runs leave limits to the scheduler. The executor is only
     known once Snakemake builds the DAG, not while it reads the Snakefile (so a profile cannot do
-    this: profiles/default applies to cluster runs too), hence this runs from an input function."""
-    if not workflow.local_exec:
+    this: profiles/default applies to cluster runs too), hence this runs from an input function.
+    Inside a cluster job (not the main process) the allocation is the limit."""
+    if not workflow.local_exec or not workflow.is_main_process:
         return
     limits = {name: limit for name, limit in local_resource_limits().items() if name not in workflow.global_resources}
     for name, limit in limits.items():
