@@ -48,3 +48,13 @@ def test_pareto_front_keeps_only_undominated_points():
 def test_provenance_names_code_packages_and_machine():
     facts = provenance()
     assert {"git commit", "report built", "tensorflow", "keras", "python"} <= set(facts)
+
+
+def test_accuracy_intervals_stay_within_0_and_1():
+    from convbench.report import accuracy_interval
+
+    assert accuracy_interval([1.0, 1.0, 1.0]) == (1.0, 1.0) and accuracy_interval([0.0, 0.0, 0.0]) == (0.0, 0.0)
+    low, high = accuracy_interval([0.9944, 0.9861, 0.9833])  # bn_cnn's seeds whose t interval reached 1.0072
+    assert 0.97 < low < 0.99 and high == 1.0
+    low, high = accuracy_interval([0.01, 0.0, 0.02])
+    assert low == 0.0 and 0.02 < high < 0.1

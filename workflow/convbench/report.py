@@ -182,6 +182,18 @@ def build_report(template, notebook, html, parameters, show_code=False):
 # ---------------------------------------------------------------- how sure, and at what cost
 
 
+def accuracy_interval(accuracy, confidence=0.95):
+    """t interval of the mean accuracy over seeds, clipped to [0, 1] (the t interval knows no
+    bounds: 0.99 +- 0.02 would claim 101 %); identical seeds give the point itself."""
+    from scipy import stats
+
+    mean, sem = float(np.mean(accuracy)), float(stats.sem(accuracy))
+    if sem == 0:
+        return mean, mean
+    low, high = stats.t.interval(confidence, len(accuracy) - 1, loc=mean, scale=sem)
+    return max(0.0, low), min(1.0, high)
+
+
 def seed_statistics(summary, dataset, confidence=0.95, by="architecture"):
     """Per compared model (column `by`): mean test accuracy with a t-based confidence interval over
     seeds, and a paired t-test (paired by seed) of the leader against every other one.
@@ -196,7 +208,7 @@ def seed_statistics(summary, dataset, confidence=0.95, by="architecture"):
     rows = []
     for name, runs in data.groupby(by, observed=True, sort=False):
         accuracy = runs["accuracy"].to_numpy()
-        low, high = stats.t.interval(confidence, len(accuracy) - 1, loc=accuracy.mean(), scale=stats.sem(accuracy))
+        low, high = accuracy_interval(accuracy, confidence)
         rows.append({by: name, "seeds": len(accuracy), "accuracy_mean": accuracy.mean(), "ci_low": low, "ci_high": high})
     table = pd.DataFrame(rows).sort_values("accuracy_mean", ascending=False, ignore_index=True)
     leader = table[by].iloc[0]
