@@ -155,3 +155,19 @@ def test_variant_effects_need_seeds_for_intervals_and_two_variants_at_all():
     one_seed = variant_effects(variant_summary({"v": 0.01}, seeds=1), "d").iloc[0]
     assert one_seed["ci_low"] is None and one_seed["p_value"] is None
     assert variant_effects(variant_summary({}), "d") is None
+
+
+@pytest.mark.parametrize("study_file", sorted((PROJECT / "studies").glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_studies_plan_without_error(tmp_path, study_file):
+    import re
+    import shutil
+
+    copy_workflow(tmp_path)
+    shutil.copytree(PROJECT / "studies", tmp_path / "studies")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", f"studies/{study_file.name}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    study = yaml.safe_load(study_file.read_text())
+    expected = len(study["datasets"]) * len(study["architectures"]) * len(study.get("variants", {"default": {}})) * len(
+        study["seeds"])
+    assert re.search(rf"^train_model\s+{expected}$", result.stdout, flags=re.M)
