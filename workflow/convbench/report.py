@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path, read_json
+from .metrics import METRICS, leaderboard_columns
 from .summary import SETTING_PREFIX
 
 log = logging.getLogger(__name__)
@@ -31,51 +32,49 @@ def load_summary(path):
     return summary
 
 
-def leaderboard(summary):
-    """Per dataset, architecture and variant: mean and std over seeds, sorted by mean test accuracy."""
+def leaderboard(summary, metrics_table=METRICS):
+    """Per dataset, architecture and variant: the metrics table's aggregations over seeds (mean
+    and std of accuracy and loss, ...), sorted by mean test accuracy."""
     if "variant" not in summary:
         summary = summary.assign(variant="default")
     grouped = summary.groupby(["dataset", "architecture", "variant"], observed=True)
     board = grouped.agg(
         seeds=("seed", "count"),
-        accuracy_mean=("accuracy", "mean"),
-        accuracy_std=("accuracy", "std"),
-        loss_mean=("loss", "mean"),
-        loss_std=("loss", "std"),
-        macro_f1=("macro_f1", "mean"),
-        expected_calibration_error=("expected_calibration_error", "mean"),
-        parameters=("parameters", "first"),
-        flops_per_image=("flops_per_image", "first"),
-        latency_ms=("latency_ms", "median"),
-        train_seconds=("train_seconds", "mean"),
-        images_per_second=("images_per_second", "mean"),
+        **{column: (metric.name, how) for column, metric, how in leaderboard_columns(metrics_table)},
     ).reset_index()
     board["variant"] = board["variant"].astype(str)
     return board.sort_values(["dataset", "accuracy_mean"], ascending=[True, False], ignore_index=True)
 
 
-def style_leaderboard(board):
-    """Formatted table with the best value of each column highlighted; the variant column only
-    when the study compares variants."""
+def style_leaderboard(board, metrics_table=METRICS):
+    """Formatted by the metrics table, human headers, the best value of each ranked column
+    highlighted per dataset; the variant column only when the study compares variants."""
     if board["variant"].nunique() == 1:
         board = board.drop(columns="variant")
-    higher_better = ["accuracy_mean", "macro_f1", "images_per_second"]
-    lower_better = ["loss_mean", "expected_calibration_error", "parameters", "flops_per_image", "latency_ms",
-                    "train_seconds"]
-    styler = board.style.format(
-        {
-            "accuracy_mean": "{:.4f}", "accuracy_std": "{:.4f}", "loss_mean": "{:.4f}", "loss_std": "{:.4f}",
-            "macro_f1": "{:.4f}", "expected_calibration_error": "{:.4f}", "parameters": "{:,.0f}",
-            "flops_per_image": "{:,.0f}", "latency_ms": "{:.2f}", "train_seconds": "{:.1f}",
-            "images_per_second": "{:,.0f}",
-        },
-        na_rep="–",
-    )
+    columns = leaderboard_columns(metrics_table)
+    styler = board.style.format({column: metric.format for column, metric, _ in columns}, na_rep="–")
     for dataset in board["dataset"].unique():
         rows = board.index[board["dataset"] == dataset]
-        styler = styler.highlight_max(subset=(rows, higher_better), props="font-weight:bold;background-color:#d4edda")
-        styler = styler.highlight_min(subset=(rows, lower_better), props="font-weight:bold;background-color:#d4edda")
-    return styler.hide(axis="index")
+        for column, metric, how in columns:
+            if how == "std" or metric.higher_is_better is None or not metric.highlight:
+                continue
+            best = styler.highlight_max if metric.higher_is_better else styler.highlight_min
+            styler = best(subset=(rows, [column]), props="font-weight:bold;background-color:#d4edda")
+    headers = {column: metric.label if how == "first" else f"{metric.label} ({how})" for column, metric, how in columns}
+    return styler.hide(axis="index").relabel_index([headers.get(column, column) for column in board.columns], axis=1)
+
+
+def experiments_table(summary, metrics_table=METRICS):
+    """Every experiment, one row each: identity, the metrics marked for it, input shape."""
+    identity = ["dataset", "architecture"] + (["variant"] if summary["variant"].nunique() > 1 else []) + ["seed"]
+    shown = [metric for metric in metrics_table if metric.in_experiments_table]
+    # top-5 only exists with more than 10 classes: a column with no value is left out
+    table = summary[identity + [metric.name for metric in shown] + ["input_shape"]].dropna(axis=1, how="all")
+    formats = {metric.name: metric.format for metric in shown if metric.name in table}
+    labels = {metric.name: metric.label for metric in shown}
+    return (table.style.format(formats, na_rep="–").hide(axis="index")
+            .relabel_index([labels.get(column, column.replace("_", " ")) for column in table.columns], axis=1)
+            .set_table_attributes('class="experiments"'))
 
 
 # ---------------------------------------------------------------- figures

@@ -6,13 +6,14 @@ import pandas as pd
 
 from .atomic import atomic_path, read_json
 from .config import flatten, lookup
+from .metrics import METRICS, read_metrics
 
 SETTING_PREFIX = "setting."  # summary columns holding the effective value of a setting some variant changes
 
 
-def summary_row(metrics_path, meta_path, benchmark_path=None, varied_settings=()):
-    """One tidy row: identity, test metrics and training metadata of one experiment, and the
-    effective value of every setting in `varied_settings` (dotted keys)."""
+def summary_row(metrics_path, meta_path, benchmark_path=None, varied_settings=(), metrics_table=METRICS):
+    """One tidy row: identity, the metrics of convbench.metrics and the provenance of one
+    experiment, and the effective value of every setting in `varied_settings` (dotted keys)."""
     metrics, meta = read_json(metrics_path), read_json(meta_path)
     row = {
         "dataset": meta["dataset"],
@@ -20,23 +21,7 @@ def summary_row(metrics_path, meta_path, benchmark_path=None, varied_settings=()
         "variant": meta["variant"],
         "seed": meta["seed"],
         "variant_changes": ", ".join(f"{key}={value}" for key, value in flatten(meta["variant_overrides"]).items()),
-        "accuracy": metrics["accuracy"],
-        "loss": metrics["loss"],
-        "top5_accuracy": metrics["top5_accuracy"],
-        "macro_precision": metrics["per_class"]["macro avg"]["precision"],
-        "macro_recall": metrics["per_class"]["macro avg"]["recall"],
-        "macro_f1": metrics["per_class"]["macro avg"]["f1-score"],
-        "expected_calibration_error": metrics["expected_calibration_error"],
-        "latency_ms": metrics["latency_ms"],
-        "throughput_images_per_second": metrics["throughput_images_per_second"],
-        "test_images": metrics["test_images"],
-        "parameters": meta["parameters"],
-        "flops_per_image": metrics["flops_per_image"],
-        "model_bytes": metrics["model_bytes"],
-        "epochs_run": meta["epochs_run"],
-        "best_epoch": meta["best_epoch"],
-        "train_seconds": meta["train_seconds"],
-        "images_per_second": meta["images_per_second"],
+        **read_metrics(metrics, meta, metrics_table),
         "input_shape": "x".join(map(str, meta["input_shape"])),
         "config_hash": meta["config_hash"],
         "threads": meta.get("threads"),
@@ -58,8 +43,8 @@ def _hardware(environment):
     return f"{environment['processor']} ({environment['cpu_count']} CPUs)" + (f", {len(gpus)} GPU(s)" if gpus else "")
 
 
-def write_summary(metrics_paths, meta_paths, benchmark_paths, out_csv, varied_settings=()):
-    rows = [summary_row(*paths, varied_settings=varied_settings)
+def write_summary(metrics_paths, meta_paths, benchmark_paths, out_csv, varied_settings=(), metrics_table=METRICS):
+    rows = [summary_row(*paths, varied_settings=varied_settings, metrics_table=metrics_table)
             for paths in zip(metrics_paths, meta_paths, benchmark_paths, strict=True)]
     # Rows come in study order (dataset, architecture, variant, seed); variants keep it: the first is the baseline.
     frame = pd.DataFrame(rows).sort_values(["dataset", "architecture"], kind="stable")
