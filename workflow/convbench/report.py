@@ -94,23 +94,31 @@ def load_histories(summary):
 
 
 def plot_curves_overlay(histories, dataset):
-    """Validation accuracy and loss of every compared model on one dataset (mean over seeds)."""
+    """Validation (solid) and training (dotted) accuracy and loss of every compared model on one
+    dataset: the mean over seeds, with the validation curve's min-max band over seeds; integer
+    epoch ticks; one legend below the plots, however many models."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from .style import STYLE
 
     data = histories[histories["dataset"] == dataset]
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-        for architecture, runs in data.groupby("model", sort=False):
-            mean = runs.groupby("epoch").mean(numeric_only=True)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+        for model, runs in data.groupby("model", sort=False):
+            by_epoch = runs.groupby("epoch")
+            mean, low, high = (by_epoch.agg(how, numeric_only=True) for how in ("mean", "min", "max"))
             for ax, metric in zip(axes, ("accuracy", "loss")):
-                (line,) = ax.plot(mean.index, mean[f"val_{metric}"], label=f"{architecture} (validation)")
-                ax.plot(mean.index, mean[metric], color=line.get_color(), linestyle=":", alpha=0.7,
-                        label=f"{architecture} (train)")
+                (line,) = ax.plot(mean.index, mean[f"val_{metric}"], label=model)
+                if runs["seed"].nunique() > 1:
+                    ax.fill_between(mean.index, low[f"val_{metric}"], high[f"val_{metric}"], color=line.get_color(),
+                                    alpha=0.15, linewidth=0)
+                ax.plot(mean.index, mean[metric], color=line.get_color(), linestyle=":", alpha=0.7)
         for ax, metric in zip(axes, ("accuracy", "loss")):
             ax.set(title=f"{metric.capitalize()} — {dataset}", xlabel="epoch", ylabel=metric)
-            ax.legend(fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8, frameon=False)
     return fig
 
 
@@ -141,6 +149,20 @@ def gallery(summary, kind, width=None, report_dir="results"):
             f"{image_tag(path, width, alt=f'{kind} of {experiment.model} on {experiment.dataset}, seed {experiment.seed}')}"
             + (f"<p>Other seeds: {links}</p>" if links else "") + "</details>")
     return "\n".join(blocks)
+
+
+def figure_tag(fig, alt):
+    """A matplotlib figure as an inline PNG <img> with a description (plt.show() leaves the
+    image without one, which nbconvert fills with "No description has been provided")."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" style="max-width:100%">'
 
 
 def image_tag(path, width=None, alt=None):

@@ -4,6 +4,7 @@ import math
 
 import keras
 import matplotlib.pyplot as plt  # picks the file-only Agg backend where there is no display
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -78,6 +79,7 @@ def plot_training_curves(history, path, title):
             ax.plot(history["epoch"], history[metric], label="train")
             ax.plot(history["epoch"], history[f"val_{metric}"], label="validation")
             ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
             ax.legend()
         fig.suptitle(title)
         save_figure(fig, path)
