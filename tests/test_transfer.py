@@ -93,7 +93,7 @@ def test_phase_two_fine_tunes_the_last_layers_with_batchnorm_frozen(tmp_path, di
 
 
 def test_caffe_preprocessing_matches_keras_applications():
-    from convbench.transfer import imagenet_preprocessing_class
+    from convbench.layers import imagenet_preprocessing_class
 
     pixels = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
     layer = imagenet_preprocessing_class()("caffe")

@@ -171,3 +171,10 @@ def test_shipped_studies_plan_without_error(tmp_path, study_file):
     expected = len(study["datasets"]) * len(study["architectures"]) * len(study.get("variants", {"default": {}})) * len(
         study["seeds"])
     assert re.search(rf"^train_model\s+{expected}$", result.stdout, flags=re.M)
+
+
+def test_only_a_set_knob_counts_as_augmentation():
+    from convbench.config import augmentation_on
+
+    assert not augmentation_on(None) and not augmentation_on({"rotation_range": 0, "fill_mode": "reflect"})
+    assert augmentation_on({"horizontal_flip": True, "rotation_range": 0})

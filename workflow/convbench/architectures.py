@@ -54,7 +54,7 @@ def load_model(path):
     """A saved convbench model. safe_mode refuses models that would run arbitrary code (Lambda layers)."""
     import keras
 
-    from .transfer import imagenet_preprocessing_class
+    from .layers import imagenet_preprocessing_class
 
     imagenet_preprocessing_class()  # registers the one custom layer convbench models may contain
     return keras.saving.load_model(path, safe_mode=True)

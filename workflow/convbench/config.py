@@ -49,6 +49,11 @@ def experiment_settings(config, dataset, architecture, variant_overrides=None):
     return merge_settings(settings, variant_overrides or {})
 
 
+def augmentation_on(augmentation):
+    """Whether any augmentation knob is set (fill_mode alone changes nothing)."""
+    return any(value for key, value in (augmentation or {}).items() if key != "fill_mode")
+
+
 # ---------------------------------------------------------------- variants and sweeps
 
 

@@ -10,10 +10,10 @@ layout) and verified there; training jobs point KERAS_HOME at resources/keras, s
 them and never downloads on a compute node.
 """
 
-import functools
 from dataclasses import dataclass
 
 from .architectures import ARCHITECTURES, Architecture
+from .layers import imagenet_preprocessing_class
 
 KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 KERAS_HOME = "resources/keras"  # relative to the workflow's working directory
@@ -135,40 +135,3 @@ def unfreeze_last(model, count):
     for position, layer in enumerate(base.layers):
         layer.trainable = position >= boundary and not isinstance(layer, keras.layers.BatchNormalization)
     return [layer.name for layer in base.layers if layer.trainable]
-
-
-@functools.cache
-def imagenet_preprocessing_class():
-    """The ImageNetPreprocessing layer class, registered with Keras (made on first use: no Keras import before)."""
-    import keras
-
-    @keras.saving.register_keras_serializable(package="convbench")
-    class ImageNetPreprocessing(keras.layers.Layer):
-        """From [0, 1] pixels to what the pretrained base was trained on (keras.applications'
-        preprocess_input), as a layer so that the saved model needs no code to load (safe_mode).
-
-        tf: [-1, 1]; caffe: 0..255, RGB -> BGR, ImageNet channel means subtracted; raw255: 0..255
-        (EfficientNet rescales inside the model).
-        """
-
-        CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-        def __init__(self, mode, **kwargs):
-            super().__init__(**kwargs)
-            if mode not in ("tf", "caffe", "raw255"):
-                raise ValueError(f"unknown ImageNet preprocessing {mode!r}")
-            self.mode = mode
-
-        def call(self, inputs):
-            ops = keras.ops
-            if self.mode == "tf":
-                return inputs * 2.0 - 1.0
-            pixels = inputs * 255.0
-            if self.mode == "raw255":
-                return pixels
-            return ops.flip(pixels, axis=-1) - ops.convert_to_tensor(self.CAFFE_MEAN_BGR, dtype=pixels.dtype)
-
-        def get_config(self):
-            return {**super().get_config(), "mode": self.mode}
-
-    return ImageNetPreprocessing

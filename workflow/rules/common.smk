@@ -10,6 +10,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from convbench.architectures import check_custom, check_names, input_spec, register_custom
 from convbench.config import (
+    augmentation_on,
     coerce_cli_scalars,
     dataset_settings,
     experiment_settings,
@@ -115,11 +116,6 @@ def training_settings(wildcards):
 
 def variant_overrides(wildcards):
     return VARIANTS[wildcards.variant]
-
-
-def augmentation_on(augmentation):
-    """Whether any augmentation knob is set (fill_mode alone changes nothing)."""
-    return any(value for key, value in (augmentation or {}).items() if key != "fill_mode")
 
 
 def variant_augmentation(dataset, variant):
