@@ -16,9 +16,16 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:
     input:
         "results/report.html",
     default_target: True
+
+
+# The study's models on new images: snakemake --cores 4 predict --config 'predict={images: path/to/folder}'
+rule predict:
+    input:
+        prediction_files,

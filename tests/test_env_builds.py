@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import snakemake
 import yaml
+from PIL import Image
 
 import canonical
 from conftest import copy_workflow, run_snakemake
@@ -95,8 +96,12 @@ def study(request, tmp_path_factory):
             "architectures": ["simple_cnn"],
             "variants": {"default": {"augmentation": {"rotation_range": 10}}},
         }))
-        run_snakemake(workdir, "--cores", "2", "--skip-script-cleanup", "all", "results/prepared/served/28x28x1.json",
-                      "--configfile", "study.yaml", config=["training={epochs: 1}"])
+        images = workdir / "new-images"
+        images.mkdir()
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(images / "red.jpg")
+        run_snakemake(workdir, "--cores", "2", "--skip-script-cleanup", "all", "predict",
+                      "results/prepared/served/28x28x1.json", "--configfile", "study.yaml",
+                      config=["training={epochs: 1}", f"predict={{images: {images}}}"])
 
 
         pythons = {}

@@ -249,6 +249,9 @@ def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction
     return np.sort(train_index), np.sort(val_index), None if test_index is None else np.sort(test_index)
 
 
+RESIZE_TENSORFLOW = "bilinear, antialiased"  # tf.image.resize; the name older manifests carry
+
+
 def resize_images(images, size, channels, batch=4096):
     """Resize to size x size (bilinear, antialiased) and convert channels, in batches to bound memory."""
     import tensorflow as tf
@@ -285,6 +288,8 @@ def scaling_parameters(train_images, scaling, chunk_values=1 << 22):
 class ArraySource:
     """A dataset decoded into memory (MNIST, CIFAR: at most a few hundred MB)."""
 
+    resize = RESIZE_TENSORFLOW
+
     def __init__(self, info, paths):
         self.source_hashes = verify_raw_files(info, paths)
         decoded = formats.DECODERS[info.format](paths)
@@ -306,6 +311,8 @@ class ArraySource:
 
 class FolderSource:
     """An image folder, decoded file by file straight into the output arrays (bounded memory)."""
+
+    resize = formats.RESIZE_PILLOW
 
     def __init__(self, info, paths):
         train_root, test_root = info.folders
@@ -367,7 +374,7 @@ def prepare_dataset(name, raw_paths, spec, out_npz, out_manifest, *, split_seed,
                 "split_seed": split_seed,
                 "test_fraction": test_fraction if test_index is not None else None,
                 "validation_fraction": validation_fraction,
-                "resize": "bilinear, antialiased",
+                "resize": source.resize,  # how prediction resizes a new image the same way
                 "scaling": scaling,
                 "offset": offset,
                 "scale": scale,

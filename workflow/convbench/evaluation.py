@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from .architectures import load_model
 from .atomic import atomic_path, write_json
-from .training import evaluation_dataset
+from .inference import BATCH_SIZE, class_probabilities, evaluation_dataset
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,12 @@ def count_flops(model):
     return int(profile.total_float_ops)
 
 
-def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_size=256):
+def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_size=BATCH_SIZE):
     model = load_model(model_path)
     x_test, y_test = data.scaled("test")
     test_ds = evaluation_dataset(x_test, y_test, data.num_classes, batch_size)
     scores = model.evaluate(test_ds, return_dict=True, verbose=0)
-    probabilities = model.predict(test_ds.map(lambda x, y: x), verbose=0)
+    probabilities = class_probabilities(model, x_test, batch_size)
     predicted = probabilities.argmax(axis=1)
     names = data.class_names
     latency, latency_p90 = measure_latency(model, x_test[0])

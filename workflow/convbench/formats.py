@@ -305,10 +305,13 @@ def _write_cache(path, entries):
         pass
 
 
+RESIZE_PILLOW = "pillow bilinear"  # Pillow's bilinear resize (antialiased: its filter widens when shrinking)
+
+
 def decode_image(path, size, channels):
     """One image file as uint8 (size, size, channels): decoded, turned upright by its EXIF
     orientation (as image viewers do), converted to 8 bits and the colour mode (to_8bit),
-    resized (bilinear, antialiased)."""
+    resized (RESIZE_PILLOW). size=None keeps its own (height, width)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -316,14 +319,14 @@ def decode_image(path, size, channels):
             if image.format not in ("PNG", "JPEG"):
                 raise DatasetError(f"{path}: a {image.format} image, expected PNG or JPEG")
             image = to_8bit(ImageOps.exif_transpose(image), channels, path)
-            if image.size != (size, size):
+            if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, np.uint8)
     except UnidentifiedImageError as error:
         raise DatasetError(f"{path}: not a PNG or JPEG image (cannot decode it)") from error
     except OSError as error:
         raise DatasetError(f"{path}: cannot read the image ({error})") from error
-    return pixels.reshape(size, size, channels)
+    return pixels.reshape(*pixels.shape[:2], channels)
 
 
 def to_8bit(image, channels, path):

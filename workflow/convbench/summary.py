@@ -51,3 +51,13 @@ def write_summary(metrics_paths, meta_paths, benchmark_paths, out_csv, varied_se
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
     return frame
+
+
+def best_experiments(summary):
+    """Per dataset, the experiment with the highest test accuracy (ties: fewer parameters, then
+    the first in the table), as wildcard dicts."""
+    ranked = summary.assign(_order=range(len(summary))).sort_values(
+        ["dataset", "accuracy", "parameters", "_order"], ascending=[True, False, True, True])
+    best = ranked.groupby("dataset", sort=False).head(1)
+    return [{"dataset": row.dataset, "arch": row.architecture, "variant": row.variant, "seed": int(row.seed)}
+            for row in best.itertuples()]

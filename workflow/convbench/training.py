@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from .architectures import create_model, get_architecture, load_model, save_model
 from .atomic import atomic_path, read_json, write_json
+from .inference import evaluation_dataset, without_autotune
 from .runtime import environment_facts
 from .transfer import pretrained_base, unfreeze_last
 
@@ -89,20 +90,6 @@ def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed,
 
     dataset = functools.reduce(tf.data.Dataset.concatenate, map(epoch_batches, range(first_epoch, epochs)))
     return without_autotune(dataset.prefetch(2))
-
-
-def evaluation_dataset(images, labels, num_classes, batch_size):
-    """Already-scaled images with one-hot labels, in order."""
-    dataset = tf.data.Dataset.from_tensor_slices((images, tf.one_hot(labels, num_classes)))
-    return without_autotune(dataset.batch(batch_size).prefetch(2))
-
-
-def without_autotune(dataset):
-    """Measured here: with tf.data's autotuner on, Keras sometimes sat idle for 3-35 s while
-    tearing down an iterator (end of fit, every validation pass). Fixed parallelism avoids it."""
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.with_options(options)
 
 
 def make_optimizer(name, learning_rate, schedule="constant", total_steps=None):
@@ -426,6 +413,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             "config_hash": config_hash(settings),
             "parameters": int(model.count_params()),
             "input_shape": list(data.input_shape),
+            # what prediction needs to treat a new image as this model's training data was treated
+            "data": {key: data.manifest[key] for key in ("class_names", "input_shape", "preprocessing")},
             "epochs_run": len(frame),
             "resumed_after_epoch": first_epoch,
             "best_epoch": int(frame["val_loss"].idxmin()) + 1,

@@ -3,6 +3,7 @@ import functools
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from snakemake.utils import validate
 
@@ -20,8 +21,9 @@ from convbench.config import (
 )
 from convbench.devices import local_resource_limits, visible_gpu_count
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
-from convbench.formats import folder_fingerprint
+from convbench.formats import file_digest, folder_fingerprint
 from convbench.fetch import imagenet_weights_sources
+from convbench.summary import best_experiments
 from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
 from convbench.validation import validate_config
 
@@ -225,3 +227,22 @@ def experiment_figure(name, category):
         caption=f"../report/{name}.rst",
         labels={"architecture": "{arch}", "variant": "{variant}", "seed": "{seed}"},
     )
+
+
+def prediction_files(wildcards):
+    """One CSV per experiment, or per dataset's best experiment (which needs results/summary.csv)."""
+    if not config["predict"]["images"]:
+        raise ValueError("the predict target needs images: --config 'predict={images: path/to/folder}'")
+    chosen = experiments()
+    if config["predict"]["best_only"]:
+        chosen = best_experiments(pd.read_csv(checkpoints.summarize.get().output[0]))
+    return [f"results/predictions/{EXPERIMENT_ID}.csv".format(**experiment) for experiment in chosen]
+
+
+def images_fingerprint(wildcards):
+    """The images' content: new or changed images predict again, touched ones do not."""
+    images = Path(config["predict"]["images"])
+    try:
+        return file_digest(images) if images.is_file() else folder_fingerprint([images])
+    except OSError as error:  # an unreadable file: the job names it
+        return f"unreadable: {error}"

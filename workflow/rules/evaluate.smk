@@ -23,7 +23,8 @@ rule evaluate_model:
         "../scripts/evaluate_model.py"
 
 
-rule summarize:
+# A checkpoint: `predict` with best_only reads the table to choose its experiments.
+checkpoint summarize:
     input:
         metrics=experiment_files(f"{EXPERIMENT}/metrics.json"),
         meta=experiment_files(f"{EXPERIMENT}/train_meta.json"),
