@@ -1,6 +1,7 @@
 """Training engine: seeded per-epoch order, outputs, determinism, divergence."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,13 +41,13 @@ def small_settings(**changes):
             "augmentation": {**OFF, "rotation_range": 5}, **changes}
 
 
-def run(tmp_path, data, name="run", arch="simple_cnn", **changes):
+def run(tmp_path, data, name="run", arch="simple_cnn", tensorboard=None, **changes):
     out = tmp_path / name
     seed_everything(3)
     model = train_experiment(
         data, arch, seed=3, settings=small_settings(**changes), strategy=tf.distribute.get_strategy(),
         model_path=out / "model.keras", history_path=out / "history.csv", meta_path=out / "meta.json",
-        checkpoint_dir=out / "checkpoint",
+        checkpoint_dir=out / "checkpoint", tensorboard=tensorboard,
     )
     return model, out
 
@@ -159,6 +160,47 @@ def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path,
     assert whole.pop("metadata.json") != b"" and killed.pop("metadata.json") != b""  # holds the save date
     assert whole == killed  # config and weights the same, byte for byte
     assert (tmp_path / "whole" / "model.keras").stat().st_size == (out / "model.keras").stat().st_size
+
+
+def tensorboard_events(directory):
+    """{(run, tag): [(step, value), ...]} of a TensorBoard log folder, and whether it holds a graph."""
+    scalars, graph = {}, False
+    for path in sorted(Path(directory).rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            graph |= bool(event.graph_def)
+            for value in event.summary.value:
+                array = tf.make_ndarray(value.tensor)  # a histogram's is its buckets
+                scalars.setdefault((path.parent.name, value.tag), []).append(
+                    (event.step, array.item() if array.ndim == 0 else array))
+    return scalars, graph
+
+
+def test_tensorboard_logs_every_epoch_once_across_a_kill_and_resume(tmp_path, digits_prepared):
+    import keras
+
+    logs = {"directory": tmp_path / "tb", "graph": True, "histograms": True}
+    keras.backend.clear_session()
+    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3, schedule="cosine", tensorboard=logs)
+    scalars, graph = tensorboard_events(logs["directory"])
+    assert graph and [step for step, _ in scalars[("train", "epoch_loss")]] == [1, 2]  # live, before the kill
+    keras.backend.clear_session()
+    run(tmp_path, digits_prepared, "killed", epochs=3, schedule="cosine", tensorboard=logs)
+
+    scalars, graph = tensorboard_events(logs["directory"])
+    history = pd.read_csv(tmp_path / "killed" / "history.csv")
+    assert graph
+    expected = {("train", "epoch_loss"): "loss", ("train", "epoch_accuracy"): "accuracy",
+                ("validation", "epoch_loss"): "val_loss", ("validation", "epoch_accuracy"): "val_accuracy",
+                ("train", "epoch_learning_rate"): "learning_rate"}
+    for key, column in expected.items():
+        assert [step for step, _ in scalars[key]] == [1, 2, 3], key  # each epoch exactly once
+        np.testing.assert_allclose([value for _, value in scalars[key]], history[column], rtol=1e-6)
+    rates = [value for _, value in scalars[("train", "epoch_learning_rate")]]
+    assert rates[0] > rates[1] > rates[2]  # the cosine schedule, as the optimizer had it
+    speed = [value for _, value in scalars[("train", "images_per_second")]]
+    np.testing.assert_allclose(speed, len(digits_prepared.raw("train")[1]) / history["seconds"], rtol=1e-6)
+    histograms = {tag for (run_name, tag) in scalars if run_name == "train" and tag.endswith("kernel")}
+    assert histograms and all([step for step, _ in scalars[("train", tag)]] == [3] for tag in histograms)
 
 
 def test_a_checkpoint_from_another_thread_count_is_not_resumed(tmp_path, digits_prepared):

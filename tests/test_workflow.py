@@ -45,6 +45,12 @@ def test_one_experiment_per_architecture(study):
     assert len(experiments(study)) == 2
 
 
+def test_each_training_job_wrote_its_tensorboard_logs(study):
+    for experiment in experiments(study):
+        logs = study / "results/tensorboard" / experiment.relative_to(study / "results/experiments")
+        assert {path.parent.name for path in logs.rglob("events.out.tfevents.*")} == {"train", "validation"}
+
+
 def test_metrics_equal_the_saved_models_own_evaluation(study):
     for experiment in experiments(study):
         metrics = read_json(experiment / "metrics.json")

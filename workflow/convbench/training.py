@@ -22,6 +22,7 @@ from .architectures import create_model, get_architecture, load_model, save_mode
 from .atomic import atomic_path, read_json, write_json
 from .inference import evaluation_dataset, without_autotune
 from .runtime import environment_facts
+from .tensorboard_log import TensorBoardLog, current_learning_rate
 from .transfer import pretrained_base, unfreeze_last
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         write_json(self.directory / "owner.json", {"attempt": self.attempt})
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **(logs or {}), "seconds": self.timer.seconds[-1]}
+        row = {"epoch": epoch + 1, "learning_rate": current_learning_rate(self.model), **(logs or {}),
+               "seconds": self.timer.seconds[-1]}
         self.history.append(row)
         if not np.isfinite(row.get("loss", 0.0)):
             return  # never resume from a diverged state
@@ -316,7 +318,7 @@ def compile_model(model, settings, learning_rate, schedule, total_steps):
 
 
 def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path,
-                     checkpoint_dir, weights=None, variant="default", variant_overrides=None):
+                     checkpoint_dir, weights=None, variant="default", variant_overrides=None, tensorboard=None):
     """Train one (dataset, architecture, variant, seed) experiment and write model, history and metadata.
 
     `settings` are the complete effective training settings (the variant's overrides included);
@@ -325,7 +327,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     A run killed part-way resumes from `checkpoint_dir` at the next epoch, with the same result.
     Transfer-learning architectures train in two phases (convbench.transfer): `epochs` with the
     base frozen, then fine_tune.epochs with its last layers unfrozen; `weights` is "imagenet" or
-    a weights file for their base.
+    a weights file for their base. `tensorboard`: {"directory", "graph", "histograms"} to log
+    the run for TensorBoard as it trains (convbench.tensorboard_log), or None.
     """
     x_train, y_train = data.raw("train")
     x_val, y_val = data.scaled("val")
@@ -354,6 +357,9 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     timer = EpochTimer(len(y_train))
     resumable = make_callbacks(settings, resumed.callbacks)
     checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, history, resumable, runtime)
+    # after the checkpoint: it logs the row the checkpoint has just recorded
+    watchers = [TensorBoardLog(tensorboard["directory"], checkpoint, len(y_train), graph=tensorboard["graph"],
+                               histograms=tensorboard["histograms"])] if tensorboard else []
     log.info("training %s: %d parameters, epochs %d..%d of %d steps", architecture, model.count_params(),
              first_epoch + 1, total_epochs, steps)
     epoch = first_epoch
@@ -378,7 +384,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             validation_data=val_ds,
             shuffle=False,  # the dataset is already shuffled, per epoch
             # checkpoint last: it records what the others decided this epoch
-            callbacks=[keras.callbacks.TerminateOnNaN(), *resumable.values(), timer, checkpoint],
+            callbacks=[keras.callbacks.TerminateOnNaN(), *resumable.values(), timer, checkpoint, *watchers],
             verbose=0,
         )
         epoch = len(checkpoint.history)

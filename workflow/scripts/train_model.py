@@ -34,4 +34,6 @@ train_experiment(
     weights=sm.params.transfer and sm.params.transfer["weights"],
     variant=sm.wildcards.variant,
     variant_overrides=dict(sm.params.variant),
+    # read from the config, not params: how a run is watched does not change what it trains
+    tensorboard={"directory": sm.params.tensorboard_dir, **sm.config["tensorboard"]} if sm.config["tensorboard"]["enabled"] else None,
 )
