@@ -15,6 +15,7 @@ include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/predict.smk"
 

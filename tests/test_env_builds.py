@@ -95,6 +95,7 @@ def study(request, tmp_path_factory):
             "custom_datasets": {"served": served},
             "architectures": ["simple_cnn"],
             "variants": {"default": {"augmentation": {"rotation_range": 10}}},
+            "export": ["savedmodel", "tflite", "tflite_dynamic_range", "onnx"],
         }))
         images = workdir / "new-images"
         images.mkdir()

@@ -78,6 +78,25 @@ def experiments_table(summary, metrics_table=METRICS):
             .set_table_attributes('class="experiments"'))
 
 
+def exports_table(summary):
+    """Every exported artifact of every experiment with its size and agreement check
+    (export/checks.json, written by the export job), failed checks highlighted."""
+    rows = []
+    for experiment in summary.itertuples(index=False):
+        checks = read_json(Path(experiment.experiment_dir) / "export" / "checks.json")
+        for name, check in checks.items():
+            rows.append({"dataset": experiment.dataset, "model": experiment.model, "seed": experiment.seed,
+                         "format": name, "file": f"export/{check['path']}", "size": _megabytes(check["bytes"]),
+                         "check against Keras": check["summary"], "passed": "yes" if check["passed"] else "NO"})
+    table = pd.DataFrame(rows)
+    return (table.style.hide(axis="index")
+            .map(lambda value: "background-color: #f8d0d0; font-weight: bold" if value == "NO" else "", subset=["passed"]))
+
+
+def _megabytes(size):
+    return f"{size / 1e6:.2f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"
+
+
 # ---------------------------------------------------------------- figures
 
 

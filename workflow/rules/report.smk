@@ -10,6 +10,7 @@ rule build_report:
         manifests=prepared_manifests(),
         prepared=[manifest.removesuffix(".json") + ".npz" for manifest in prepared_manifests()],
         augmentation_previews=[preview["path"] for preview in augmentation_previews()],
+        exports=experiment_files(f"{EXPERIMENT}/export") if config["export"] else [],
     output:
         notebook="results/report/report.ipynb",
         html="results/report.html",
