@@ -18,11 +18,13 @@ include: "workflow/rules/render.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/track.smk"
 
 
 rule all:
     input:
         "results/report.html",
+        mlflow_runs(),
     default_target: True
 
 

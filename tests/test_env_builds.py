@@ -96,6 +96,7 @@ def study(request, tmp_path_factory):
             "architectures": ["simple_cnn"],
             "variants": {"default": {"augmentation": {"rotation_range": 10}}},
             "export": ["savedmodel", "tflite", "tflite_dynamic_range", "onnx"],
+            "tracking": {"mlflow": {"uri": str(workdir / "mlflow-store")}},
         }))
         images = workdir / "new-images"
         images.mkdir()

@@ -469,17 +469,11 @@ def provenance(workflow_dir="."):
     """Where these numbers come from: code version, packages, machine, date."""
     import datetime
     import platform
-    import subprocess
     from importlib.metadata import PackageNotFoundError, version
 
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=workflow_dir, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
+    from .vcs import git_commit
 
-    commit = git("rev-parse", "HEAD")
+    commit = git_commit(workflow_dir)
     packages = {}
     for name in ("convbench", "tensorflow", "keras", "numpy", "scikit-learn", "pandas", "matplotlib", "snakemake",
                  "papermill", "nbconvert"):
@@ -488,8 +482,7 @@ def provenance(workflow_dir="."):
         except PackageNotFoundError:
             packages[name] = "not installed"
     return {
-        "git commit": (commit + (" (with uncommitted changes)" if git("status", "--porcelain") else ""))
-        if commit else "not a git checkout",
+        "git commit": commit or "not a git checkout",
         "report built": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": platform.node(),
         "python": platform.python_version(),

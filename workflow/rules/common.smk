@@ -246,3 +246,8 @@ def images_fingerprint(wildcards):
         return file_digest(images) if images.is_file() else folder_fingerprint([images])
     except OSError as error:  # an unreadable file: the job names it
         return f"unreadable: {error}"
+
+
+def mlflow_runs():
+    """One run record per experiment when the study logs to MLflow, else none."""
+    return experiment_files(f"{EXPERIMENT}/mlflow_run.json") if config["tracking"].get("mlflow") else []
