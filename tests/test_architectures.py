@@ -34,11 +34,53 @@ def test_unknown_architecture_lists_the_registered_ones():
         get_architecture("resnet9")
 
 
-def test_resnet20_has_the_papers_depth_and_size():
+@pytest.mark.parametrize("depth, paper", [(20, 0.27e6), (32, 0.46e6), (44, 0.66e6), (56, 0.85e6)])
+def test_cifar_resnets_have_the_papers_depth_and_size(depth, paper):
+    """He et al. 2016, Table 6 (option A: identity shortcuts add no parameters)."""
+    model = create_model(f"resnet{depth}", (32, 32, 3), 10)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) + 1 == depth  # conv layers + the classifier
+    assert abs(model.count_params() - paper) <= 0.02 * paper
+
+
+def test_option_a_shortcut_is_the_input_subsampled_and_zero_padded():
     model = create_model("resnet20", (32, 32, 3), 10)
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and "shortcut" not in layer.name]
-    assert len(convs) + 1 == 20  # 19 conv layers + the classifier
-    assert 0.26e6 < model.count_params() < 0.29e6  # 0.27 M in He et al. (2016), Table 6
+    entry = keras.Model(model.input, [model.get_layer("stage2_block1_zero_pad").output,
+                                      model.get_layer("stage1_block3_conv2").input])
+    shortcut, _ = entry(np.random.default_rng(0).random((2, 32, 32, 3), np.float32))
+    stage1_out = keras.Model(model.input, model.get_layer("stage2_block1_subsample").input)(
+        np.random.default_rng(0).random((2, 32, 32, 3), np.float32))
+    np.testing.assert_array_equal(shortcut[..., :16], stage1_out[:, ::2, ::2, :])
+    assert not np.any(shortcut[..., 16:]) and shortcut.shape == (2, 16, 16, 32)
+    projection = create_model("resnet20b", (32, 32, 3), 10)
+    assert projection.count_params() > model.count_params()  # option B's 1x1 convs
+
+
+def first_conv_input(model, images):
+    """What the model's first convolution receives for these images."""
+    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    return keras.Model(model.inputs, conv.input)(images)
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_first_convolution_sees_activations_of_a_sane_scale(name):
+    """[0, 1] inputs (unit scaling) must not shrink to ~0 before the stem: EfficientNet rescales by
+    1/255 inside, so convbench feeds it x 255."""
+    arch = get_architecture(name)
+    shape = (arch.min_size, arch.min_size, 3 if arch.rgb else 1)
+    images = np.random.default_rng(0).random((2, *shape), np.float32)
+    std = float(np.std(first_conv_input(create_model(name, shape, 5), images)))
+    assert 0.1 < std < 10, std
+
+
+def test_grad_cam_uses_the_last_conv_layer_with_space():
+    from convbench.visualization import grad_cam_layer
+
+    model = create_model("resnet50", (32, 32, 3), 10)  # ends in 1x1 maps at 32 px
+    layer = grad_cam_layer(model)
+    assert min(layer.output.shape[1:3]) >= 2
+    later = [conv for conv in model.layers[model.layers.index(layer) + 1:] if isinstance(conv, keras.layers.Conv2D)]
+    assert later and all(min(conv.output.shape[1:3]) == 1 for conv in later)
 
 
 def test_a_yaml_declared_architecture_trains(tmp_path, digits_prepared):

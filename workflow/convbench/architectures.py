@@ -154,7 +154,15 @@ def bn_cnn(input_shape, num_classes):
 
 @register("lenet5", min_size=32)
 def lenet5(input_shape, num_classes):
-    """LeNet-5 (LeCun et al. 1998): two tanh conv/average-pool stages and three dense layers."""
+    """LeNet-5 (LeCun et al. 1998): two tanh conv/average-pool stages and three dense layers.
+
+    As in the paper: 32x32 input, C1 6@5x5, S2 2x2 subsampling, C3 16@5x5, S4, C5 120, F6 84.
+    Different from the paper: C3 connects to all 6 S2 maps (the paper's connection table links each
+    C3 map to 3-6 of them, to break symmetry and save parameters); S2/S4 are plain average pooling
+    (the paper's have a trainable coefficient and bias and a sigmoid); activations are tanh, not the
+    scaled 1.7159 tanh(2x/3); the output is a softmax with cross-entropy, not 10 Euclidean RBF units
+    with the paper's MAP loss. 61,706 parameters for 10 classes (the paper: 60,000).
+    """
     import keras
     from keras import layers
 
@@ -176,7 +184,15 @@ def lenet5(input_shape, num_classes):
 
 @register("alexnet", min_size=32)
 def alexnet(input_shape, num_classes):
-    """AlexNet (Krizhevsky et al. 2012) scaled to small inputs: 5 convs with 3x3 kernels, 2 dropout dense layers."""
+    """AlexNet (Krizhevsky et al. 2012) scaled to small inputs: 5 convs with 3x3 kernels, 2 dropout dense layers.
+
+    As in the paper: 5 ReLU conv layers of 64(96)-192(256)-384-384(256)-256 filters, max pooling after
+    conv 1, 2 and 5, two dropout-0.5 dense layers, softmax. Different, for 32-px inputs: 3x3 kernels at
+    stride 1 everywhere (the paper: 11x11 stride 4, then 5x5, for 224 px), widths of torchvision's
+    single-GPU variant (64/192/384/256/256), non-overlapping 2x2 pooling (the paper: overlapping 3x3
+    stride 2), no local response normalisation (later work found it does not help), no two-GPU
+    grouping, dense layers of 1024 (the paper: 4096).
+    """
     import keras
     from keras import layers
 
@@ -193,42 +209,76 @@ def alexnet(input_shape, num_classes):
     return model
 
 
-@register("resnet20", min_size=32)
-def resnet20(input_shape, num_classes):
-    """ResNet-20 for CIFAR (He et al. 2016): 3 stages of 3 basic blocks, 16/32/64 filters, global pooling."""
+def cifar_resnet(name, depth, input_shape, num_classes, shortcut="identity"):
+    """He et al. 2016's CIFAR ResNet of depth 6n+2: a 16-filter 3x3 stem, 3 stages of n basic blocks
+    with 16/32/64 filters (stride 2 entering stages 2 and 3), global average pooling, softmax.
+
+    shortcut="identity" is the paper's option A (its Table 6 models): where a stage halves the size
+    and doubles the width, the shortcut takes every other pixel and pads the new channels with zeros,
+    adding no parameters. "projection" is option B: a strided 1x1 conv with batch norm.
+    """
     import keras
     from keras import layers
 
-    regularizer = keras.regularizers.L2(1e-4)
+    regularizer = keras.regularizers.L2(1e-4)  # the paper's weight decay of 1e-4
 
     def conv(x, filters, strides=1, kernel=3, name=None):
         return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                              kernel_initializer="he_normal", kernel_regularizer=regularizer, name=name)(x)
 
+    blocks = (depth - 2) // 6
     inputs = keras.Input(shape=input_shape)
     x = layers.ReLU()(layers.BatchNormalization()(conv(inputs, 16, name="stem_conv")))
     for stage, filters in enumerate((16, 32, 64), 1):
-        for block in range(1, 4):
+        for block in range(1, blocks + 1):
             strides = 2 if stage > 1 and block == 1 else 1
             prefix = f"stage{stage}_block{block}"
             y = layers.ReLU()(layers.BatchNormalization()(conv(x, filters, strides, name=f"{prefix}_conv1")))
             y = layers.BatchNormalization()(conv(y, filters, name=f"{prefix}_conv2"))
-            if strides != 1:  # projection shortcut where the shape changes
+            if strides != 1 and shortcut == "projection":
                 x = layers.BatchNormalization()(conv(x, filters, strides, kernel=1, name=f"{prefix}_shortcut"))
+            elif strides != 1:  # option A, in plain layers (no Lambda: saved models load in safe mode)
+                x = layers.MaxPooling2D(pool_size=1, strides=2, name=f"{prefix}_subsample")(x)
+                zeros = layers.Rescaling(0.0, name=f"{prefix}_zeros")(x)
+                x = layers.Concatenate(name=f"{prefix}_zero_pad")([x, zeros])
             x = layers.ReLU()(layers.Add()([x, y]))
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizer, name="predictions")(x)
-    return keras.Model(inputs, outputs, name="resnet20")
+    return keras.Model(inputs, outputs, name=name)
 
 
-def _register_application(name, constructor, min_size, reference):
-    """A keras.applications model trained from scratch (weights=None) with its own classifier head."""
+def _register_cifar_resnet(name, depth, shortcut, summary):
+    def build(input_shape, num_classes):
+        return cifar_resnet(name, depth, input_shape, num_classes, shortcut)
+
+    build.__doc__ = summary
+    build.__name__ = name
+    register(name, min_size=32)(build)
+
+
+# Parameters for 10 classes, as in He et al. 2016, Table 6: 0.27M, 0.46M, 0.66M, 0.85M.
+for _depth in (20, 32, 44, 56):
+    _register_cifar_resnet(f"resnet{_depth}", _depth, "identity",
+                           f"ResNet-{_depth} for CIFAR (He et al. 2016): 3 stages of {(_depth - 2) // 6} basic blocks, "
+                           "identity shortcuts with zero padding (option A).")
+_register_cifar_resnet("resnet20b", 20, "projection",
+                       "ResNet-20 with projection shortcuts (1x1 conv, option B) where the shape changes.")
+
+
+def _register_application(name, constructor, min_size, reference, expects_0_255=False):
+    """A keras.applications model trained from scratch (weights=None) with its own classifier head.
+
+    expects_0_255: the application rescales its input by 1/255 itself (EfficientNet does): our
+    scaled inputs are multiplied by 255 first, so its stem sees what it was designed for.
+    """
 
     def build(input_shape, num_classes):
         import keras
 
         application = getattr(keras.applications, constructor)
-        return application(weights=None, input_shape=tuple(input_shape), classes=num_classes,
+        inputs = keras.Input(shape=tuple(input_shape))
+        x = keras.layers.Rescaling(255.0, name="to_0_255")(inputs) if expects_0_255 else inputs
+        return application(weights=None, input_tensor=x, input_shape=tuple(input_shape), classes=num_classes,
                            classifier_activation="softmax")
 
     build.__doc__ = f"{reference}, from keras.applications.{constructor}, trained from scratch."
@@ -243,9 +293,9 @@ for _name, _constructor, _min_size, _reference in [
     ("resnet101", "ResNet101", 32, "ResNet-101 (He et al. 2016)"),
     ("inceptionv3", "InceptionV3", 75, "Inception-v3 (Szegedy et al. 2016)"),
     ("mobilenetv2", "MobileNetV2", 32, "MobileNetV2 (Sandler et al. 2018)"),
-    ("efficientnetb0", "EfficientNetB0", 32, "EfficientNet-B0 (Tan & Le 2019)"),
 ]:
     _register_application(_name, _constructor, _min_size, _reference)
+_register_application("efficientnetb0", "EfficientNetB0", 32, "EfficientNet-B0 (Tan & Le 2019)", expects_0_255=True)
 
 
 # ---------------------------------------------------------------- architectures declared in config.yaml

@@ -185,12 +185,20 @@ def plot_feature_maps(model, images, path, title, max_maps=16, max_blocks=4):
     return {"layers": [layer.name for layer in layers], "tiles": rows * (count + 1), "grid": [rows, count + 1]}
 
 
+def grad_cam_layer(model):
+    """The last conv layer whose output is at least 2x2: a 1x1 map (the end of a deep network on small
+    inputs) cannot say where the network looked, it would paint one uniform overlay."""
+    layers = conv_layers(model)
+    with_space = [layer for layer in layers if min(layer.output.shape[1:3]) >= 2]
+    return (with_space or layers)[-1]
+
+
 def grad_cam(model, images, layer=None):
-    """Grad-CAM heatmaps (Selvaraju et al. 2017) for the predicted class, at the last conv layer.
+    """Grad-CAM heatmaps (Selvaraju et al. 2017) for the predicted class, at grad_cam_layer.
 
     Returns heatmaps in [0, 1] at the layer's resolution and the predicted classes.
     """
-    layer = layer or conv_layers(model)[-1]
+    layer = layer or grad_cam_layer(model)
     forward = layer_outputs(model, [layer])
     images = tf.convert_to_tensor(images)
     with tf.GradientTape() as tape:
