@@ -16,7 +16,7 @@ def test_builds_and_trains_one_step(name):
     assert model.output_shape == (None, 5)
     # Eager: one step does not repay tracing a 100-layer graph (79 s for resnet101 here).
     model.compile("adam", "categorical_crossentropy", run_eagerly=True)
-    x = np.random.default_rng(0).random((4, *shape), np.float32)
+    x = np.random.default_rng(0).random((4, *model.input_shape[1:]), np.float32)  # its input_size
     y = keras.utils.to_categorical([0, 1, 2, 3], 5)
     loss = model.train_on_batch(x, y)
     assert np.isfinite(loss)
@@ -68,15 +68,16 @@ def test_first_convolution_sees_activations_of_a_sane_scale(name):
     1/255 inside, so convbench feeds it x 255."""
     arch = get_architecture(name)
     shape = (arch.min_size, arch.min_size, 3 if arch.rgb else 1)
-    images = np.random.default_rng(0).random((2, *shape), np.float32)
-    std = float(np.std(first_conv_input(create_model(name, shape, 5), images)))
+    model = create_model(name, shape, 5)
+    images = np.random.default_rng(0).random((2, *model.input_shape[1:]), np.float32)
+    std = float(np.std(first_conv_input(model, images)))
     assert 0.1 < std < 10, std
 
 
 def test_grad_cam_uses_the_last_conv_layer_with_space():
     from convbench.visualization import grad_cam_layer
 
-    model = create_model("resnet50", (32, 32, 3), 10)  # ends in 1x1 maps at 32 px
+    model = create_model("resnet50", (32, 32, 3), 10, input_size=32)  # ends in 1x1 maps at 32 px
     layer = grad_cam_layer(model)
     assert min(layer.output.shape[1:3]) >= 2
     later = [conv for conv in model.layers[model.layers.index(layer) + 1:] if isinstance(conv, keras.layers.Conv2D)]
@@ -106,3 +107,23 @@ def test_a_yaml_declared_architecture_trains(tmp_path, digits_prepared):
     assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]
     assert model.output_shape == (None, 10)
     assert read_json(tmp_path / "meta.json")["epochs_run"] == 2
+
+
+APPLICATIONS = [name for name, arch in ARCHITECTURES.items() if arch.input_size]
+
+
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_default_input_size_leaves_the_last_feature_map_at_least_3x3(name):
+    arch = get_architecture(name)
+    model = create_model(name, (32, 32, 3), 10)  # CIFAR-sized data
+    assert model.input_shape == (None, arch.input_size, arch.input_size, 3)
+    last = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
+    assert min(last.output.shape[1:3]) >= 3, (name, last.name, last.output.shape)
+
+
+def test_input_size_below_the_architectures_smallest_is_refused():
+    from convbench.architectures import check_input_size
+
+    with pytest.raises(ValueError, match="inceptionv3 on cifar10: input_size 64 is below inceptionv3's smallest input, 75"):
+        check_input_size("inceptionv3", 64, "inceptionv3 on cifar10")
+    check_input_size("inceptionv3", 139, "fine")

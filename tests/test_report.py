@@ -29,6 +29,23 @@ def test_leaderboard_is_mean_and_std_over_seeds_sorted_by_accuracy():
     assert board.loc[0, "seeds"] == 3
 
 
+def test_published_accuracy_and_gap_stand_next_to_the_measured_one():
+    from convbench.report import style_leaderboard, with_references
+
+    board = leaderboard(study_summary(3))
+    assert with_references(board, {}) is board  # no references: the leaderboard as it was
+    references = {"big": {"d": {"accuracy": 0.92, "source": "Doe et al. 2020, Table 1"}}}
+    shown = with_references(board, references)
+    big, small = shown.iloc[0], shown.iloc[1]
+    position = list(shown.columns).index("accuracy_mean")
+    assert list(shown.columns[position:position + 5]) == ["accuracy_mean", "accuracy_std", "published_accuracy", "gap",
+                                                          "published_source"]
+    assert big["published_accuracy"] == 0.92 and big["gap"] == pytest.approx(100 * (big["accuracy_mean"] - 0.92))
+    assert pd.isna(small["published_accuracy"]) and pd.isna(small["gap"])
+    html = style_leaderboard(shown).to_html()
+    assert "published accuracy" in html and "92.00%" in html and "Doe et al. 2020, Table 1" in html
+
+
 def test_statistics_need_three_seeds():
     assert seed_statistics(study_summary(2), "d") is None
     table = seed_statistics(study_summary(4), "d")

@@ -390,3 +390,125 @@ def test_batchnorm_momentum_reaches_every_batchnorm_layer(tmp_path, digits_prepa
 
     reloaded = load_model(tmp_path / "bn" / "model.keras")
     assert {layer.momentum for layer in reloaded.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.8}
+
+
+def test_a_model_at_another_input_size_is_fed_resized_batches_everywhere(tmp_path, digits_prepared):
+    """input_size: the model takes 40 px, the prepared data stays 28 px; training, evaluation and the
+    figures resize per batch the same way."""
+    from convbench.evaluation import evaluate_experiment
+    from convbench.inference import class_probabilities, fit_to_model
+    from convbench.visualization import grad_cam
+
+    model, out = run(tmp_path, digits_prepared, epochs=1, input_size=40)
+    assert model.input_shape == (None, 40, 40, 1) and digits_prepared.input_shape == (28, 28, 1)
+    meta = read_json(out / "meta.json")
+    assert meta["input_shape"] == [40, 40, 1] and meta["data"]["input_shape"] == [28, 28, 1]
+    metrics = evaluate_experiment(out / "model.keras", digits_prepared, out / "metrics.json", out / "p.npz")
+    x_test, y_test = digits_prepared.scaled("test")
+    resized = fit_to_model(x_test, model)
+    assert resized.shape[1:] == (40, 40, 1)
+    np.testing.assert_array_equal(np.load(out / "p.npz")["probabilities"], class_probabilities(model, x_test))
+    direct = model.predict(resized, batch_size=256, verbose=0)
+    np.testing.assert_allclose(np.load(out / "p.npz")["probabilities"], direct, atol=1e-6)
+    assert metrics["accuracy"] == pytest.approx(np.mean(direct.argmax(1) == y_test))
+    heat, _, _ = grad_cam(model, resized[:4])
+    assert heat.shape[0] == 4
+
+
+# ---------------------------------------------------------------- published recipes' knobs
+
+
+def rates(schedule, steps):
+    return [float(schedule(step)) if callable(schedule) else schedule for step in steps]
+
+
+def test_step_schedule_lowers_the_rate_at_each_milestone_after_a_linear_warmup():
+    from convbench.schedules import learning_rate_schedule
+
+    settings = {"milestones": [2, 3], "gamma": 0.1, "warmup_epochs": 1}
+    schedule = learning_rate_schedule(settings, 0.1, "step", steps_per_epoch=10, epochs=4)
+    got = rates(schedule, [0, 4, 9, 10, 19, 20, 29, 30, 39])
+    np.testing.assert_allclose(got, [0.01, 0.05, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-5)
+    default = learning_rate_schedule({}, 0.1, "step", steps_per_epoch=10, epochs=4)  # after 50 % and 75 %
+    np.testing.assert_allclose(rates(default, [19, 20, 29, 30]), [0.1, 0.01, 0.01, 0.001], rtol=1e-5)
+
+
+def test_warmup_in_front_of_cosine_and_constant():
+    from convbench.schedules import learning_rate_schedule
+
+    cosine = learning_rate_schedule({"warmup_epochs": 1}, 0.1, "cosine", steps_per_epoch=10, epochs=3)
+    got = rates(cosine, [0, 5, 10, 20, 29])
+    assert got[0] < got[1] < got[2] == pytest.approx(0.1) and got[2] > got[3] > got[4] >= 0
+    constant = learning_rate_schedule({"warmup_epochs": 2}, 0.1, "constant", steps_per_epoch=5, epochs=3)
+    np.testing.assert_allclose(rates(constant, [0, 9, 10, 14]), [0.01, 0.1, 0.1, 0.1], rtol=1e-5)
+    assert learning_rate_schedule({}, 0.1, "constant", steps_per_epoch=5, epochs=3) == 0.1
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_weight_decay_shrinks_weights_decoupled_from_the_gradient(optimizer):
+    from convbench.training import make_optimizer
+
+    settings = {"optimizer": optimizer, "weight_decay": 0.5, "momentum": 0.0}
+    if optimizer != "sgd":
+        settings.pop("momentum")
+    weight = tf.Variable([2.0])
+    make_optimizer(settings, 0.1).apply_gradients([(tf.zeros(1), weight)])
+    assert float(weight[0]) == pytest.approx(2.0 * (1 - 0.1 * 0.5))  # w - lr x wd x w, with a zero gradient
+
+
+def test_sgd_momentum_and_nesterov_are_settings():
+    from convbench.training import make_optimizer
+
+    sgd = make_optimizer({"optimizer": "sgd", "momentum": 0.8, "nesterov": False}, 0.1)
+    assert sgd.momentum == pytest.approx(0.8) and sgd.nesterov is False
+    default = make_optimizer({"optimizer": "sgd"}, 0.1)
+    assert default.momentum == pytest.approx(0.9) and default.nesterov is True
+
+
+def test_random_crop_keeps_the_size_and_draws_per_seed():
+    from convbench.training import make_augmentation
+
+    crop = {**OFF, "random_crop": {"padding": 4}}
+    images = np.random.default_rng(0).random((8, 28, 28, 1), np.float32) + 0.5  # no zeros of their own
+    first, again = (np.asarray(make_augmentation(crop, seed=7)(images, training=True)) for _ in range(2))
+    other = np.asarray(make_augmentation(crop, seed=8)(images, training=True))
+    assert first.shape == images.shape
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert (first == 0).any()  # some of the zero padding came into the window
+    shifted = [np.argwhere(image[..., 0] != 0).min(axis=0).tolist() for image in first]
+    assert len({tuple(corner) for corner in shifted}) > 1  # each image its own offset
+    assert make_augmentation({**OFF, "random_crop": {"padding": 0}}, seed=7) is None
+
+
+@pytest.mark.parametrize("case, message", [
+    ({"optimizer": "adam", "momentum": 0.9}, "momentum applies to optimizer sgd only"),
+    ({"schedule": "cosine", "milestones": [2]}, "milestones belong to schedule: step"),
+    ({"schedule": "step", "milestones": [5]}, r"milestones \[5\] are not before the last epoch \(5\)"),
+    ({"schedule": "plateau", "warmup_epochs": 1}, "warmup_epochs does not combine with schedule: plateau"),
+    ({"warmup_epochs": 5}, "warmup_epochs 5 leaves no epoch after the warm-up"),
+])
+def test_recipe_settings_that_do_not_fit_together_are_refused(case, message):
+    from convbench.validation import check_recipe
+
+    with pytest.raises(ValueError, match=message):
+        check_recipe({"epochs": 5, "optimizer": "sgd", "schedule": "step", **case}, "resnet20 on cifar10")
+
+
+def test_killed_run_with_step_schedule_warmup_and_random_crop_resumes_identically(tmp_path, digits_prepared):
+    import keras
+
+    recipe = {"epochs": 3, "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": False,
+              "weight_decay": 1e-4, "schedule": "step", "milestones": [2], "gamma": 0.1, "warmup_epochs": 1,
+              "augmentation": {**OFF, "random_crop": {"padding": 4}, "horizontal_flip": True}}
+    keras.backend.clear_session()
+    reference, _ = run(tmp_path, digits_prepared, "whole", **recipe)
+    keras.backend.clear_session()
+    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", **recipe)
+    keras.backend.clear_session()
+    resumed, out = run(tmp_path, digits_prepared, "killed", **recipe)
+    assert read_json(out / "meta.json")["resumed_after_epoch"] == 2
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    rates_seen = pd.read_csv(out / "history.csv")["learning_rate"]
+    assert rates_seen[2] == pytest.approx(0.005)  # after the milestone, as the optimizer had it

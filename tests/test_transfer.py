@@ -47,7 +47,8 @@ def train(tmp_path, data, weights, fine_tune_epochs, layers=12, **changes):
     register_transfer({"mnv2_tl": {"base": "mobilenetv2", "weights": str(weights),
                                    "fine_tune": {"layers": layers, "epochs": fine_tune_epochs, "learning_rate": 1e-3}}})
     try:
-        model = train_small(data, "mnv2_tl", tmp_path, weights=str(weights), epochs=1, **changes)
+        # input_size 32: the data's own size (the default, ImageNet's 224, would only cost time here)
+        model = train_small(data, "mnv2_tl", tmp_path, weights=str(weights), epochs=1, input_size=32, **changes)
     finally:
         ARCHITECTURES.pop("mnv2_tl")
     return model, read_json(tmp_path / "meta.json")
@@ -115,6 +116,7 @@ def test_imagenet_weights_are_fetched_verified_and_used_through_snakemake(tmp_pa
             "transfer_learning": {"mnv2_tl": {
                 "base": "mobilenetv2", "weights": "imagenet", "weights_url": f"{server.url}/mnv2.h5",
                 "weights_sha256": canonical.sha256_bytes(data), "fine_tune": {"layers": 10, "epochs": 1}}},
+            "architecture_options": {"mnv2_tl": {"input_size": 32}},  # not ImageNet's 224: only time would differ
         }
         (workdir / "study.yaml").write_text(yaml.safe_dump(study))
         experiment = "results/experiments/digits/mnv2_tl/default/seed1"

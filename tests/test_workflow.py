@@ -184,3 +184,23 @@ def test_removing_a_variant_rebuilds_only_the_report(variant_study):
 def test_snakemake_report_tags_the_augmentation_preview(variant_study):
     snakemake(variant_study, "--report", "results/snakemake-report.html", config=VARIANTS)
     assert "Augmentation preview" in (variant_study / "results/snakemake-report.html").read_text()
+
+
+def test_an_application_at_a_raised_input_size_runs_the_whole_chain(tmp_path):
+    """mobilenetv2 fed 48 px from data prepared at 32 px: resized per batch, never stored at 48."""
+    from conftest import copy_workflow
+
+    workdir = copy_workflow(tmp_path)
+    config = ["architectures=[mobilenetv2]", "architecture_options={mobilenetv2: {input_size: 48}}",
+              "training={epochs: 1}", "references={mobilenetv2: {digits: {accuracy: 0.99, source: 'nobody, 2026'}}}"]
+    run_snakemake(workdir, "--cores", "2", config=config)
+    experiment = workdir / "results/experiments/digits/mobilenetv2/default/seed1"
+    meta = read_json(experiment / "train_meta.json")
+    assert meta["input_shape"] == [48, 48, 3] and meta["data"]["input_shape"] == [32, 32, 3]
+    assert sorted(path.name for path in (workdir / "results/prepared/digits").glob("*.npz")) == ["32x32x3.npz"]
+    assert load_model(experiment / "model.keras").input_shape == (None, 48, 48, 3)
+    figures = read_json(experiment / "figures/figures.json")
+    assert figures["gradcam"]["layer"]  # drawn at a layer with space: at 48 px the last maps are 2x2
+    assert "48x48x3" in pd.read_csv(workdir / "results/summary.csv")["input_shape"].iloc[0]
+    html = (workdir / "results/report.html").read_text()
+    assert "published accuracy" in html and "nobody, 2026" in html

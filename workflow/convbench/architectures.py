@@ -12,8 +12,9 @@ from typing import Callable
 class Architecture:
     name: str
     build: Callable
-    min_size: int  # inputs smaller than this are upscaled (e.g. 8x8 digits -> 28x28)
+    min_size: int  # prepared data smaller than this is upscaled (e.g. 8x8 digits -> 28x28); the smallest input_size
     rgb: bool = False  # needs 3 channels (grayscale inputs are repeated)
+    input_size: int | None = None  # default side of the model's input (None: the prepared data's); resized per batch
     description: str = ""
     custom: bool = False  # declared in config.yaml rather than in this module
     transfer: dict | None = None  # transfer_learning settings (convbench.transfer) of a pretrained-base model
@@ -22,14 +23,14 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {}
 
 
-def register(name, *, min_size, rgb=False):
+def register(name, *, min_size, rgb=False, input_size=None):
     """Decorator adding a builder to the registry under `name`."""
 
     def add(build):
         if name in ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is registered twice")
         doc = (build.__doc__ or "").strip().splitlines()
-        ARCHITECTURES[name] = Architecture(name, build, min_size, rgb, doc[0] if doc else "")
+        ARCHITECTURES[name] = Architecture(name, build, min_size, rgb, input_size, doc[0] if doc else "")
         return build
 
     return add
@@ -54,6 +55,7 @@ def load_model(path):
     """A saved convbench model. safe_mode refuses models that would run arbitrary code (Lambda layers)."""
     import keras
 
+    from . import schedules  # noqa: F401  (registers the warm-up schedule a saved optimizer may use)
     from .layers import imagenet_preprocessing_class
 
     imagenet_preprocessing_class()  # registers the one custom layer convbench models may contain
@@ -88,12 +90,28 @@ def _without_shared_ids(value):
     return value
 
 
-def create_model(name, input_shape, num_classes, **options):
-    """The architecture built for this input; under a mixed precision policy its softmax runs in
-    float32, as the Keras mixed precision guide advises (float16 probabilities lose the small ones)."""
+def model_input_size(name, prepared_size, requested=None):
+    """Side of the images the model takes: `input_size` when the settings give one, else the
+    architecture's default, else the prepared data's."""
+    return requested or get_architecture(name).input_size or prepared_size
+
+
+def check_input_size(name, requested, where):
+    """Fail while the config is read on an input_size the architecture cannot take."""
+    smallest = get_architecture(name).min_size
+    if requested is not None and requested < smallest:
+        raise ValueError(f"{where}: input_size {requested} is below {name}'s smallest input, {smallest}")
+
+
+def create_model(name, input_shape, num_classes, input_size=None, **options):
+    """The architecture built for images of `input_shape` (the prepared data's) fed at
+    model_input_size (the feeding pipelines resize per batch); under a mixed precision policy its
+    softmax runs in float32, as the Keras mixed precision guide advises (float16 probabilities
+    lose the small ones)."""
     import keras
 
-    model = get_architecture(name).build(tuple(input_shape), num_classes, **options)
+    side = model_input_size(name, input_shape[0], input_size)
+    model = get_architecture(name).build((side, side, input_shape[2]), num_classes, **options)
     if keras.mixed_precision.global_policy().name.startswith("mixed"):
         model.get_layer("predictions").dtype_policy = "float32"
     return model
@@ -265,7 +283,7 @@ _register_cifar_resnet("resnet20b", 20, "projection",
                        "ResNet-20 with projection shortcuts (1x1 conv, option B) where the shape changes.")
 
 
-def _register_application(name, constructor, min_size, reference, expects_0_255=False):
+def _register_application(name, constructor, min_size, input_size, reference, expects_0_255=False):
     """A keras.applications model trained from scratch (weights=None) with its own classifier head.
 
     expects_0_255: the application rescales its input by 1/255 itself (EfficientNet does): our
@@ -283,19 +301,21 @@ def _register_application(name, constructor, min_size, reference, expects_0_255=
 
     build.__doc__ = f"{reference}, from keras.applications.{constructor}, trained from scratch."
     build.__name__ = name
-    register(name, min_size=min_size, rgb=True)(build)
+    register(name, min_size=min_size, rgb=True, input_size=input_size)(build)
 
 
-for _name, _constructor, _min_size, _reference in [
-    ("vgg16", "VGG16", 32, "VGG-16 (Simonyan & Zisserman 2015)"),
-    ("vgg19", "VGG19", 32, "VGG-19 (Simonyan & Zisserman 2015)"),
-    ("resnet50", "ResNet50", 32, "ResNet-50 (He et al. 2016)"),
-    ("resnet101", "ResNet101", 32, "ResNet-101 (He et al. 2016)"),
-    ("inceptionv3", "InceptionV3", 75, "Inception-v3 (Szegedy et al. 2016)"),
-    ("mobilenetv2", "MobileNetV2", 32, "MobileNetV2 (Sandler et al. 2018)"),
+# Default input sizes: the smallest at which the last feature map is at least 3x3 (at 32 px these
+# networks end in 1x1 maps: their last stages would see no space). The data stays at its own size.
+for _name, _constructor, _min_size, _input_size, _reference in [
+    ("vgg16", "VGG16", 32, 96, "VGG-16 (Simonyan & Zisserman 2015)"),
+    ("vgg19", "VGG19", 32, 96, "VGG-19 (Simonyan & Zisserman 2015)"),
+    ("resnet50", "ResNet50", 32, 96, "ResNet-50 (He et al. 2016)"),
+    ("resnet101", "ResNet101", 32, 96, "ResNet-101 (He et al. 2016)"),
+    ("inceptionv3", "InceptionV3", 75, 139, "Inception-v3 (Szegedy et al. 2016)"),
+    ("mobilenetv2", "MobileNetV2", 32, 96, "MobileNetV2 (Sandler et al. 2018)"),
 ]:
-    _register_application(_name, _constructor, _min_size, _reference)
-_register_application("efficientnetb0", "EfficientNetB0", 32, "EfficientNet-B0 (Tan & Le 2019)", expects_0_255=True)
+    _register_application(_name, _constructor, _min_size, _input_size, _reference)
+_register_application("efficientnetb0", "EfficientNetB0", 32, 96, "EfficientNet-B0 (Tan & Le 2019)", expects_0_255=True)
 
 
 # ---------------------------------------------------------------- architectures declared in config.yaml
@@ -316,7 +336,7 @@ def register_custom(architectures):
             raise ValueError(f"custom architecture {name!r} has the name of a registered one; choose another name")
         ARCHITECTURES[name] = Architecture(
             name, _custom_builder(name, spec["layers"]), spec.get("min_size", 28), spec.get("rgb", False),
-            spec.get("description", "declared in config.yaml"), custom=True,
+            description=spec.get("description", "declared in config.yaml"), custom=True,
         )
 
 

@@ -50,8 +50,10 @@ def experiment_settings(config, dataset, architecture, variant_overrides=None):
 
 
 def augmentation_on(augmentation):
-    """Whether any augmentation knob is set (fill_mode alone changes nothing)."""
-    return any(value for key, value in (augmentation or {}).items() if key != "fill_mode")
+    """Whether any augmentation knob is set (fill_mode alone changes nothing; a crop needs padding)."""
+    knobs = {key: value for key, value in (augmentation or {}).items() if key != "fill_mode"}
+    knobs["random_crop"] = (knobs.get("random_crop") or {}).get("padding", 0)
+    return any(knobs.values())
 
 
 # ---------------------------------------------------------------- variants and sweeps

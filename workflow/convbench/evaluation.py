@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from .architectures import load_model
 from .atomic import atomic_path, write_json
-from .inference import BATCH_SIZE, class_probabilities, evaluation_dataset
+from .inference import BATCH_SIZE, class_probabilities, evaluation_dataset, fit_to_model, model_side
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,12 @@ def count_flops(model):
 def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_size=BATCH_SIZE):
     model = load_model(model_path)
     x_test, y_test = data.scaled("test")
-    test_ds = evaluation_dataset(x_test, y_test, data.num_classes, batch_size)
+    test_ds = evaluation_dataset(x_test, y_test, data.num_classes, batch_size, input_size=model_side(model))
     scores = model.evaluate(test_ds, return_dict=True, verbose=0)
     probabilities = class_probabilities(model, x_test, batch_size)
     predicted = probabilities.argmax(axis=1)
     names = data.class_names
-    latency, latency_p90 = measure_latency(model, x_test[0])
+    latency, latency_p90 = measure_latency(model, fit_to_model(x_test[:1], model)[0])
     metrics = {
         "loss": float(scores["loss"]),
         "accuracy": float(accuracy_score(y_test, predicted)),
@@ -98,7 +98,7 @@ def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_
         "expected_calibration_error": expected_calibration_error(probabilities, y_test),
         "latency_ms": latency,
         "latency_p90_ms": latency_p90,
-        "throughput_images_per_second": measure_throughput(model, x_test),
+        "throughput_images_per_second": measure_throughput(model, fit_to_model(x_test[:256], model)),
         "parameters": int(model.count_params()),
         "model_bytes": os.path.getsize(model_path),
         "flops_per_image": count_flops(model),

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from .architectures import load_model
-from .inference import class_probabilities
+from .inference import class_probabilities, fit_to_model
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ def size_bytes(path):
 def export_experiment(model_path, test_images, formats, out_dir):
     """Write each format into `out_dir` (all or nothing) with checks.json; returns the checks."""
     model = load_model(model_path)
-    images = np.ascontiguousarray(test_images[:CHECK_IMAGES], np.float32)
+    # as the model takes them (input_size): an exported model expects images of its input size
+    images = np.ascontiguousarray(fit_to_model(test_images[:CHECK_IMAGES], model))
     reference = class_probabilities(model, images)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

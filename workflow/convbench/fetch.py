@@ -102,19 +102,29 @@ def fetch_file(urls, known_hash, destination, *, retries=3, timeout=60):
     )
 
 
-def imagenet_weights_sources(config):
-    """{file name: (URLs, known hash)} of the ImageNet weights the study's transfer architectures
-    need, for every dataset they train on (the file depends on the input size for MobileNetV2)."""
-    from .architectures import input_spec
+def transfer_weights(config, dataset, arch, variant_overrides):
+    """(file, URLs, known hash) of the ImageNet weights a transfer experiment needs, or None.
+    The file depends on the model's input size for MobileNetV2."""
+    from .architectures import input_spec, model_input_size
+    from .config import experiment_settings
     from .datasets import get_dataset
     from .transfer import weights_source
 
+    spec = config["transfer_learning"].get(arch)
+    if not spec or spec["weights"] != "imagenet":
+        return None
+    height, _, channels = get_dataset(dataset).image_shape
+    requested = experiment_settings(config, dataset, arch, variant_overrides).get("input_size")
+    return weights_source(spec, model_input_size(arch, input_spec(arch, height, channels)[0], requested))
+
+
+def imagenet_weights_sources(config, variants):
+    """{file name: (URLs, known hash)} of the ImageNet weights the study's transfer experiments need."""
     sources = {}
-    for name, spec in config["transfer_learning"].items():
-        if spec["weights"] != "imagenet" or name not in config["architectures"]:
-            continue
+    for arch in config["architectures"]:
         for dataset in config["datasets"]:
-            height, _, channels = get_dataset(dataset).image_shape
-            file_name, urls, known_hash = weights_source(spec, input_spec(name, height, channels)[0])
-            sources[file_name] = (urls, known_hash)
+            for overrides in variants.values():
+                source = transfer_weights(config, dataset, arch, overrides)
+                if source:
+                    sources[source[0]] = source[1:]
     return sources

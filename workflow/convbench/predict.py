@@ -61,9 +61,9 @@ def load_predictor(location):
         model = load_model(model_path)
     except Exception as error:  # Keras raises many kinds for a damaged archive
         raise PredictError(f"{model_path}: cannot load the model ({type(error).__name__}: {error})") from error
-    shape = tuple(data["input_shape"])
-    if tuple(model.input_shape[1:]) != shape:
-        raise PredictError(f"{model_path}: the model takes {model.input_shape[1:]}, its train_meta.json says {shape}")
+    shape = tuple(data["input_shape"])  # the prepared data's; the model may take another size (input_size)
+    if model.input_shape[-1] != shape[-1]:
+        raise PredictError(f"{model_path}: the model takes {model.input_shape[-1]} channels, its train_meta.json says {shape[-1]}")
     return Predictor(model, list(data["class_names"]), shape, data["preprocessing"], str(model_path))
 
 

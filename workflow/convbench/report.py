@@ -47,13 +47,39 @@ def leaderboard(summary, metrics_table=METRICS):
     return board.sort_values(["dataset", "accuracy_mean"], ascending=[True, False], ignore_index=True)
 
 
+# Columns with_references adds: (header, format)
+REFERENCE_COLUMNS = {
+    "published_accuracy": ("published accuracy", "{:.2%}"),
+    "gap": ("gap to published (points)", "{:+.2f}"),
+    "published_source": ("published in", "{}"),
+}
+
+
+def with_references(board, references):
+    """The leaderboard with the published accuracy of every (architecture, dataset) the study's
+    `references` give one for, its source, and the gap: mean measured minus published accuracy in
+    percentage points. Unchanged when the study gives none."""
+    found = [references.get(arch, {}).get(dataset) for arch, dataset in zip(board["architecture"], board["dataset"])]
+    if not any(found):
+        return board
+    board = board.copy()
+    position = board.columns.get_loc("accuracy_std") + 1
+    published = [reference["accuracy"] if reference else None for reference in found]
+    board.insert(position, "published_accuracy", pd.array(published, dtype="Float64"))
+    board.insert(position + 1, "gap", 100 * (board["accuracy_mean"] - board["published_accuracy"]))
+    board.insert(position + 2, "published_source", [reference["source"] if reference else None for reference in found])
+    return board
+
+
 def style_leaderboard(board, metrics_table=METRICS):
     """Formatted by the metrics table, human headers, the best value of each ranked column
     highlighted per dataset; the variant column only when the study compares variants."""
     if board["variant"].nunique() == 1:
         board = board.drop(columns="variant")
     columns = leaderboard_columns(metrics_table)
-    styler = board.style.format({column: metric.format for column, metric, _ in columns}, na_rep="–")
+    formats = {column: metric.format for column, metric, _ in columns}
+    formats.update({column: fmt for column, (_, fmt) in REFERENCE_COLUMNS.items() if column in board})
+    styler = board.style.format(formats, na_rep="–")
     for dataset in board["dataset"].unique():
         rows = board.index[board["dataset"] == dataset]
         for column, metric, how in columns:
@@ -62,6 +88,7 @@ def style_leaderboard(board, metrics_table=METRICS):
             best = styler.highlight_max if metric.higher_is_better else styler.highlight_min
             styler = best(subset=(rows, [column]), props="font-weight:bold;background-color:#d4edda")
     headers = {column: metric.label if how == "first" else f"{metric.label} ({how})" for column, metric, how in columns}
+    headers.update({column: header for column, (header, _) in REFERENCE_COLUMNS.items()})
     return styler.hide(axis="index").relabel_index([headers.get(column, column) for column in board.columns], axis=1)
 
 

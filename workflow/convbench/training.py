@@ -20,8 +20,9 @@ import tensorflow as tf
 
 from .architectures import create_model, get_architecture, load_model, save_model
 from .atomic import atomic_path, read_json, write_json
-from .inference import evaluation_dataset, without_autotune
+from .inference import evaluation_dataset, resize_batch, without_autotune
 from .runtime import environment_facts
+from .schedules import learning_rate_schedule
 from .tensorboard_log import TensorBoardLog, current_learning_rate
 from .transfer import pretrained_base, unfreeze_last
 
@@ -33,13 +34,37 @@ def config_hash(settings):
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
+class RandomPadCrop(keras.layers.Layer):
+    """Zero-pad each side by `padding`, then crop a random window of the original size, one offset
+    per image (keras.layers.RandomCrop draws one offset per batch: every image would move alike)."""
+
+    def __init__(self, padding, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = padding
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        pad, count, height, width = self.padding, tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        offsets = keras.random.randint((count, 2), 0, 2 * pad + 1, seed=self.seed_generator)
+        rows = offsets[:, :1] + tf.range(height)[tf.newaxis]
+        columns = offsets[:, 1:] + tf.range(width)[tf.newaxis]
+        return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), columns, axis=2, batch_dims=1)
+
+
 def make_augmentation(settings, seed):
-    """Keras preprocessing layers with ImageDataGenerator's knobs; None when every knob is off.
+    """Keras preprocessing layers with ImageDataGenerator's knobs, plus pad-and-random-crop; None
+    when every knob is off.
 
     rotation_range and shear_range are in degrees, shifts and zoom are fractions of the image.
     """
     fill = {"fill_mode": settings["fill_mode"]}
     layers = []
+    padding = (settings.get("random_crop") or {}).get("padding", 0)
+    if padding:  # pad with zeros, crop a random window of the original size (He et al. 2016's CIFAR recipe)
+        layers.append(RandomPadCrop(padding, seed=seed + 5))
     if settings["horizontal_flip"]:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
     if settings["rotation_range"]:
@@ -61,7 +86,7 @@ def epoch_seed(seed, epoch):
 
 
 def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed, first_epoch, epochs,
-                     augmentation=None):
+                     augmentation=None, input_size=None):
     """Batches for epochs [first_epoch, epochs) as one finite stream.
 
     Epoch e's order (a stateless shuffle) and its augmentation draws depend only on (seed, e), so
@@ -87,28 +112,30 @@ def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed,
         if augment is not None:
             # Training split only; one call at a time so the seeded draws come in a fixed order.
             batches = batches.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=1)
+        if input_size is not None and tuple(images.shape[1:3]) != (input_size, input_size):
+            batches = batches.map(lambda x, y: (resize_batch(x, input_size), y), num_parallel_calls=2, deterministic=True)
         return batches
 
     dataset = functools.reduce(tf.data.Dataset.concatenate, map(epoch_batches, range(first_epoch, epochs)))
     return without_autotune(dataset.prefetch(2))
 
 
-def make_optimizer(name, learning_rate, schedule="constant", total_steps=None):
-    """The optimizer; a cosine schedule is a function of the step count, which checkpoints keep.
+def make_optimizer(settings, learning_rate, schedule="constant", steps_per_epoch=1, epochs=1):
+    """The optimizer with its learning-rate schedule (convbench.schedules).
 
     With `plateau` the rate starts constant and ReduceLROnPlateau lowers it (the optimizer's
-    learning-rate variable is saved with every checkpoint).
+    learning-rate variable is saved with every checkpoint). weight_decay is Keras' decoupled decay.
     """
-    if schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
-    elif schedule not in ("constant", "plateau"):
-        raise ValueError(f"unknown schedule {schedule!r}; use constant, cosine or plateau")
+    name = settings["optimizer"]
+    rate = learning_rate_schedule(settings, learning_rate, schedule, steps_per_epoch, epochs)
+    decay = {"weight_decay": settings["weight_decay"]} if settings.get("weight_decay") is not None else {}
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
+        return keras.optimizers.Adam(rate, **decay)
     if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate)
+        return keras.optimizers.AdamW(rate, **decay)
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+        return keras.optimizers.SGD(rate, momentum=settings.get("momentum", 0.9), nesterov=settings.get("nesterov", True),
+                                    **decay)
     raise ValueError(f"unknown optimizer {name!r}; use adam, adamw or sgd")
 
 
@@ -309,9 +336,9 @@ def set_batchnorm_momentum(model, momentum):
             layer.momentum = momentum
 
 
-def compile_model(model, settings, learning_rate, schedule, total_steps):
+def compile_model(model, settings, learning_rate, schedule, steps_per_epoch, epochs):
     model.compile(
-        optimizer=make_optimizer(settings["optimizer"], learning_rate, schedule, total_steps),
+        optimizer=make_optimizer(settings, learning_rate, schedule, steps_per_epoch, epochs),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.get("label_smoothing", 0.0)),
         metrics=["accuracy"],
     )
@@ -347,13 +374,15 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
         model, resumed = restore_checkpoint(checkpoint_dir, fingerprint, runtime)
         if model is None:
             options = {"weights": weights} if transfer else {}
-            model = create_model(architecture, data.input_shape, data.num_classes, **options)
+            model = create_model(architecture, data.input_shape, data.num_classes, input_size=settings.get("input_size"),
+                                 **options)
             if settings.get("batchnorm_momentum") is not None:
                 set_batchnorm_momentum(model, settings["batchnorm_momentum"])
-            compile_model(model, settings, settings["learning_rate"], settings.get("schedule", "constant"), epochs * steps)
+            compile_model(model, settings, settings["learning_rate"], settings.get("schedule", "constant"), steps, epochs)
     history = resumed.history
     first_epoch = len(history)
-    val_ds = evaluation_dataset(x_val, y_val, data.num_classes, max(batch_size, 256))
+    side = model.input_shape[1]  # images are resized to it per batch (input_size)
+    val_ds = evaluation_dataset(x_val, y_val, data.num_classes, max(batch_size, 256), input_size=side)
     timer = EpochTimer(len(y_train))
     resumable = make_callbacks(settings, resumed.callbacks)
     checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, history, resumable, runtime)
@@ -369,12 +398,12 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
         if phase == 1 and epoch == start:  # a run resumed inside phase 2 has its unfrozen model and optimizer back
             with strategy.scope():
                 unfrozen = unfreeze_last(model, fine_tune["layers"])
-                compile_model(model, settings, fine_tune["learning_rate"], "constant", None)
+                compile_model(model, {**settings, "warmup_epochs": 0}, fine_tune["learning_rate"], "constant", steps, 1)
             log.info("fine-tuning: %d layers of the base unfrozen, learning rate %g", len(unfrozen),
                      fine_tune["learning_rate"])
         train_ds = training_dataset(
             x_train, y_train, data.manifest, num_classes=data.num_classes, batch_size=batch_size, seed=seed,
-            first_epoch=epoch, epochs=end, augmentation=settings["augmentation"],
+            first_epoch=epoch, epochs=end, augmentation=settings["augmentation"], input_size=side,
         )
         model.fit(
             train_ds,
@@ -418,7 +447,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             "settings": settings,
             "config_hash": config_hash(settings),
             "parameters": int(model.count_params()),
-            "input_shape": list(data.input_shape),
+            "input_shape": list(model.input_shape[1:]),  # what the model takes; data.input_shape is the prepared data's
             # what prediction needs to treat a new image as this model's training data was treated
             "data": {key: data.manifest[key] for key in ("class_names", "input_shape", "preprocessing")},
             "epochs_run": len(frame),

@@ -23,27 +23,28 @@ KERAS_HOME = "resources/keras"  # relative to the workflow's working directory
 class Base:
     constructor: str  # keras.applications class
     min_size: int
+    imagenet_size: int  # the resolution its ImageNet weights were trained at: transfer learning's default input_size
     preprocessing: str  # what keras.applications.<module>.preprocess_input does: tf, caffe or raw255
     weights: tuple | None  # (file name, URL, published hash "md5:...") of the no-top ImageNet weights
 
 
 BASES = {
     # Hashes: the ones keras.applications itself checks (md5), from its source.
-    "vgg16": Base("VGG16", 32, "caffe", ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg16": Base("VGG16", 32, 224, "caffe", ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                          KERAS_APPLICATIONS + "vgg16/", "md5:6d6bbae143d832006294945121d1f1fc")),
-    "vgg19": Base("VGG19", 32, "caffe", ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg19": Base("VGG19", 32, 224, "caffe", ("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                          KERAS_APPLICATIONS + "vgg19/", "md5:253f8cb515780f3b799900260a226db6")),
-    "resnet50": Base("ResNet50", 32, "caffe", ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet50": Base("ResNet50", 32, 224, "caffe", ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                                KERAS_APPLICATIONS + "resnet/", "md5:4d473c1dd8becc155b73f8504c6f6626")),
-    "resnet101": Base("ResNet101", 32, "caffe", ("resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet101": Base("ResNet101", 32, 224, "caffe", ("resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                                  KERAS_APPLICATIONS + "resnet/", "md5:88cf7a10940856eca736dc7b7e228a21")),
-    "inceptionv3": Base("InceptionV3", 75, "tf", ("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "inceptionv3": Base("InceptionV3", 75, 299, "tf", ("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                                   KERAS_APPLICATIONS + "inception_v3/", "md5:bcbd6486424b2319ff4ef7d526e38f63")),
-    "efficientnetb0": Base("EfficientNetB0", 32, "raw255", ("efficientnetb0_notop.h5",
+    "efficientnetb0": Base("EfficientNetB0", 32, 224, "raw255", ("efficientnetb0_notop.h5",
                                                             "https://storage.googleapis.com/keras-applications/",
                                                             "md5:50bc09e76180e00e4465e1a485ddc09d")),
     # keras.applications publishes no hash for MobileNetV2: the study must give weights_sha256.
-    "mobilenetv2": Base("MobileNetV2", 32, "tf", None),
+    "mobilenetv2": Base("MobileNetV2", 32, 224, "tf", None),
 }
 MOBILENETV2_SIZES = (96, 128, 160, 192, 224)
 
@@ -91,7 +92,7 @@ def register_transfer(declared):
             raise ValueError(f"transfer_learning.{name}: {name!r} is the name of another architecture; choose another name")
         base = BASES[spec["base"]]
         ARCHITECTURES[name] = Architecture(
-            name, _builder(name, spec), base.min_size, rgb=True,
+            name, _builder(name, spec), base.min_size, rgb=True, input_size=base.imagenet_size,
             description=spec.get("description", f"{base.constructor} with ImageNet weights, fine-tuned"),
             transfer=dict(spec),
         )

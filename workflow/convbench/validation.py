@@ -98,3 +98,25 @@ def explain(error, noun="setting"):
     if error.validator == "required":
         return f"{path or 'config'}: {error.message}"
     return f"{path}: {error.message}" if path else error.message
+
+
+def check_recipe(settings, where):
+    """Settings that are valid one by one but not together, in one experiment's effective settings."""
+    epochs, schedule = settings["epochs"], settings.get("schedule", "constant")
+    if settings.get("optimizer") != "sgd":
+        given = [key for key in ("momentum", "nesterov") if settings.get(key) is not None]
+        if given:
+            raise ValueError(f"{where}: {' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to optimizer sgd "
+                             f"only, not {settings.get('optimizer')}")
+    if schedule != "step":
+        given = [key for key in ("milestones", "gamma") if settings.get(key) is not None]
+        if given:
+            raise ValueError(f"{where}: {' and '.join(given)} belong to schedule: step, not {schedule}")
+    late = [m for m in settings.get("milestones") or [] if m >= epochs]
+    if late:
+        raise ValueError(f"{where}: milestones {late} are not before the last epoch ({epochs}); they would never apply")
+    warmup = settings.get("warmup_epochs") or 0
+    if warmup and schedule == "plateau":
+        raise ValueError(f"{where}: warmup_epochs does not combine with schedule: plateau (ReduceLROnPlateau sets the rate itself)")
+    if warmup >= epochs:
+        raise ValueError(f"{where}: warmup_epochs {warmup} leaves no epoch after the warm-up (epochs: {epochs})")

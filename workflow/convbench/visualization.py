@@ -10,6 +10,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .atomic import atomic_path
+from .inference import fit_to_model
 from .style import STYLE, displayable
 
 def save_figure(fig, path):
@@ -278,13 +279,14 @@ def plot_augmentation_preview(data, augmentation, path, title, per_row=7):
 def render_experiment(model, data, history_csv, metrics, predictions, out, title, settings, filter_layer=None):
     """All figures of one experiment; returns a manifest of what each PNG holds."""
     x_test, y_test = data.scaled("test")
-    fixed = x_test[: settings["feature_map_images"]]  # the first test images: the same for every architecture
+    # the first test images (the same for every architecture), as the model takes them (input_size)
+    fixed = fit_to_model(x_test[: settings["feature_map_images"]], model)
     plot_training_curves(pd.read_csv(history_csv), out["curves"], f"Training curves — {title}")
     plot_confusion_matrix(metrics["confusion_matrix"], data.class_names, out["confusion"], f"Confusion matrix — {title}")
     filters = plot_filters(model, out["filters"], f"Learned filters — {title}", filter_layer, settings["max_filters"])
     maps = plot_feature_maps(model, fixed, out["feature_maps"], f"Feature maps — {title}", settings["max_feature_maps"])
     cam_count = settings["gradcam_images"]
-    cam = plot_grad_cam(model, x_test[:cam_count], y_test[:cam_count], data.class_names, out["gradcam"],
+    cam = plot_grad_cam(model, fit_to_model(x_test[:cam_count], model), y_test[:cam_count], data.class_names, out["gradcam"],
                         f"Where the network looks — {title}")
     wrong = plot_misclassified(x_test, y_test, predictions["probabilities"], data.class_names, out["misclassified"],
                                f"Misclassified — {title}")

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 # The rules read the registry and catalog from the workflow's own package (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from convbench.architectures import check_custom, check_names, input_spec, register_custom
+from convbench.architectures import check_custom, check_input_size, check_names, input_spec, register_custom
 from convbench.config import (
     augmentation_on,
     coerce_cli_scalars,
@@ -22,10 +22,10 @@ from convbench.config import (
 from convbench.devices import local_resource_limits, visible_gpu_count
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
 from convbench.formats import file_digest, folder_fingerprint
-from convbench.fetch import imagenet_weights_sources
+from convbench.fetch import imagenet_weights_sources, transfer_weights
 from convbench.summary import best_experiments
 from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
-from convbench.validation import validate_config
+from convbench.validation import check_recipe, validate_config
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -47,6 +47,12 @@ def check_study():
         for dataset in config["datasets"]:
             for overrides in variants.values():
                 check_transfer(name, spec, config["data"], experiment_settings(config, dataset, name, overrides))
+    for dataset in config["datasets"]:
+        for name in config["architectures"]:
+            for variant, overrides in variants.items():
+                settings, where = experiment_settings(config, dataset, name, overrides), f"{name} on {dataset}, variant {variant}"
+                check_input_size(name, settings.get("input_size"), where)
+                check_recipe(settings, where)
     return variants
 
 
@@ -163,28 +169,18 @@ def raw_fingerprint(wildcards):
     return dataset_fingerprint(wildcards.dataset)
 
 
-def transfer_weights(dataset, arch):
-    """(file, URLs, known hash) of the ImageNet weights a transfer architecture needs, or None."""
-    spec = config["transfer_learning"].get(arch)
-    if not spec or spec["weights"] != "imagenet":
-        return None
-    height, _, channels = get_dataset(dataset).image_shape
-    size, _ = input_spec(arch, height, channels)
-    return weights_source(spec, size)
-
-
 def weights_input(wildcards):
     """The weights file a training job reads: fetched ImageNet weights, a local file, or nothing."""
     spec = config["transfer_learning"].get(wildcards.arch)
     if not spec:
         return []
-    source = transfer_weights(wildcards.dataset, wildcards.arch)
+    source = transfer_weights(config, wildcards.dataset, wildcards.arch, VARIANTS[wildcards.variant])
     return f"{KERAS_HOME}/models/{source[0]}" if source else spec["weights"]
 
 
 def weights_hash(wildcards):
     """Hash of a weights file the study's transfer architectures need (URLs are read by the job)."""
-    sources = imagenet_weights_sources(config)
+    sources = imagenet_weights_sources(config, VARIANTS)
     if wildcards.filename not in sources:
         raise ValueError(f"no transfer architecture of the study uses weights {wildcards.filename}")
     return sources[wildcards.filename][1]
