@@ -30,7 +30,7 @@ def test_simple_cnn_is_the_classic_mnist_convnet():
 
 
 def test_unknown_architecture_lists_the_registered_ones():
-    with pytest.raises(KeyError, match="registered: alexnet, bn_cnn, efficientnetb0, inceptionv3, lenet5"):
+    with pytest.raises(KeyError, match="registered: alexnet, alexnet_lrn, bn_cnn, efficientnetb0, inceptionv3"):
         get_architecture("resnet9")
 
 
@@ -127,3 +127,21 @@ def test_input_size_below_the_architectures_smallest_is_refused():
     with pytest.raises(ValueError, match="inceptionv3 on cifar10: input_size 64 is below inceptionv3's smallest input, 75"):
         check_input_size("inceptionv3", 64, "inceptionv3 on cifar10")
     check_input_size("inceptionv3", 139, "fine")
+
+
+def test_local_response_normalization_is_the_papers_formula_and_loads_safely(tmp_path):
+    from convbench.architectures import load_model, save_model
+    from convbench.layers import local_response_normalization_class
+
+    a = np.random.default_rng(0).random((1, 2, 2, 7), np.float32) * 10
+    got = np.asarray(local_response_normalization_class()()(a))
+    squares = np.pad(a**2, [(0, 0), (0, 0), (0, 0), (2, 2)])
+    window = sum(squares[..., i : i + 7] for i in range(5))  # 5 neighbouring channels, clipped at the ends
+    np.testing.assert_allclose(got, a / (2 + 1e-4 * window) ** 0.75, rtol=1e-5)
+
+    model = create_model("alexnet_lrn", (32, 32, 3), 10)
+    assert [layer.name for layer in model.layers if "lrn" in layer.name] == ["lrn1", "lrn2"]
+    save_model(model, tmp_path / "a.keras")
+    images = np.random.default_rng(1).random((2, 32, 32, 3), np.float32)
+    np.testing.assert_allclose(load_model(tmp_path / "a.keras").predict(images, verbose=0), model.predict(images, verbose=0),
+                               rtol=1e-6)

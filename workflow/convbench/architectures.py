@@ -56,9 +56,10 @@ def load_model(path):
     import keras
 
     from . import schedules  # noqa: F401  (registers the warm-up schedule a saved optimizer may use)
-    from .layers import imagenet_preprocessing_class
+    from .layers import imagenet_preprocessing_class, local_response_normalization_class
 
-    imagenet_preprocessing_class()  # registers the one custom layer convbench models may contain
+    imagenet_preprocessing_class()  # registers the custom layers convbench models may contain
+    local_response_normalization_class()
     return keras.saving.load_model(path, safe_mode=True)
 
 
@@ -209,16 +210,30 @@ def alexnet(input_shape, num_classes):
     stride 1 everywhere (the paper: 11x11 stride 4, then 5x5, for 224 px), widths of torchvision's
     single-GPU variant (64/192/384/256/256), non-overlapping 2x2 pooling (the paper: overlapping 3x3
     stride 2), no local response normalisation (later work found it does not help), no two-GPU
-    grouping, dense layers of 1024 (the paper: 4096).
+    grouping, dense layers of 1024 (the paper: 4096). alexnet_lrn restores the pooling and LRN.
     """
+    return _alexnet("alexnet", input_shape, num_classes, paper_details=False)
+
+
+@register("alexnet_lrn", min_size=32)
+def alexnet_lrn(input_shape, num_classes):
+    """AlexNet at 32 px with the paper's overlapping 3x3/2 max pooling and local response normalisation after conv 1 and 2."""
+    return _alexnet("alexnet_lrn", input_shape, num_classes, paper_details=True)
+
+
+def _alexnet(name, input_shape, num_classes, paper_details):
     import keras
     from keras import layers
 
-    model = keras.Sequential([keras.Input(shape=input_shape)], name="alexnet")
+    from .layers import local_response_normalization_class
+
+    model = keras.Sequential([keras.Input(shape=input_shape)], name=name)
     for index, (filters, pool) in enumerate([(64, True), (192, True), (384, False), (256, False), (256, True)], 1):
         model.add(layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{index}"))
+        if paper_details and index <= 2:  # the paper normalises after the first two convolutions, before pooling
+            model.add(local_response_normalization_class()(name=f"lrn{index}"))
         if pool:
-            model.add(layers.MaxPooling2D(2))
+            model.add(layers.MaxPooling2D(3, strides=2, padding="same") if paper_details else layers.MaxPooling2D(2))
     model.add(layers.Flatten())
     for index in (1, 2):
         model.add(layers.Dropout(0.5))

@@ -39,3 +39,30 @@ def imagenet_preprocessing_class():
             return {**super().get_config(), "mode": self.mode}
 
     return ImageNetPreprocessing
+
+
+@functools.cache
+def local_response_normalization_class():
+    """AlexNet's local response normalisation as a registered layer (Keras has none)."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="convbench")
+    class LocalResponseNormalization(keras.layers.Layer):
+        """b = a / (k + alpha * sum of a^2 over `size` neighbouring channels)^beta, Krizhevsky et
+        al. 2012, Section 3.3, with their n=5, k=2, alpha=1e-4, beta=0.75 (TensorFlow's op computes
+        exactly this sum, over depth_radius channels on each side)."""
+
+        def __init__(self, size=5, k=2.0, alpha=1e-4, beta=0.75, **kwargs):
+            super().__init__(**kwargs)
+            self.size, self.k, self.alpha, self.beta = size, k, alpha, beta
+
+        def call(self, inputs):
+            import tensorflow as tf
+
+            return tf.nn.local_response_normalization(inputs, depth_radius=self.size // 2, bias=self.k,
+                                                      alpha=self.alpha, beta=self.beta)
+
+        def get_config(self):
+            return {**super().get_config(), "size": self.size, "k": self.k, "alpha": self.alpha, "beta": self.beta}
+
+    return LocalResponseNormalization
