@@ -30,7 +30,7 @@ sys.path.insert(0, {package!r})
 import numpy as np
 from convbench.runtime import configure_tensorflow, set_precision
 configure_tensorflow(threads=2, seed=0, deterministic={deterministic})
-set_precision({precision!r})
+set_precision({precision!r})  # an explicit precision: no auto choice
 import keras
 from convbench.architectures import create_model
 from convbench.training import training_dataset, make_optimizer
@@ -40,7 +40,7 @@ count, size, channels = {count}, {size}, {channels}
 images = rng.integers(0, 256, (count, size, size, channels), dtype=np.uint8)
 labels = rng.integers(0, 10, count)
 model = create_model({arch!r}, (size, size, channels), 10)
-model.compile(optimizer=make_optimizer("adam", 1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+model.compile(optimizer=make_optimizer({{"optimizer": "adam"}}, 1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
 
 class Timer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):

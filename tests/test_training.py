@@ -368,7 +368,7 @@ def test_mixed_precision_keeps_the_softmax_in_float32():
     from convbench.runtime import set_precision
 
     try:
-        assert set_precision("auto") == "float32"  # no GPU here
+        assert set_precision("auto")[0] == "float32"  # no GPU; bn_cnn's bfloat16 parity not claimed
         set_precision("mixed_bfloat16")
         model = create_model("bn_cnn", (28, 28, 1), 10)
         assert model.get_layer("predictions").compute_dtype == "float32"
@@ -512,3 +512,58 @@ def test_killed_run_with_step_schedule_warmup_and_random_crop_resumes_identicall
         assert np.array_equal(a, b)
     rates_seen = pd.read_csv(out / "history.csv")["learning_rate"]
     assert rates_seen[2] == pytest.approx(0.005)  # after the milestone, as the optimizer had it
+
+
+# ---------------------------------------------------------------- precision: auto
+
+
+AVX2_ONLY = "processor\t: 0\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
+AVX512_BF16 = "model name\t: AMD EPYC 9B14\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 fma\n"
+AMX = "model name\t: Intel(R) Xeon(R) Platinum 8481C\nflags\t\t: avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+
+
+def test_bf16_units_are_detected_from_the_cpus_own_flags():
+    from convbench.runtime import cpu_bf16_flags
+
+    assert cpu_bf16_flags(AVX2_ONLY) == []
+    assert cpu_bf16_flags(AVX512_BF16) == ["avx512_bf16"]
+    assert cpu_bf16_flags(AMX) == ["amx_bf16", "avx512_bf16"]
+    assert cpu_bf16_flags("") == []
+
+
+@pytest.mark.parametrize("given, keeps, gpus, cpu, expected, why", [
+    ("auto", True, 1, AMX, "mixed_float16", "1 GPU"),
+    ("auto", True, 0, AMX, "mixed_bfloat16", "amx_bf16, avx512_bf16 and this architecture keeps its accuracy"),
+    ("auto", False, 0, AMX, "float32", "parity is not shown for this architecture"),
+    ("auto", True, 0, AVX2_ONLY, "float32", "no BF16 units"),
+    ("mixed_bfloat16", False, 0, AVX2_ONLY, "mixed_bfloat16", "set in the config"),
+])
+def test_auto_precision_per_machine_and_architecture(given, keeps, gpus, cpu, expected, why):
+    from convbench.runtime import choose_precision, cpu_bf16_flags
+
+    precision, reason = choose_precision(given, keeps, gpus, cpu_bf16_flags(cpu))
+    assert precision == expected and why in reason
+
+
+def test_killed_run_in_mixed_bfloat16_resumes_identically(tmp_path, digits_prepared):
+    import keras
+
+    from convbench.runtime import set_precision
+
+    def fresh_job():  # as a training job starts: clean Keras state (which resets the policy), then the precision
+        keras.backend.clear_session()
+        set_precision("mixed_bfloat16")
+
+    try:
+        fresh_job()
+        reference, _ = run(tmp_path, digits_prepared, "whole", epochs=3)
+        fresh_job()
+        run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3)
+        fresh_job()
+        resumed, out = run(tmp_path, digits_prepared, "killed", epochs=3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    meta = read_json(out / "meta.json")
+    assert meta["precision"] == "mixed_bfloat16" and meta["resumed_after_epoch"] == 2
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
+        assert np.array_equal(a, b)

@@ -15,6 +15,7 @@ class Architecture:
     min_size: int  # prepared data smaller than this is upscaled (e.g. 8x8 digits -> 28x28); the smallest input_size
     rgb: bool = False  # needs 3 channels (grayscale inputs are repeated)
     input_size: int | None = None  # default side of the model's input (None: the prepared data's); resized per batch
+    bf16_keeps_accuracy: bool = False  # shown by benchmarks/bf16_parity.py: precision auto may use mixed_bfloat16 on BF16 CPUs
     description: str = ""
     custom: bool = False  # declared in config.yaml rather than in this module
     transfer: dict | None = None  # transfer_learning settings (convbench.transfer) of a pretrained-base model

@@ -25,19 +25,49 @@ def configure_tensorflow(*, threads, seed=None, deterministic=True):
     return tf.distribute.get_strategy()
 
 
-def set_precision(precision):
-    """Set Keras' global dtype policy; `auto` is mixed_float16 when the job has a GPU, float32 otherwise.
+# CPU flags (Linux /proc/cpuinfo) of units that compute in bfloat16: AVX-512 BF16 and Intel AMX.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
-    Measured on CPUs (issue #4, BENCHMARKS.md): float16 is several times slower than float32 and
-    bfloat16 gains only with AVX-512 BF16, so CPUs default to float32.
-    """
+
+def cpu_bf16_flags(cpuinfo=None):
+    """The BF16 flags this CPU reports (sorted; empty without BF16 units or /proc/cpuinfo)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return sorted(set(line.split(":", 1)[1].split()) & set(BF16_CPU_FLAGS))
+    return []
+
+
+def choose_precision(precision, bf16_keeps_accuracy, gpus, bf16_flags):
+    """(precision, why) for a training job. `auto`: mixed_float16 on GPUs; on CPUs with BF16 units
+    mixed_bfloat16 for architectures whose accuracy bfloat16 was shown to keep (the parity
+    benchmark, BENCHMARKS.md), float32 otherwise (without BF16 units bfloat16 is emulated: 0.2x)."""
+    if precision != "auto":
+        return precision, "set in the config"
+    if gpus:
+        return "mixed_float16", f"auto: {gpus} GPU(s) visible"
+    flags = ", ".join(bf16_flags)
+    if bf16_flags and bf16_keeps_accuracy:
+        return "mixed_bfloat16", f"auto: the CPU has {flags} and this architecture keeps its accuracy in bfloat16"
+    if bf16_flags:
+        return "float32", f"auto: the CPU has {flags}, but bfloat16 accuracy parity is not shown for this architecture"
+    return "float32", "auto: the CPU has no BF16 units (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo)"
+
+
+def set_precision(precision, bf16_keeps_accuracy=False):
+    """Resolve (choose_precision) and set Keras' global dtype policy; returns (precision, why)."""
     import keras
     import tensorflow as tf
 
-    if precision == "auto":
-        precision = "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+    gpus = len(tf.config.list_logical_devices("GPU"))
+    precision, why = choose_precision(precision, bf16_keeps_accuracy, gpus, cpu_bf16_flags())
     keras.mixed_precision.set_global_policy(precision)
-    return precision
+    return precision, why
 
 
 def seed_everything(seed, deterministic=True):

@@ -26,6 +26,7 @@ def summary_row(metrics_path, meta_path, benchmark_path=None, varied_settings=()
         "config_hash": meta["config_hash"],
         "threads": meta.get("threads"),
         "precision": meta.get("precision"),
+        "precision_reason": meta.get("precision_reason"),
         "hardware": _hardware(meta["environment"]),
         "tensorflow": meta["environment"]["tensorflow"],
         "keras": meta["environment"]["keras"],

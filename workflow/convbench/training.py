@@ -345,7 +345,8 @@ def compile_model(model, settings, learning_rate, schedule, steps_per_epoch, epo
 
 
 def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path,
-                     checkpoint_dir, weights=None, variant="default", variant_overrides=None, tensorboard=None):
+                     checkpoint_dir, weights=None, variant="default", variant_overrides=None, tensorboard=None,
+                     precision_reason=None):
     """Train one (dataset, architecture, variant, seed) experiment and write model, history and metadata.
 
     `settings` are the complete effective training settings (the variant's overrides included);
@@ -464,6 +465,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             "train_seconds": float(seconds.sum()),
             "images_per_second": float(len(y_train) / np.median(seconds)),
             "precision": runtime["precision"],
+            "precision_reason": precision_reason,  # why this precision (runtime.choose_precision)
             "threads": runtime["threads"],  # with the precision and TensorFlow version, part of the exact result
             "environment": environment_facts(),
         },

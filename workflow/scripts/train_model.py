@@ -10,9 +10,8 @@ from convbench.runtime import configure_tensorflow, set_precision
 
 seed = int(sm.wildcards.seed)
 strategy = configure_tensorflow(threads=sm.threads, seed=seed, deterministic=sm.params.training["deterministic"])
-set_precision(sm.params.training["precision"])
 
-from convbench.architectures import register_custom
+from convbench.architectures import get_architecture, register_custom
 from convbench.prepared import load_prepared
 from convbench.training import train_experiment
 from convbench.transfer import register_transfer
@@ -21,6 +20,7 @@ if sm.params.custom:
     register_custom({sm.wildcards.arch: sm.params.custom})
 if sm.params.transfer:
     register_transfer({sm.wildcards.arch: sm.params.transfer})
+_, precision_reason = set_precision(sm.params.training["precision"], get_architecture(sm.wildcards.arch).bf16_keeps_accuracy)
 train_experiment(
     load_prepared(sm.input.data, sm.input.manifest),
     sm.wildcards.arch,
@@ -34,6 +34,7 @@ train_experiment(
     weights=sm.params.transfer and sm.params.transfer["weights"],
     variant=sm.wildcards.variant,
     variant_overrides=dict(sm.params.variant),
+    precision_reason=precision_reason,
     # read from the config, not params: how a run is watched does not change what it trains
     tensorboard={"directory": sm.params.tensorboard_dir, **sm.config["tensorboard"]} if sm.config["tensorboard"]["enabled"] else None,
 )
