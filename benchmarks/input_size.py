@@ -52,10 +52,9 @@ def run_mode(mode, images, size, steps, batch):
     compile_model(model, settings, 1e-3, "constant", steps + 2, 1)
     dataset = training_dataset(pixels, labels, manifest, num_classes=10, batch_size=batch, seed=0, first_epoch=0,
                                epochs=1, input_size=size)
-    iterator = iter(dataset)
-    model.fit(iterator, steps_per_epoch=2, epochs=1, verbose=0)  # tracing and warm-up
+    model.fit(dataset.take(2), verbose=0)  # tracing and warm-up
     start = time.perf_counter()
-    model.fit(iterator, steps_per_epoch=steps, epochs=1, verbose=0)
+    model.fit(dataset.skip(2).take(steps), verbose=0)
     seconds = time.perf_counter() - start
     return {"mode": mode, "images_per_second": steps * batch / seconds,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "data_gb": pixels.nbytes / 1e9}
