@@ -59,6 +59,22 @@ def test_a_quantised_export_below_its_agreement_is_recorded_not_fatal(trained, t
     assert not checks["tflite_dynamic_range"]["passed"] and "failed: ≥ 99%" in checks["tflite_dynamic_range"]["summary"]
 
 
+def test_a_mixed_precision_model_is_exported_as_its_float32_rendition(tmp_path, digits_prepared):
+    """LiteRT has no bfloat16 kernels for most ops: a model trained in mixed_bfloat16 is exported
+    computing in float32 (same weights), and the checks say so."""
+    import keras
+
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        train_small(digits_prepared, "simple_cnn", tmp_path, epochs=1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    checks = export_experiment(tmp_path / "m.keras", digits_prepared.scaled("test")[0], ["tflite", "onnx"],
+                               tmp_path / "export")
+    for check in checks.values():
+        assert check["passed"] and "float32 rendition of a mixed_bfloat16 model" in check["rendition"]
+
+
 def test_schema_lists_exactly_the_export_formats():
     import yaml
 
