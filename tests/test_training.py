@@ -368,7 +368,7 @@ def test_mixed_precision_keeps_the_softmax_in_float32():
     from convbench.runtime import set_precision
 
     try:
-        assert set_precision("auto")[0] == "float32"  # no GPU; bn_cnn's bfloat16 parity not claimed
+        assert set_precision("auto")[0] == "float32"  # no GPU, and no architecture parity claimed here
         set_precision("mixed_bfloat16")
         model = create_model("bn_cnn", (28, 28, 1), 10)
         assert model.get_layer("predictions").compute_dtype == "float32"

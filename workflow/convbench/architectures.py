@@ -24,14 +24,15 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {}
 
 
-def register(name, *, min_size, rgb=False, input_size=None):
+def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=False):
     """Decorator adding a builder to the registry under `name`."""
 
     def add(build):
         if name in ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is registered twice")
         doc = (build.__doc__ or "").strip().splitlines()
-        ARCHITECTURES[name] = Architecture(name, build, min_size, rgb, input_size, doc[0] if doc else "")
+        ARCHITECTURES[name] = Architecture(name, build, min_size, rgb, input_size, bf16_keeps_accuracy,
+                                           doc[0] if doc else "")
         return build
 
     return add
@@ -125,7 +126,8 @@ def input_spec(name, native_size, native_channels):
     return max(native_size, arch.min_size), 3 if arch.rgb else native_channels
 
 
-@register("simple_cnn", min_size=28)
+# bf16_keeps_accuracy: shown by benchmarks/bf16_parity.py over 5 seeds (BENCHMARKS.md)
+@register("simple_cnn", min_size=28, bf16_keeps_accuracy=True)
 def simple_cnn(input_shape, num_classes):
     """The classic Keras MNIST convnet: two conv/pool stages, dropout, one dense layer."""
     import keras
@@ -148,7 +150,7 @@ def simple_cnn(input_shape, num_classes):
     )
 
 
-@register("bn_cnn", min_size=28)
+@register("bn_cnn", min_size=28, bf16_keeps_accuracy=True)
 def bn_cnn(input_shape, num_classes):
     """Deeper CIFAR-style CNN: three blocks of 2 x (conv, batch norm, ReLU), pooling and dropout."""
     import keras
