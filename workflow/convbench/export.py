@@ -168,9 +168,10 @@ def export_one(model, export, folder, images, reference):
                 else f"top-1 agreement {agreement:.1%}")
     limit = f"≤ {export.threshold:g}" if export.check == "max_abs_difference" else f"≥ {export.threshold:.0%}"
     summary = f"{measured} on {len(images)} test images ({'passed' if passed else 'failed'}: {limit})"
-    (log.info if passed else log.warning)("%s: %s, %d bytes", export.name, summary, size_bytes(path))
+    size = size_bytes(path)  # a SavedModel is a folder: walk it once
+    (log.info if passed else log.warning)("%s: %s, %d bytes", export.name, summary, size)
     return {
-        "path": export.path, "bytes": size_bytes(path), "check": export.check, "threshold": export.threshold,
+        "path": export.path, "bytes": size, "check": export.check, "threshold": export.threshold,
         "max_abs_difference": difference, "top1_agreement": agreement, "images": len(images), "passed": passed,
         "summary": summary,
     }
