@@ -3,7 +3,7 @@ Debian's munge, slurmctld, slurmd, slurm-client; tests/slurm/cluster.sh brings t
 
     python benchmarks/slurm_wall_time.py [--variants grouped ungrouped]
 
-`grouped`: train, evaluate and render of one experiment in one sbatch job; `ungrouped`: each its
+`grouped`: train and evaluate (with the figures) of one experiment in one sbatch job; `ungrouped`: each its
 own sbatch job. --init-seconds tries other first-status-check delays than the profile's. Each run
 starts from a fresh copy of the workflow.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 HARNESS = PROJECT / "tests" / "slurm" / "cluster.sh"
 TINY = ["training={epochs: 3}", "render={feature_map_images: 2}", "resources={gpu: 1}"]
-UNGROUPED = ["--groups", "train_model=train_model", "evaluate_model=evaluate_model", "render_figures=render_figures"]
+UNGROUPED = ["--groups", "train_model=train_model", "evaluate_model=evaluate_model"]
 
 
 def run_study(env, extra):

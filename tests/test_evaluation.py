@@ -34,11 +34,12 @@ def synthetic(num_classes, size=28, count=60):
     return PreparedData(arrays, manifest)
 
 
-@pytest.mark.parametrize("num_classes", [10, 12])
-def test_metrics_agree_with_model_evaluate(tmp_path, num_classes):
+@pytest.mark.parametrize("num_classes, label_smoothing", [(10, 0.0), (12, 0.1)])
+def test_metrics_agree_with_model_evaluate(tmp_path, num_classes, label_smoothing):
     data = synthetic(num_classes)
     model = create_model("simple_cnn", data.input_shape, num_classes)
-    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    model.compile("adam", loss, metrics=["accuracy"])
     model.save(tmp_path / "model.keras")
     metrics = evaluate_experiment(tmp_path / "model.keras", data, tmp_path / "m.json", tmp_path / "p.npz")
     x, y = data.scaled("test")

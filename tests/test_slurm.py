@@ -66,7 +66,7 @@ def slurm(env, *command):
 
 
 def cancel_training_mid_way(process, workdir, env, deadline, seen):
-    """scancel bn_cnn's experiment job (train, evaluate and render as one group job) once its
+    """scancel bn_cnn's experiment job (train and evaluate as one group job) once its
     training has checkpointed an epoch; returns the job id, as the training job logged it."""
     checkpoint = workdir / "results" / "checkpoints" / "digits" / "bn_cnn" / "default" / "seed1" / "state.json"
     log = workdir / "results" / "logs" / "train" / "digits" / "bn_cnn" / "default" / "seed1.log"
@@ -107,7 +107,7 @@ def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
     job_ids = [(job_id, rule or group) for job_id, rule, group in job_ids]
     names = [name for _, name in job_ids]
     assert names.count("experiment") == 3 and "build_report" in names  # 2 experiments + 1 resubmission
-    assert not {"train_model", "evaluate_model", "render_figures"} & set(names)
+    assert not {"train_model", "evaluate_model"} & set(names)
     assert "convbench: local run" not in output  # no local GPU/memory limits throttle a cluster run
     assert "CANCELLED" in slurm(cluster, "scontrol", "show", "job", cancelled)
 

@@ -63,7 +63,7 @@ def test_every_figure_for_a_plain_and_a_nested_model(tmp_path, make):
     from convbench.evaluation import load_model
 
     make().save(tmp_path / "model.keras")
-    model = load_model(tmp_path / "model.keras")  # as the render job sees it
+    model = load_model(tmp_path / "model.keras")  # as the evaluate job sees it
     rng = np.random.default_rng(0)
     images = rng.random((6, 32, 32, 3), np.float32)
     labels = np.array([0, 1, 2, 3, 0, 1])

@@ -123,7 +123,7 @@ def test_changing_the_template_reruns_only_the_report(study):
 
 def test_adding_a_seed_reruns_only_its_experiments_and_the_report(study):
     jobs = planned_jobs(snakemake(study, "--dry-run", config=["seeds=[1, 2]"]))
-    assert jobs == {"train_model": 2, "evaluate_model": 2, "render_figures": 2, "summarize": 1, "build_report": 1,
+    assert jobs == {"train_model": 2, "evaluate_model": 2, "summarize": 1, "build_report": 1,
                     "all": 1}
 
 
@@ -163,14 +163,14 @@ def test_adding_a_variant_schedules_only_its_experiments(variant_study):
     added = VARIANTS[:-1] + ["variants={default: {}, rotated: {augmentation: {rotation_range: 10}}, "
                              "slow: {learning_rate: 0.0001}}"]
     jobs = planned_jobs(snakemake(variant_study, "--dry-run", config=added))
-    assert jobs == {"train_model": 2, "evaluate_model": 2, "render_figures": 2, "summarize": 1, "build_report": 1,
+    assert jobs == {"train_model": 2, "evaluate_model": 2, "summarize": 1, "build_report": 1,
                     "all": 1}
 
 
 def test_changing_one_variant_reruns_only_that_variant(variant_study):
     changed = VARIANTS[:-1] + ["variants={default: {}, rotated: {augmentation: {rotation_range: 20}}}"]
     output = snakemake(variant_study, "--dry-run", config=changed)
-    assert planned_jobs(output) == {"train_model": 2, "evaluate_model": 2, "render_figures": 2,
+    assert planned_jobs(output) == {"train_model": 2, "evaluate_model": 2,
                                     "preview_augmentation": 1, "summarize": 1, "build_report": 1, "all": 1}
     assert "simple_cnn/default/" not in output.split("Job stats:")[0]
 

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from .architectures import load_model
 from .atomic import atomic_path, write_json
-from .inference import BATCH_SIZE, class_probabilities, evaluation_dataset, fit_to_model, model_side
+from .inference import BATCH_SIZE, class_probabilities, fit_to_model
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,13 @@ def expected_calibration_error(probabilities, labels, bins=15):
         if members.any():
             error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
     return float(error)
+
+
+def test_loss(model, probabilities, labels):
+    """The compiled loss (label smoothing and weight penalties included) from the probabilities already
+    computed: model.evaluate would run the test split through the network a second time."""
+    onehot = tf.one_hot(labels, probabilities.shape[1])
+    return float(model.compute_loss(y=onehot, y_pred=tf.constant(probabilities), training=False))
 
 
 def inference_function(model):
@@ -78,19 +85,17 @@ def count_flops(model):
     return int(profile.total_float_ops)
 
 
-def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_size=BATCH_SIZE):
-    model = load_model(model_path)
+def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_size=BATCH_SIZE, model=None):
+    """Test-split metrics and class probabilities of the saved model (`model`: it, already loaded)."""
+    model = model or load_model(model_path)
     x_test, y_test = data.scaled("test")
-    test_ds = evaluation_dataset(x_test, y_test, data.num_classes, batch_size, input_size=model_side(model))
-    scores = model.evaluate(test_ds, return_dict=True, verbose=0)
     probabilities = class_probabilities(model, x_test, batch_size)
     predicted = probabilities.argmax(axis=1)
     names = data.class_names
     latency, latency_p90 = measure_latency(model, fit_to_model(x_test[:1], model)[0])
     metrics = {
-        "loss": float(scores["loss"]),
+        "loss": test_loss(model, probabilities, y_test),
         "accuracy": float(accuracy_score(y_test, predicted)),
-        "keras_accuracy": float(scores["accuracy"]),
         "top5_accuracy": (
             float(top_k_accuracy_score(y_test, probabilities, k=5, labels=range(len(data.class_names))))
             if data.num_classes > 10 else None

@@ -1,13 +1,26 @@
-# Test-split metrics per experiment, and one tidy summary table for the whole study.
+# Test-split metrics and figures per experiment, and one tidy summary table for the whole study.
 
 
+# One job per experiment for the metrics and the figures: TensorFlow starts and the model loads once
+# (each start costs ~5 s, more than evaluating and drawing a small model).
 rule evaluate_model:
     input:
         unpack(prepared_data),
         model=f"{EXPERIMENT}/model.keras",
+        history=f"{EXPERIMENT}/history.csv",
     output:
         metrics=f"{EXPERIMENT}/metrics.json",
         predictions=f"{EXPERIMENT}/test_predictions.npz",
+        curves=experiment_figure("curves", "Training curves"),
+        confusion=experiment_figure("confusion", "Confusion matrices"),
+        filters=experiment_figure("filters", "Learned filters"),
+        feature_maps=experiment_figure("feature_maps", "Feature maps"),
+        gradcam=experiment_figure("gradcam", "Grad-CAM"),
+        misclassified=experiment_figure("misclassified", "Misclassified examples"),
+        figures=f"{EXPERIMENT}/figures/figures.json",
+    params:
+        render=config["render"],
+        filter_layer=lambda wildcards: config["render"]["filter_layers"].get(wildcards.arch),
     log:
         f"results/logs/evaluate/{EXPERIMENT_ID}.log",
     benchmark:
@@ -18,7 +31,7 @@ rule evaluate_model:
         runtime=30,
         gpu=GPUS_PER_JOB,
     conda:
-        "../../envs/train.yaml"
+        "../../envs/evaluate.yaml"
     script:
         "../scripts/evaluate_model.py"
 

@@ -1,36 +1,5 @@
-# Figures per experiment: curves, confusion matrix, filters, feature maps, Grad-CAM, misclassified images.
-
-
-rule render_figures:
-    input:
-        unpack(prepared_data),
-        model=f"{EXPERIMENT}/model.keras",
-        history=f"{EXPERIMENT}/history.csv",
-        metrics=f"{EXPERIMENT}/metrics.json",
-        predictions=f"{EXPERIMENT}/test_predictions.npz",
-    output:
-        curves=experiment_figure("curves", "Training curves"),
-        confusion=experiment_figure("confusion", "Confusion matrices"),
-        filters=experiment_figure("filters", "Learned filters"),
-        feature_maps=experiment_figure("feature_maps", "Feature maps"),
-        gradcam=experiment_figure("gradcam", "Grad-CAM"),
-        misclassified=experiment_figure("misclassified", "Misclassified examples"),
-        manifest=f"{EXPERIMENT}/figures/figures.json",
-    params:
-        render=config["render"],
-        filter_layer=lambda wildcards: config["render"]["filter_layers"].get(wildcards.arch),
-    log:
-        f"results/logs/render/{EXPERIMENT_ID}.log",
-    benchmark:
-        f"results/benchmarks/render/{EXPERIMENT_ID}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=15,
-    conda:
-        "../../envs/render.yaml"
-    script:
-        "../scripts/render_figures.py"
+# The augmentation preview: each variant's augmentation drawn on training images of each dataset.
+# (An experiment's own figures are drawn by evaluate_model, evaluate.smk.)
 
 
 rule preview_augmentation:
@@ -51,6 +20,6 @@ rule preview_augmentation:
         mem_mb=2000,
         runtime=10,
     conda:
-        "../../envs/render.yaml"
+        "../../envs/evaluate.yaml"
     script:
         "../scripts/preview_augmentation.py"

@@ -6,9 +6,27 @@ from convbench.runtime import configure_tensorflow
 sm = snakemake
 configure_tensorflow(threads=sm.threads)
 
-from convbench.prepared import load_prepared
-from convbench.evaluation import evaluate_experiment
+import numpy as np
 
-evaluate_experiment(
-    sm.input.model, load_prepared(sm.input.data, sm.input.manifest), sm.output.metrics, sm.output.predictions
+from convbench.architectures import load_model
+from convbench.atomic import write_json
+from convbench.evaluation import evaluate_experiment
+from convbench.prepared import load_prepared
+from convbench.visualization import render_experiment
+
+w = sm.wildcards
+data = load_prepared(sm.input.data, sm.input.manifest)
+model = load_model(sm.input.model)  # once, for the metrics and the figures
+metrics = evaluate_experiment(sm.input.model, data, sm.output.metrics, sm.output.predictions, model=model)
+figures = render_experiment(
+    model,
+    data,
+    sm.input.history,
+    metrics,
+    np.load(sm.output.predictions),
+    sm.output,
+    f"{w.arch} on {w.dataset}, seed {w.seed}",
+    sm.params.render,
+    filter_layer=sm.params.filter_layer,
 )
+write_json(sm.output.figures, figures)

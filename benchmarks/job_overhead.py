@@ -1,0 +1,115 @@
+"""What a study pays besides `model.fit`: wall time and summed job time of two commits, side by side.
+
+    python benchmarks/job_overhead.py [--old 9945acf] [--new HEAD] [--studies default twelve] [--cores 2]
+
+Each commit's tracked files are copied to a fresh folder and run there with this Python's packages,
+`precision: float32` forced so both do the same arithmetic. *job time* sums every job's wall time
+from its `benchmark:` file; *fit* sums `train_seconds` from the train_meta.json files (the fit's
+epochs, as the training log reports them); *besides fit* is the difference: process start-up,
+imports, data loading, model building and loading, evaluation, figures, the report.
+
+Studies: `default` is config.yaml as shipped; `twelve` is 12 experiments with 2 epochs each —
+2 architectures x 2 variants x 3 seeds (commits before variants existed: 2 architectures x 6 seeds,
+the same jobs).
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+FLOAT32 = "training={precision: float32}"
+TWELVE_WITH_VARIANTS = ["training={precision: float32, epochs: 2}", "seeds=[1, 2, 3]",
+                        "variants={default: {}, low_lr: {learning_rate: 0.0003}}"]
+TWELVE_WITHOUT_VARIANTS = ["training={precision: float32, epochs: 2}", "seeds=[1, 2, 3, 4, 5, 6]"]
+
+
+def checkout(commit, into):
+    """The commit's tracked files, as a clone would have them."""
+    archive = subprocess.run(["git", "-C", PROJECT, "archive", commit], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+    return subprocess.run(["git", "-C", PROJECT, "rev-parse", "--short", commit],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def study_config(workdir, study):
+    if study == "default":
+        return [FLOAT32]
+    has_variants = "variants" in (workdir / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    return TWELVE_WITH_VARIANTS if has_variants else TWELVE_WITHOUT_VARIANTS
+
+
+def job_seconds(results):
+    """Per rule: (jobs, summed wall seconds) from the benchmark files."""
+    per_rule = {}
+    for tsv in (results / "benchmarks").rglob("*.tsv"):
+        rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
+        with tsv.open() as handle:
+            seconds = float(next(csv.DictReader(handle, delimiter="\t"))["s"])
+        jobs, total = per_rule.get(rule, (0, 0.0))
+        per_rule[rule] = (jobs + 1, total + seconds)
+    return per_rule
+
+
+def run_study(commit, study, cores):
+    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
+        workdir = Path(tmp)
+        label = checkout(commit, workdir)
+        command = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--config", *study_config(workdir, study)]
+        start = time.perf_counter()
+        result = subprocess.run(command, cwd=workdir, capture_output=True, text=True,
+                                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        wall = time.perf_counter() - start
+        if result.returncode:
+            raise SystemExit(f"{label} failed:\n{result.stderr[-4000:]}")
+        results = workdir / "results"
+        fit = sum(json.loads(meta.read_text())["train_seconds"] for meta in results.rglob("train_meta.json"))
+        return {"commit": label, "wall": wall, "fit": fit, "rules": job_seconds(results)}
+
+
+def cpu_model():
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def print_study(study, old, new):
+    old_jobs = sum(seconds for _, seconds in old["rules"].values())
+    new_jobs = sum(seconds for _, seconds in new["rules"].values())
+    rows = [("wall", old["wall"], new["wall"]), ("job time", old_jobs, new_jobs), ("model.fit", old["fit"], new["fit"]),
+            ("job time besides fit", old_jobs - old["fit"], new_jobs - new["fit"])]
+    print(f"\n### {study}: {old['commit']} (old) vs {new['commit']} (new)\n")
+    print("| seconds | old | new | new / old |\n|---|---|---|---|")
+    for name, before, after in rows:
+        print(f"| {name} | {before:.1f} | {after:.1f} | {after / before:.2f}× |")
+    print("\n| rule | old: jobs, s | new: jobs, s |\n|---|---|---|")
+    for rule in sorted(set(old["rules"]) | set(new["rules"])):
+        cells = [f"{old_or_new['rules'][rule][0]}, {old_or_new['rules'][rule][1]:.1f}" if rule in old_or_new["rules"]
+                 else "—" for old_or_new in (old, new)]
+        print(f"| {rule} | {cells[0]} | {cells[1]} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--old", default="9945acf", help="baseline commit (default: main when issue #15 was filed)")
+    parser.add_argument("--new", default="HEAD")
+    parser.add_argument("--studies", nargs="+", choices=["default", "twelve"], default=["default", "twelve"])
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; snakemake --cores {args.cores}")
+    for study in args.studies:
+        old = run_study(args.old, study, args.cores)
+        new = run_study(args.new, study, args.cores)
+        print_study(study, old, new)
+
+
+if __name__ == "__main__":
+    main()
