@@ -11,7 +11,12 @@ Runs, for each case, the plain fit and the engine one after the other in fresh p
 Cases (the issue's): simple_cnn on MNIST-shaped data (60,000 x 28x28x1) and bn_cnn on
 CIFAR-shaped data (50,000 x 32x32x3); synthetic pixels, since only speed is measured.
 
-    python benchmarks/training_speed.py [--runs 5] [--epochs 3] [--images N] [--precisions float32 mixed_bfloat16]
+    python benchmarks/training_speed.py [--runs 5] [--epochs 3] [--images N] [--precisions float32 auto]
+
+`auto` is what `precision: auto` picks for the architecture on this machine. Each row also gives the
+engine's best epoch as achieved GFLOP/s: FLOPs of one forward pass (TensorFlow's profiler, as the
+report's FLOPs column) x 3 for training (forward, and backward for inputs and weights) x images/s,
+next to the CPU's peak (printed with the facts it is computed from).
 """
 
 import argparse
@@ -33,6 +38,7 @@ configure_tensorflow(threads=2, seed=0, deterministic={deterministic})
 set_precision({precision!r})  # an explicit precision: no auto choice
 import keras
 from convbench.architectures import create_model
+from convbench.evaluation import count_flops
 from convbench.training import training_dataset, make_optimizer
 
 rng = np.random.default_rng(0)
@@ -60,8 +66,51 @@ else:
     ds = training_dataset(images, labels, manifest, num_classes=10, batch_size=128, seed=0, first_epoch=0,
                           epochs={epochs})
     model.fit(ds, epochs={epochs}, steps_per_epoch=-(-count // 128), verbose=0, callbacks=[timer])
-print("RESULT", json.dumps([count / s for s in timer.seconds]))
+print("RESULT", json.dumps({{"rates": [count / s for s in timer.seconds], "flops": count_flops(model)}}))
 """
+
+
+def cpu_facts():
+    """This CPU's peak float32 and bfloat16 GFLOP/s and the facts behind them.
+
+    peak = physical cores x 2 FMA pipes x float32 lanes per pipe x 2 (multiply and add) x clock.
+    Lanes: 16 with AVX-512 (8 on AMD Zen 4, whose AVX-512 runs on 256-bit pipes), else 8 (AVX2).
+    bfloat16: AVX512_BF16's dot product does two bfloat16 products per float32 lane (2x); AMX-BF16's
+    tile unit does 1,024 bfloat16 FLOPs per cycle per core. The clock is the one /proc/cpuinfo
+    reports (a VM may turbo above it); the 2 FMA pipes are an assumption (true of current server cores).
+    """
+    text = Path("/proc/cpuinfo").read_text()
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    cores = len({(block.get("physical id"), block.get("core id")) for block in _processors(text)}) or 1
+    amd_zen4 = fields.get("vendor_id") == "AuthenticAMD" and fields.get("cpu family") == "25"
+    lanes = 8 if amd_zen4 or "avx512f" not in flags else 16
+    ghz = float(fields.get("cpu MHz", 0)) / 1000
+    fp32 = cores * 2 * lanes * 2 * ghz
+    bf16 = cores * 1024 * ghz if "amx_bf16" in flags else 2 * fp32 if "avx512_bf16" in flags else fp32
+    label = (f"{fields.get('model name')}: {cores} cores x 2 FMA pipes x {lanes} float32 lanes x 2 x {ghz:.2f} GHz"
+             f" = {fp32:.0f} GFLOP/s float32, {bf16:.0f} GFLOP/s bfloat16"
+             f" ({', '.join(sorted(flags & {'avx2', 'avx512f', 'avx512_bf16', 'amx_bf16'}))})")
+    return {"float32": fp32, "bfloat16": bf16}, label
+
+
+def _processors(cpuinfo):
+    for block in cpuinfo.strip().split("\n\n"):
+        yield {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in block.splitlines())}
+
+
+def resolve_precision(precision, arch):
+    """The precision train_model would use: `auto` resolved as on this machine (no GPU)."""
+    if precision != "auto":
+        return precision
+    sys.path.insert(0, str(PROJECT / "workflow"))
+    from convbench.architectures import ARCHITECTURES
+    from convbench.runtime import choose_precision, cpu_bf16_flags
+
+    return choose_precision("auto", ARCHITECTURES[arch].bf16_keeps_accuracy, 0, cpu_bf16_flags())[0]
 
 
 def measure(method, arch, precision, epochs, count):
@@ -73,7 +122,7 @@ def measure(method, arch, precision, epochs, count):
     if result.returncode:
         raise SystemExit(result.stderr[-3000:])
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
-    return json.loads(line.split(" ", 1)[1])
+    return json.loads(line.split(" ", 1)[1])  # {"rates": images/s per epoch, "flops": per image, forward}
 
 
 def fmt(rates):
@@ -87,27 +136,39 @@ def main():
     parser.add_argument("--images", type=int, help="use this many images instead of the full 60,000 / 50,000")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--precisions", nargs="+", default=["float32"],
-                        choices=["float32", "mixed_bfloat16", "mixed_float16"])
+                        choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"])
     args = parser.parse_args()
+    peaks, machine = cpu_facts()
+    print(f"CPU peak: {machine}")
 
     for arch in args.cases:
         count = args.images or CASES[arch][0]
-        for precision in args.precisions:
-            print(f"\n{arch}, {count} images of {CASES[arch][1]}x{CASES[arch][1]}x{CASES[arch][2]}, {precision}, "
-                  f"{args.epochs} epochs; images/s per epoch (epoch 1 includes tracing)")
+        for requested in args.precisions:
+            precision = resolve_precision(requested, arch)
+            peak = peaks["bfloat16" if "bfloat16" in precision else "float32"]
+            print(f"\n{arch}, {count} images of {CASES[arch][1]}x{CASES[arch][1]}x{CASES[arch][2]}, {precision}"
+                  f"{' (auto)' if requested == 'auto' else ''}, {args.epochs} epochs;"
+                  f" images/s per epoch (epoch 1 includes tracing)")
             print(f"{'run':>4} {'plain model.fit':>{8 * args.epochs}} {'engine':>{8 * args.epochs}}"
-                  f" {'best':>7} {'total':>7}")
-            ratios_best, ratios_total = [], []
+                  f" {'best':>7} {'total':>7} {'GFLOP/s':>8} {'of peak':>8}")
+            ratios_best, ratios_total, achieved = [], [], []
             for run in range(1, args.runs + 1):
-                plain = measure("plain", arch, "float32", args.epochs, count)
+                plain = measure("plain", arch, "float32", args.epochs, count)["rates"]
                 engine = measure("engine", arch, precision, args.epochs, count)
-                best = max(engine) / max(plain)  # best epoch vs best epoch
-                total = sum(count / r for r in plain) / sum(count / r for r in engine)  # wall time, stalls included
+                rates = engine["rates"]
+                best = max(rates) / max(plain)  # best epoch vs best epoch
+                total = sum(count / r for r in plain) / sum(count / r for r in rates)  # wall time, stalls included
+                gflops = 3 * engine["flops"] * max(rates) / 1e9
                 ratios_best.append(best)
                 ratios_total.append(total)
-                print(f"{run:>4} {fmt(plain)} {fmt(engine)} {best:6.2f}x {total:6.2f}x", flush=True)
+                achieved.append(gflops)
+                print(f"{run:>4} {fmt(plain)} {fmt(rates)} {best:6.2f}x {total:6.2f}x {gflops:8.1f} {gflops / peak:7.0%}",
+                      flush=True)
             print(f"engine / plain: best epoch min {min(ratios_best):.2f}x, median {statistics.median(ratios_best):.2f}x;"
-                  f" whole fit min {min(ratios_total):.2f}x, median {statistics.median(ratios_total):.2f}x")
+                  f" whole fit min {min(ratios_total):.2f}x, median {statistics.median(ratios_total):.2f}x;"
+                  f" engine {statistics.median(achieved):.1f} GFLOP/s (median of best epochs) ="
+                  f" {statistics.median(achieved) / peak:.0%} of the {peak:.0f} GFLOP/s peak"
+                  f" ({engine['flops'] / 1e6:.1f} MFLOPs per image forward)")
 
 
 if __name__ == "__main__":
