@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "workflow"))
@@ -65,8 +66,7 @@ def write_experiment(root, dataset, arch, variant, seed, learning_rate, template
     per_class = {"macro avg": {"precision": accuracy, "recall": accuracy, "f1-score": accuracy}}
     (experiment / "metrics.json").write_text(json.dumps({
         "accuracy": accuracy, "loss": 1 - accuracy, "top5_accuracy": None, "per_class": per_class,
-        "expected_calibration_error": 0.05, "latency_ms": 1 + rng.random(), "throughput_images_per_second": 5000.0,
-        "test_images": 360, "flops_per_image": 1e6, "model_bytes": 2_000_000, "confusion_matrix": [[36] * 10] * 10,
+        "expected_calibration_error": 0.05, "test_images": 360, "flops_per_image": 1e6, "model_bytes": 2_000_000, "confusion_matrix": [[36] * 10] * 10,
     }))
     settings = {"epochs": 20, "learning_rate": learning_rate, "augmentation": {"rotation_range": 0}}
     (experiment / "train_meta.json").write_text(json.dumps({
@@ -84,7 +84,7 @@ def write_experiment(root, dataset, arch, variant, seed, learning_rate, template
         target.hardlink_to(template)
         figures[kind] = {"path": str(target.relative_to(root))}
     (experiment / "figures" / "figures.json").write_text(json.dumps(figures))
-    for stage in ("train", "evaluate", "render"):
+    for stage in ("train", "evaluate"):
         bench = root / f"results/benchmarks/{stage}/{dataset}/{arch}/{variant}/seed{seed}.tsv"
         bench.parent.mkdir(parents=True, exist_ok=True)
         bench.write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t900\n")
@@ -126,10 +126,15 @@ def main():
     import os
 
     os.chdir(root)
+    cost = [{"dataset": "digits", "architecture": arch, "variant": variant, "latency_ms": 1 + rng.random(),
+             "throughput_images_per_second": 5000.0, "measured_on": f"CPU: {cpu_name()}, 2 threads"}
+            for arch in architectures for variant in variants]
+    Path("results/cost").mkdir(parents=True)
+    pd.DataFrame(cost).to_csv("results/cost/digits.csv", index=False)
     start = time.perf_counter()
     write_summary([e / "metrics.json" for e in experiments], [e / "train_meta.json" for e in experiments],
                   [str(e).replace("experiments", "benchmarks/train") + ".tsv" for e in experiments],
-                  "results/summary.csv", varied_settings=["learning_rate"])
+                  ["results/cost/digits.csv"], "results/summary.csv", varied_settings=["learning_rate"])
     summary_seconds = time.perf_counter() - start
     config = {"datasets": ["digits"], "architectures": architectures, "seeds": list(range(1, args.seeds + 1)),
               "variants": {"default": {}}, "sweep": sweep}

@@ -1,4 +1,4 @@
-"""Metrics: calibration, latency/throughput/FLOPs, top-5, and agreement with model.evaluate."""
+"""Metrics: calibration, FLOPs, top-5, agreement with model.evaluate; speed measured fairly (convbench.cost)."""
 
 import keras
 import numpy as np
@@ -46,9 +46,29 @@ def test_metrics_agree_with_model_evaluate(tmp_path, num_classes, label_smoothin
     loss, accuracy = model.evaluate(x, keras.utils.to_categorical(y, num_classes), verbose=0)
     assert metrics["accuracy"] == pytest.approx(accuracy) and metrics["loss"] == pytest.approx(loss, rel=1e-5)
     assert (metrics["top5_accuracy"] is None) == (num_classes <= 10)
-    assert metrics["latency_ms"] > 0 and metrics["throughput_images_per_second"] > 0
     assert metrics["parameters"] == model.count_params() and metrics["model_bytes"] > 0
     assert np.sum(metrics["confusion_matrix"]) == len(y)
     saved = read_json(tmp_path / "m.json")
     assert saved["accuracy"] == metrics["accuracy"] and saved["flops_per_image"] == metrics["flops_per_image"]
     assert np.load(tmp_path / "p.npz")["probabilities"].shape == (len(y), num_classes)
+
+
+def test_cost_measures_every_model_in_interleaved_rounds(tmp_path, caplog):
+    from convbench.cost import measure_cost
+
+    models = []
+    for arch, shape, precision in (("simple_cnn", (28, 28, 1), "float32"), ("lenet5", (32, 32, 1), "mixed_bfloat16")):
+        keras.mixed_precision.set_global_policy(precision)
+        model = create_model(arch, shape, 10)
+        keras.mixed_precision.set_global_policy("float32")
+        model.save(tmp_path / f"{arch}.keras")
+        models.append(({"dataset": "d", "architecture": arch, "variant": "default"}, tmp_path / f"{arch}.keras"))
+    with caplog.at_level("INFO", logger="convbench.cost"):
+        table = measure_cost(models, threads=2, rounds=3, latency_calls=4, batch_size=16)
+    assert list(table["architecture"]) == ["simple_cnn", "lenet5"] and (table["rounds"] == 3).all()
+    assert (table["latency_ms_min"] <= table["latency_ms"]).all() and (table["latency_ms"] <= table["latency_ms_max"]).all()
+    assert (table["throughput_min"] <= table["throughput_images_per_second"]).all()
+    assert (table[["latency_ms", "throughput_images_per_second"]] > 0).all().all()
+    assert list(table["precision"]) == ["float32", "mixed_bfloat16"]  # as each model computes, not the loader's policy
+    assert table["measured_on"].str.contains("2 threads").all()
+    assert sum("round" in record.message for record in caplog.records) == 3

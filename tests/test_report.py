@@ -85,15 +85,15 @@ def test_a_metric_added_to_the_table_reaches_summary_and_report(tmp_path):
     from convbench.report import experiments_table, load_summary, style_leaderboard
     from convbench.summary import write_summary
 
-    error_rate = Metric("error_rate", "test error (%)", lambda metrics, meta: 100 * (1 - metrics["accuracy"]),
+    error_rate = Metric("error_rate", "test error (%)", lambda metrics, meta, cost: 100 * (1 - metrics["accuracy"]),
                         "{:.2f}", higher_is_better=False, aggregate="mean")
     table = (*METRICS, error_rate)
     metric_paths, meta_paths = [], []
     for seed, accuracy in ((1, 0.9), (2, 0.8)):
         folder = tmp_path / f"seed{seed}"
         metrics = {"accuracy": accuracy, "loss": 0.3, "top5_accuracy": None, "expected_calibration_error": 0.02,
-                   "per_class": {"macro avg": {"precision": 0.9, "recall": 0.9, "f1-score": 0.9}}, "latency_ms": 1.0,
-                   "throughput_images_per_second": 100.0, "test_images": 10, "flops_per_image": 5, "model_bytes": 9}
+                   "per_class": {"macro avg": {"precision": 0.9, "recall": 0.9, "f1-score": 0.9}},
+                   "test_images": 10, "flops_per_image": 5, "model_bytes": 9}
         meta = {"dataset": "d", "architecture": "a", "variant": "default", "seed": seed, "variant_overrides": {},
                 "settings": {}, "parameters": 3, "epochs_run": 2, "best_epoch": 2, "train_seconds": 1.0,
                 "images_per_second": 10.0, "input_shape": [8, 8, 1], "config_hash": "h", "threads": 2,
@@ -103,9 +103,14 @@ def test_a_metric_added_to_the_table_reaches_summary_and_report(tmp_path):
         write_json(folder / "train_meta.json", meta)
         metric_paths.append(folder / "metrics.json")
         meta_paths.append(folder / "train_meta.json")
-    write_summary(metric_paths, meta_paths, [None, None], tmp_path / "summary.csv", metrics_table=table)
+    cost = tmp_path / "cost.csv"
+    pd.DataFrame([{"dataset": "d", "architecture": "a", "variant": "default", "latency_ms": 1.0,
+                   "throughput_images_per_second": 100.0, "measured_on": "CPU: test, 2 threads"}]).to_csv(cost, index=False)
+    write_summary(metric_paths, meta_paths, [None, None], [cost], tmp_path / "summary.csv", metrics_table=table)
     summary = load_summary(tmp_path / "summary.csv")
     assert list(summary["error_rate"]) == pytest.approx([10.0, 20.0])
+    assert list(summary["latency_ms"]) == [1.0, 1.0]  # both seeds: the architecture's measured speed
+    assert set(summary["cost_measured_on"]) == {"CPU: test, 2 threads"}
     board = leaderboard(summary, metrics_table=table)
     assert board.loc[0, "error_rate"] == pytest.approx(15.0)
     assert "test error (%) (mean)" in style_leaderboard(board, metrics_table=table).to_html()

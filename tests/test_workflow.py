@@ -45,6 +45,36 @@ def test_one_experiment_per_architecture(study):
     assert len(experiments(study)) == 2
 
 
+def job_events(workdir):
+    """(event, jobid, rule) in the order Snakemake's log records them: 'start' or 'end'."""
+    log = max((workdir / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
+    events = []
+    for block in re.split(r"^\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]$", log, flags=re.M)[1:]:
+        if finished := re.search(r"^Finished jobid: (\d+) \(Rule: (\w+)\)", block, flags=re.M):
+            events.append(("end", finished[1], finished[2]))
+        elif (started := re.search(r"^(?:local)?(?:rule|checkpoint) (\w+):", block, flags=re.M)) and "jobid:" in block:
+            events.append(("start", re.search(r"jobid: (\d+)", block)[1], started[1]))
+    return events
+
+
+def test_speed_is_measured_by_one_job_running_alone(study):
+    events = job_events(study)
+    starts = [index for index, (kind, _, rule) in enumerate(events) if kind == "start" and rule == "measure_cost"]
+    assert len(starts) == 1  # one dataset
+    start = starts[0]
+    job = events[start][1]
+    end = next(index for index, (kind, jobid, _) in enumerate(events) if kind == "end" and jobid == job)
+    running = {jobid for kind, jobid, _ in events[:start] if kind == "start"} - {
+        jobid for kind, jobid, _ in events[:start] if kind == "end"}
+    assert not running, f"measure_cost started beside jobs {running}"
+    assert all(kind == "end" or jobid == job for kind, jobid, _ in events[start + 1 : end]), events[start:end + 1]
+    cost = pd.read_csv(study / "results/cost/digits.csv")
+    assert sorted(cost["architecture"]) == ["bn_cnn", "simple_cnn"] and (cost["rounds"] == 5).all()
+    summary = pd.read_csv(study / "results" / "summary.csv").merge(cost, on=["dataset", "architecture", "variant"])
+    assert (summary["latency_ms_x"] == summary["latency_ms_y"]).all()
+    assert summary["cost_measured_on"].str.startswith("CPU: ").all()
+
+
 def test_each_training_job_wrote_its_tensorboard_logs(study):
     for experiment in experiments(study):
         logs = study / "results/tensorboard" / experiment.relative_to(study / "results/experiments")
@@ -163,22 +193,24 @@ def test_adding_a_variant_schedules_only_its_experiments(variant_study):
     added = VARIANTS[:-1] + ["variants={default: {}, rotated: {augmentation: {rotation_range: 10}}, "
                              "slow: {learning_rate: 0.0001}}"]
     jobs = planned_jobs(snakemake(variant_study, "--dry-run", config=added))
-    assert jobs == {"train_model": 2, "evaluate_model": 2, "summarize": 1, "build_report": 1,
-                    "all": 1}
+    assert jobs == {"train_model": 2, "evaluate_model": 2, "measure_cost": 1, "summarize": 1, "build_report": 1,
+                    "all": 1}  # the dataset's speed is measured again, with the new models among the others
 
 
 def test_changing_one_variant_reruns_only_that_variant(variant_study):
     changed = VARIANTS[:-1] + ["variants={default: {}, rotated: {augmentation: {rotation_range: 20}}}"]
     output = snakemake(variant_study, "--dry-run", config=changed)
-    assert planned_jobs(output) == {"train_model": 2, "evaluate_model": 2,
+    assert planned_jobs(output) == {"train_model": 2, "evaluate_model": 2, "measure_cost": 1,
                                     "preview_augmentation": 1, "summarize": 1, "build_report": 1, "all": 1}
     assert "simple_cnn/default/" not in output.split("Job stats:")[0]
 
 
-def test_removing_a_variant_rebuilds_only_the_report(variant_study):
+def test_removing_a_variant_trains_nothing(variant_study):
+    """Only the tables change: the summary, the report, and the speed table of the dataset (the models
+    it compares changed; they are measured again side by side, in seconds)."""
     removed = VARIANTS[:-1] + ["variants={default: {}}"]
     assert planned_jobs(snakemake(variant_study, "--dry-run", config=removed)) == {
-        "summarize": 1, "build_report": 1, "all": 1}
+        "measure_cost": 1, "summarize": 1, "build_report": 1, "all": 1}
 
 
 def test_snakemake_report_tags_the_augmentation_preview(variant_study):

@@ -1,8 +1,7 @@
-"""The evaluate stage: test-split metrics of a saved model, and the study's summary table."""
+"""The evaluate stage: test-split metrics of a saved model (its speed: convbench.cost)."""
 
 import logging
 import os
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -10,7 +9,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from .architectures import load_model
 from .atomic import atomic_path, write_json
-from .inference import BATCH_SIZE, class_probabilities, fit_to_model
+from .inference import BATCH_SIZE, class_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -36,40 +35,6 @@ def test_loss(model, probabilities, labels):
     return float(model.compute_loss(y=onehot, y_pred=tf.constant(probabilities), training=False))
 
 
-def inference_function(model):
-    """A compiled forward pass: what serving would run, without model.predict's per-call overhead."""
-    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-
-def measure_latency(model, image, calls=50, warmup=5):
-    """Median and 90th percentile milliseconds of one single-image forward pass."""
-    infer = inference_function(model)
-    batch = tf.constant(image[np.newaxis])
-    for _ in range(warmup):
-        infer(batch).numpy()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        infer(batch).numpy()
-        times.append(1000 * (time.perf_counter() - start))
-    return float(np.median(times)), float(np.percentile(times, 90))
-
-
-def measure_throughput(model, images, batch_size=256, repeats=3):
-    """Images per second through the forward pass at a large batch (best of `repeats`)."""
-    infer = inference_function(model)
-    batch = tf.constant(np.resize(images, (batch_size, *images.shape[1:])))
-    infer(batch).numpy()
-    best = min(_timed(lambda: infer(batch).numpy()) for _ in range(repeats))
-    return float(batch_size / best)
-
-
-def _timed(call):
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
 def count_flops(model):
     """Floating-point operations of one forward pass on one image, from TensorFlow's graph profiler."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2_as_graph
@@ -92,7 +57,6 @@ def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_
     probabilities = class_probabilities(model, x_test, batch_size)
     predicted = probabilities.argmax(axis=1)
     names = data.class_names
-    latency, latency_p90 = measure_latency(model, fit_to_model(x_test[:1], model)[0])
     metrics = {
         "loss": test_loss(model, probabilities, y_test),
         "accuracy": float(accuracy_score(y_test, predicted)),
@@ -101,9 +65,6 @@ def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_
             if data.num_classes > 10 else None
         ),
         "expected_calibration_error": expected_calibration_error(probabilities, y_test),
-        "latency_ms": latency,
-        "latency_p90_ms": latency_p90,
-        "throughput_images_per_second": measure_throughput(model, fit_to_model(x_test[:256], model)),
         "parameters": int(model.count_params()),
         "model_bytes": os.path.getsize(model_path),
         "flops_per_image": count_flops(model),

@@ -15,7 +15,7 @@ from typing import Callable
 class Metric:
     name: str  # column in summary.csv and the leaderboard
     label: str  # header a reader sees, with the unit
-    read: Callable  # (metrics.json, train_meta.json) -> value
+    read: Callable  # (metrics.json, train_meta.json, the experiment's row of the dataset's cost table) -> value
     format: str = "{:.4f}"
     higher_is_better: bool | None = None  # None: not ranked (a fact, not a score)
     aggregate: str | None = None  # over seeds in the leaderboard: "mean_std", "mean", "median", "first"; None: not there
@@ -24,15 +24,19 @@ class Metric:
 
 
 def _macro(key):
-    return lambda metrics, meta: metrics["per_class"]["macro avg"][key]
+    return lambda metrics, meta, cost: metrics["per_class"]["macro avg"][key]
 
 
 def _from_metrics(key):
-    return lambda metrics, meta: metrics[key]
+    return lambda metrics, meta, cost: metrics[key]
 
 
 def _from_meta(key):
-    return lambda metrics, meta: meta[key]
+    return lambda metrics, meta, cost: meta[key]
+
+
+def _from_cost(key):
+    return lambda metrics, meta, cost: None if cost is None else cost[key]
 
 
 METRICS = (
@@ -45,9 +49,10 @@ METRICS = (
     # Calibration is not highlighted: a model that predicts the class prior is perfectly calibrated.
     Metric("expected_calibration_error", "calibration error (ECE)", _from_metrics("expected_calibration_error"),
            higher_is_better=False, aggregate="mean", highlight=False),
-    Metric("latency_ms", "latency (ms, batch 1)", _from_metrics("latency_ms"), "{:.2f}", False, "median"),
+    # Speed: measured for all models of a dataset in one job, under the same conditions (convbench.cost).
+    Metric("latency_ms", "latency (ms, batch 1)", _from_cost("latency_ms"), "{:.2f}", False, "median"),
     Metric("throughput_images_per_second", "throughput (images/s, batch 256)",
-           _from_metrics("throughput_images_per_second"), "{:,.0f}", True),
+           _from_cost("throughput_images_per_second"), "{:,.0f}", True),
     Metric("test_images", "test images", _from_metrics("test_images"), "{:,}", in_experiments_table=False),
     Metric("parameters", "parameters", _from_meta("parameters"), "{:,.0f}", False, "first"),
     Metric("flops_per_image", "FLOPs per image", _from_metrics("flops_per_image"), "{:,.0f}", False, "first"),
@@ -62,9 +67,10 @@ METRICS = (
 BY_NAME = {metric.name: metric for metric in METRICS}
 
 
-def read_metrics(metrics, meta, table=METRICS):
-    """{name: value} of every metric, in table order, from an experiment's metrics.json and train_meta.json."""
-    return {metric.name: metric.read(metrics, meta) for metric in table}
+def read_metrics(metrics, meta, cost, table=METRICS):
+    """{name: value} of every metric, in table order, from an experiment's metrics.json, train_meta.json
+    and its row of the cost table."""
+    return {metric.name: metric.read(metrics, meta, cost) for metric in table}
 
 
 def leaderboard_columns(table=METRICS):

@@ -119,7 +119,8 @@ def _log(client, uri, experiment_name, artifact_location, folder, meta, metrics,
                   "input_shape": "x".join(map(str, meta["input_shape"])), "threads": meta.get("threads"),
                   "precision": meta.get("precision"), "parameters": meta["parameters"]}
         now = int(time.time() * 1000)
-        values = [Metric(name, float(value), now, 0) for name, value in read_metrics(metrics, meta).items()
+        # speed is measured per dataset once all its models are trained (convbench.cost): not here
+        values = [Metric(name, float(value), now, 0) for name, value in read_metrics(metrics, meta, None).items()
                   if isinstance(value, (int, float))]
         values += [Metric(key, value, now, step) for key, value, step in history_metrics(folder / "history.csv")]
         param_list = [Param(key, str(value)) for key, value in params.items()]

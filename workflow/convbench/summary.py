@@ -11,9 +11,10 @@ from .metrics import METRICS, read_metrics
 SETTING_PREFIX = "setting."  # summary columns holding the effective value of a setting some variant changes
 
 
-def summary_row(metrics_path, meta_path, benchmark_path=None, varied_settings=(), metrics_table=METRICS):
+def summary_row(metrics_path, meta_path, benchmark_path=None, cost=None, varied_settings=(), metrics_table=METRICS):
     """One tidy row: identity, the metrics of convbench.metrics and the provenance of one
-    experiment, and the effective value of every setting in `varied_settings` (dotted keys)."""
+    experiment, and the effective value of every setting in `varied_settings` (dotted keys).
+    `cost`: the experiment's row of its dataset's cost table (convbench.cost), a dict."""
     metrics, meta = read_json(metrics_path), read_json(meta_path)
     row = {
         "dataset": meta["dataset"],
@@ -21,13 +22,14 @@ def summary_row(metrics_path, meta_path, benchmark_path=None, varied_settings=()
         "variant": meta["variant"],
         "seed": meta["seed"],
         "variant_changes": ", ".join(f"{key}={value}" for key, value in flatten(meta["variant_overrides"]).items()),
-        **read_metrics(metrics, meta, metrics_table),
+        **read_metrics(metrics, meta, cost, metrics_table),
         "input_shape": "x".join(map(str, meta["input_shape"])),
         "config_hash": meta["config_hash"],
         "threads": meta.get("threads"),
         "precision": meta.get("precision"),
         "precision_reason": meta.get("precision_reason"),
         "hardware": _hardware(meta["environment"]),
+        "cost_measured_on": None if cost is None else cost["measured_on"],
         "tensorflow": meta["environment"]["tensorflow"],
         "keras": meta["environment"]["keras"],
         "experiment_dir": str(Path(metrics_path).parent),
@@ -44,9 +46,20 @@ def _hardware(environment):
     return f"{environment['processor']} ({environment['cpu_count']} CPUs)" + (f", {len(gpus)} GPU(s)" if gpus else "")
 
 
-def write_summary(metrics_paths, meta_paths, benchmark_paths, out_csv, varied_settings=(), metrics_table=METRICS):
-    rows = [summary_row(*paths, varied_settings=varied_settings, metrics_table=metrics_table)
-            for paths in zip(metrics_paths, meta_paths, benchmark_paths, strict=True)]
+def read_costs(cost_paths):
+    """The cost tables of the study's datasets, by (dataset, architecture, variant)."""
+    rows = pd.concat([pd.read_csv(path) for path in cost_paths]) if cost_paths else pd.DataFrame()
+    return {(row["dataset"], row["architecture"], row["variant"]): row for row in rows.to_dict("records")}
+
+
+def write_summary(metrics_paths, meta_paths, benchmark_paths, cost_paths, out_csv, varied_settings=(),
+                  metrics_table=METRICS):
+    costs = read_costs(cost_paths)
+    rows = []
+    for paths in zip(metrics_paths, meta_paths, benchmark_paths, strict=True):
+        meta = read_json(paths[1])
+        cost = costs.get((meta["dataset"], meta["architecture"], meta["variant"]))
+        rows.append(summary_row(*paths, cost=cost, varied_settings=varied_settings, metrics_table=metrics_table))
     # Rows come in study order (dataset, architecture, variant, seed); variants keep it: the first is the baseline.
     frame = pd.DataFrame(rows).sort_values(["dataset", "architecture"], kind="stable")
     with atomic_path(out_csv) as tmp:

@@ -118,6 +118,22 @@ def experiment_files(pattern):
     return [pattern.format(**experiment) for experiment in experiments()]
 
 
+def cost_subjects(wildcards):
+    """The models whose speed measure_cost measures on a dataset: one per architecture and variant
+    (its seeds share the network), the study's first seed's, by "arch/variant"."""
+    return {
+        f"{arch}/{variant}": f"results/experiments/{wildcards.dataset}/{arch}/{variant}/seed{config['seeds'][0]}/model.keras"
+        for arch in config["architectures"]
+        for variant in VARIANTS
+    }
+
+
+def alone_threads(wildcards):
+    """A local run gives the job every core, so that no other job runs beside it; on a cluster it
+    asks for the training threads (profiles/slurm asks for an exclusive node)."""
+    return workflow.cores if workflow.local_exec else config["resources"]["train_threads"]
+
+
 def training_settings(wildcards):
     return experiment_settings(config, wildcards.dataset, wildcards.arch, VARIANTS[wildcards.variant])
 

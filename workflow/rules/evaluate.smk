@@ -25,7 +25,7 @@ rule evaluate_model:
         f"results/logs/evaluate/{EXPERIMENT_ID}.log",
     benchmark:
         f"results/benchmarks/evaluate/{EXPERIMENT_ID}.tsv"
-    threads: config["resources"]["train_threads"]  # latency and throughput are measured with these
+    threads: config["resources"]["train_threads"]
     resources:
         mem_mb=2000,
         runtime=30,
@@ -36,12 +36,39 @@ rule evaluate_model:
         "../scripts/evaluate_model.py"
 
 
+# Latency and throughput of every model of a dataset, in one job that runs alone once all of them are
+# trained, interleaved over rounds: measured inside each evaluation job, the figures depended on
+# whatever else ran at that moment (convbench.cost).
+rule measure_cost:
+    input:
+        unpack(cost_subjects),
+    output:
+        "results/cost/{dataset}.csv",
+    params:
+        rounds=config["report"]["cost_rounds"],
+        threads=config["resources"]["train_threads"],  # TensorFlow's threads: as in training and evaluation
+    log:
+        "results/logs/measure_cost/{dataset}.log",
+    benchmark:
+        "results/benchmarks/measure_cost/{dataset}.tsv"
+    threads: alone_threads
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPUS_PER_JOB,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/measure_cost.py"
+
+
 # A checkpoint: `predict` with best_only reads the table to choose its experiments.
 checkpoint summarize:
     input:
         metrics=experiment_files(f"{EXPERIMENT}/metrics.json"),
         meta=experiment_files(f"{EXPERIMENT}/train_meta.json"),
         benchmarks=experiment_files(f"results/benchmarks/train/{EXPERIMENT_ID}.tsv"),
+        cost=expand("results/cost/{dataset}.csv", dataset=config["datasets"]),
     output:
         "results/summary.csv",
     params:
