@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workflow" / "convbench"
 LAYERS = (
     # foundations: files, the config, runtime set-up, the tables of formats, metrics and layers
     {"atomic", "style", "vcs", "devices", "runtime", "config", "formats", "layers", "schedules", "metrics",
-     "tensorboard_log"},
+     "figures", "tensorboard_log"},
     {"validation"},  # parse-time checks of the config
     {"datasets"},  # the catalog and preparation
     {"prepared"},  # the prepared-data format every later stage reads

@@ -123,3 +123,11 @@ def test_augmentation_preview_grid(tmp_path, digits_prepared):
     assert info["grid"] == [8, 8]  # 8 classes shown, original + 7 draws
     assert matplotlib.image.imread(tmp_path / "a.png").ndim == 3
     assert plot_augmentation_preview(digits_prepared, None, tmp_path / "b.png", "t")["tiles"] == 64
+
+
+def test_every_figure_of_the_table_has_a_caption_for_snakemake_report():
+    from conftest import PROJECT
+    from convbench.figures import FIGURES
+
+    for figure in FIGURES:
+        assert (PROJECT / "workflow" / "report" / figure.caption).read_text().strip(), figure.name

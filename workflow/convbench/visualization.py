@@ -11,6 +11,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .atomic import atomic_path
+from .figures import NAMES as FIGURE_NAMES
 from .inference import fit_to_model
 from .style import STYLE, displayable
 
@@ -132,6 +133,7 @@ def plot_confusion_matrix(matrix, class_names, path, title):
         ax.set(title=title, xlabel="predicted class", ylabel="true class")
         fig.colorbar(image, ax=ax, label="share of true class")
         save_figure(fig, path)
+    return {"classes": len(class_names)}
 
 
 def plot_filters(model, path, title, layer_name=None, max_filters=64):
@@ -301,19 +303,25 @@ def plot_augmentation_preview(data, augmentation, path, title, per_row=7):
 
 
 def render_experiment(model, data, history_csv, metrics, predictions, out, title, settings, filter_layer=None):
-    """All figures of one experiment; returns a manifest of what each PNG holds."""
+    """Every figure of convbench.figures for one experiment, into out[name]; returns a manifest of
+    what each PNG holds (figures.json)."""
     x_test, y_test = data.scaled("test")
     # the first test images (the same for every architecture), as the model takes them (input_size)
     fixed = fit_to_model(x_test[: settings["feature_map_images"]], model)
-    plot_training_curves(pd.read_csv(history_csv), out["curves"], f"Training curves — {title}")
-    plot_confusion_matrix(metrics["confusion_matrix"], data.class_names, out["confusion"], f"Confusion matrix — {title}")
-    filters = plot_filters(model, out["filters"], f"Learned filters — {title}", filter_layer, settings["max_filters"])
-    maps = plot_feature_maps(model, fixed, out["feature_maps"], f"Feature maps — {title}", settings["max_feature_maps"])
     cam_count = settings["gradcam_images"]
-    cam = plot_grad_cam(model, fit_to_model(x_test[:cam_count], model), y_test[:cam_count], data.class_names, out["gradcam"],
-                        f"Where the network looks — {title}")
-    wrong = plot_misclassified(x_test, y_test, predictions["probabilities"], data.class_names, out["misclassified"],
-                               f"Misclassified — {title}")
-    figures = {"curves": {}, "confusion": {"classes": len(data.class_names)}, "filters": filters,
-               "feature_maps": maps, "gradcam": cam, "misclassified": wrong}
-    return {name: {"path": str(out[name]), **info} for name, info in figures.items()}
+    draw = {
+        "curves": lambda path: plot_training_curves(pd.read_csv(history_csv), path, f"Training curves — {title}"),
+        "confusion": lambda path: plot_confusion_matrix(metrics["confusion_matrix"], data.class_names, path,
+                                                        f"Confusion matrix — {title}"),
+        "filters": lambda path: plot_filters(model, path, f"Learned filters — {title}", filter_layer,
+                                             settings["max_filters"]),
+        "feature_maps": lambda path: plot_feature_maps(model, fixed, path, f"Feature maps — {title}",
+                                                       settings["max_feature_maps"]),
+        "gradcam": lambda path: plot_grad_cam(model, fit_to_model(x_test[:cam_count], model), y_test[:cam_count],
+                                              data.class_names, path, f"Where the network looks — {title}"),
+        "misclassified": lambda path: plot_misclassified(x_test, y_test, predictions["probabilities"], data.class_names,
+                                                         path, f"Misclassified — {title}"),
+    }
+    if set(draw) != set(FIGURE_NAMES):
+        raise RuntimeError(f"convbench.figures lists {sorted(FIGURE_NAMES)}, render_experiment draws {sorted(draw)}")
+    return {name: {"path": str(out[name]), **(draw[name](out[name]) or {})} for name in FIGURE_NAMES}

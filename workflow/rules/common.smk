@@ -20,6 +20,7 @@ from convbench.config import (
     varied_settings,
 )
 from convbench.devices import local_resource_limits, visible_gpu_count
+from convbench.figures import FIGURES
 from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
 from convbench.formats import file_digest, folder_fingerprint
 from convbench.fetch import imagenet_weights_sources, transfer_weights
@@ -230,15 +231,18 @@ def prepared_manifests():
                    for arch in config["architectures"]})
 
 
-def experiment_figure(name, category):
-    """A figure PNG of one experiment, tagged for `snakemake --report`."""
-    return report(
-        f"{EXPERIMENT}/figures/{name}.png",
-        category=category,
-        subcategory="{dataset}",
-        caption=f"../report/{name}.rst",
-        labels={"architecture": "{arch}", "variant": "{variant}", "seed": "{seed}"},
-    )
+def experiment_figures():
+    """Every figure PNG of one experiment (convbench.figures), tagged for `snakemake --report`."""
+    return {
+        figure.name: report(
+            f"{EXPERIMENT}/figures/{figure.name}.png",
+            category=figure.category,
+            subcategory="{dataset}",
+            caption=f"../report/{figure.caption}",
+            labels={"architecture": "{arch}", "variant": "{variant}", "seed": "{seed}"},
+        )
+        for figure in FIGURES
+    }
 
 
 def prediction_files(wildcards):

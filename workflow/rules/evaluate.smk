@@ -11,13 +11,8 @@ rule evaluate_model:
     output:
         metrics=f"{EXPERIMENT}/metrics.json",
         predictions=f"{EXPERIMENT}/test_predictions.npz",
-        curves=experiment_figure("curves", "Training curves"),
-        confusion=experiment_figure("confusion", "Confusion matrices"),
-        filters=experiment_figure("filters", "Learned filters"),
-        feature_maps=experiment_figure("feature_maps", "Feature maps"),
-        gradcam=experiment_figure("gradcam", "Grad-CAM"),
-        misclassified=experiment_figure("misclassified", "Misclassified examples"),
         figures=f"{EXPERIMENT}/figures/figures.json",
+        **experiment_figures(),
     params:
         render=config["render"],
         filter_layer=lambda wildcards: config["render"]["filter_layers"].get(wildcards.arch),

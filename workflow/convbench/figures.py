@@ -1,0 +1,32 @@
+"""The one table of an experiment's figures: what the evaluate_model job draws for every experiment.
+
+Each entry names the file (figures/<name>.png, and its key in figures.json), the category
+`snakemake --report` files it under, and its caption (workflow/report/<name>.rst, shown by
+`snakemake --report`). The rule's outputs are made from this table and convbench.visualization
+draws each entry with the function of the same name in its DRAW table; tests check the three agree.
+No heavy imports here: the Snakefile reads this table while it parses.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    category: str  # snakemake --report's category
+
+    @property
+    def caption(self):
+        return f"{self.name}.rst"  # in workflow/report/
+
+
+FIGURES = (
+    Figure("curves", "Training curves"),
+    Figure("confusion", "Confusion matrices"),
+    Figure("filters", "Learned filters"),
+    Figure("feature_maps", "Feature maps"),
+    Figure("gradcam", "Grad-CAM"),
+    Figure("misclassified", "Misclassified examples"),
+)
+
+NAMES = tuple(figure.name for figure in FIGURES)
