@@ -325,3 +325,14 @@ def test_fingerprint_follows_content_not_modification_times(tmp_path):
     image.write_bytes(image.read_bytes() + b"\0")  # a real edit
     assert folder_fingerprint([root], cache_dir=cache) != first
     assert list(cache.iterdir())  # hashes are cached by (path, size, mtime)
+
+
+def test_the_schema_offers_exactly_the_declarable_formats():
+    import yaml
+
+    from conftest import PROJECT
+    from convbench.formats import FORMATS
+
+    schema = yaml.safe_load((PROJECT / "workflow/schemas/config.schema.yaml").read_text())
+    offered = schema["properties"]["custom_datasets"]["additionalProperties"]["properties"]["format"]["enum"]
+    assert offered == [name for name, form in FORMATS.items() if form.declarable] + ["image_folder"]

@@ -32,7 +32,7 @@ class RemoteFile:
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    format: str  # a key of formats.DECODERS, or "image_folder"
+    format: str  # a key of formats.FORMATS, or "image_folder"
     image_shape: tuple  # native (height, width, channels)
     num_classes: int
     source: str
@@ -84,10 +84,6 @@ CATALOG = {
 }
 BUILTIN = tuple(CATALOG)
 
-# Native image shape and class count of each remote format (idx: unless the dataset says otherwise).
-FORMAT_SHAPES = {"mnist_npz": (28, 28, 1), "idx": (28, 28, 1), "cifar10_binary": (32, 32, 3), "cifar100_binary": (32, 32, 3)}
-FORMAT_CLASSES = {"cifar10_binary": 10, "cifar100_binary": 100}
-
 
 def get_dataset(name) -> DatasetInfo:
     try:
@@ -130,16 +126,16 @@ def custom_dataset(name, spec):
                    (entry["url"], *entry.get("mirrors", ())))
         for entry in spec["files"]
     )
-    expected_files = 4 if fmt == "idx" else 1
-    if len(files) != expected_files:
-        raise ValueError(f"custom_datasets.{name}.files: format {fmt} takes {expected_files} file(s), got {len(files)}")
+    form = formats.FORMATS[fmt]
+    if len(files) != form.files:
+        raise ValueError(f"custom_datasets.{name}.files: format {fmt} takes {form.files} file(s), got {len(files)}")
     if len({f.name for f in files}) != len(files):
         raise ValueError(f"custom_datasets.{name}.files: two files are named alike; give each a distinct name")
-    shape = FORMAT_SHAPES[fmt]
-    if fmt == "idx" and spec.get("image_size"):
-        shape = (spec["image_size"], spec["image_size"], 1)
+    shape = form.shape
+    if form.sized and spec.get("image_size"):
+        shape = (spec["image_size"], spec["image_size"], form.shape[-1])
     class_names = tuple(spec["class_names"]) if spec.get("class_names") else None
-    num_classes = FORMAT_CLASSES.get(fmt) or (len(class_names) if class_names else 10)
+    num_classes = form.classes or (len(class_names) if class_names else 10)
     if class_names and len(class_names) != num_classes:
         raise ValueError(f"custom_datasets.{name}.class_names: format {fmt} has {num_classes} classes, got {len(class_names)} names")
     return DatasetInfo(name, fmt, shape, num_classes, description, files=files, class_names=class_names)
@@ -292,7 +288,7 @@ class ArraySource:
 
     def __init__(self, info, paths):
         self.source_hashes = verify_raw_files(info, paths)
-        decoded = formats.DECODERS[info.format](paths)
+        decoded = formats.FORMATS[info.format].decode(paths)
         validate_raw(decoded.images, decoded.labels, info.num_classes, paths[0])
         if decoded.test_images is not None:
             validate_raw(decoded.test_images, decoded.test_labels, info.num_classes, paths[-1])

@@ -15,6 +15,7 @@ import zlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -177,12 +178,30 @@ def decode_cifar(format_name):
     return decode
 
 
-DECODERS = {
-    "digits": decode_digits,
-    "mnist_npz": decode_mnist_npz,
-    "idx": decode_idx,
-    "cifar10_binary": decode_cifar("cifar10_binary"),
-    "cifar100_binary": decode_cifar("cifar100_binary"),
+@dataclass(frozen=True)
+class Format:
+    """A raw dataset format: how to decode it and what a dataset in it looks like."""
+
+    name: str  # as `format:` names it in the catalog and under custom_datasets
+    decode: Callable  # (paths) -> Decoded
+    shape: tuple | None  # native (height, width, channels)
+    classes: int | None = None  # fixed class count; None: as many as class_names (10 without)
+    files: int = 1  # files one dataset consists of
+    sized: bool = False  # custom_datasets may give image_size (IDX files hold any square size)
+    declarable: bool = True  # usable under custom_datasets (digits: the bundled set only)
+
+
+# The one table of formats; the schema's `format` enum for custom_datasets is its declarable keys
+# plus image_folder (tested).
+FORMATS = {
+    format.name: format
+    for format in (
+        Format("digits", decode_digits, None, 10, declarable=False),
+        Format("mnist_npz", decode_mnist_npz, (28, 28, 1)),
+        Format("idx", decode_idx, (28, 28, 1), files=4, sized=True),
+        Format("cifar10_binary", decode_cifar("cifar10_binary"), (32, 32, 3), 10),
+        Format("cifar100_binary", decode_cifar("cifar100_binary"), (32, 32, 3), 100),
+    )
 }
 
 
