@@ -145,3 +145,13 @@ def test_a_transfer_architecture_cannot_take_a_registered_name():
     with pytest.raises(ValueError, match="'resnet50' is the name of another architecture"):
         register_transfer({"resnet50": {"base": "resnet50", "weights": "imagenet"}})
     assert ARCHITECTURES["resnet50"].transfer is None
+
+
+def test_the_schema_offers_exactly_the_transfer_bases():
+    import yaml
+
+    from conftest import PROJECT
+    from convbench.transfer import BASES
+
+    schema = yaml.safe_load((PROJECT / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["properties"]["transfer_learning"]["additionalProperties"]["properties"]["base"]["enum"] == list(BASES)
