@@ -35,5 +35,16 @@ def inspect_offline(html_path, screenshot):
         )
         seen["title"] = page.title()
         page.screenshot(path=str(screenshot), full_page=False)
+        # The first table is the leaderboard: it must fit the 1280-px window and sort on a click.
+        seen["leaderboard_width"] = page.evaluate("document.querySelector('.jp-RenderedHTMLCommon table').scrollWidth")
+        seen["page_width"] = page.evaluate("document.documentElement.scrollWidth")
+        column = "Array.from(document.querySelector('.jp-RenderedHTMLCommon table tbody').rows).map(r => r.cells[1].textContent)"
+        seen["architectures_before"] = page.evaluate(column)
+        page.click(".jp-RenderedHTMLCommon table thead th:nth-child(2)")  # architecture: ascending
+        seen["architectures_sorted"] = page.evaluate(column)
+        details = page.locator("details").first
+        if details.count():
+            details.locator("summary").click()
+            seen["details_opened"] = details.evaluate("d => d.open")
         browser.close()
     return seen

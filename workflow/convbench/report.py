@@ -39,8 +39,10 @@ def leaderboard(summary, metrics_table=METRICS):
     if "variant" not in summary:
         summary = summary.assign(variant="default")
     grouped = summary.groupby(["dataset", "architecture", "variant"], observed=True)
+    inputs = {"input": ("input_shape", "first")} if "input_shape" in summary else {}  # architectures run at different sizes
     board = grouped.agg(
         seeds=("seed", "count"),
+        **inputs,
         **{column: (metric.name, how) for column, metric, how in leaderboard_columns(metrics_table)},
     ).reset_index()
     board["variant"] = board["variant"].astype(str)
@@ -89,6 +91,7 @@ def style_leaderboard(board, metrics_table=METRICS):
             styler = best(subset=(rows, [column]), props="font-weight:bold;background-color:#d4edda")
     headers = {column: metric.label if how == "first" else f"{metric.label} ({how})" for column, metric, how in columns}
     headers.update({column: header for column, (header, _) in REFERENCE_COLUMNS.items()})
+    headers["input"] = "input (H×W×C)"
     return styler.hide(axis="index").relabel_index([headers.get(column, column) for column in board.columns], axis=1)
 
 
