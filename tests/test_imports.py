@@ -21,6 +21,7 @@ LAYERS = (
     {"architectures"},  # the models
     {"transfer"},  # ImageNet bases built on the models
     {"fetch"},  # downloads: datasets and transfer weights
+    {"anatomy"},  # a model's layers, receptive fields, its first convolution by hand
     {"training"},
     {"evaluation", "cost", "export"},
     {"visualization"},

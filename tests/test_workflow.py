@@ -75,6 +75,16 @@ def test_speed_is_measured_by_one_job_running_alone(study):
     assert summary["cost_measured_on"].str.startswith("CPU: ").all()
 
 
+def test_report_shows_inside_the_networks(study):
+    html = (study / "results" / "report.html").read_text()
+    assert "Inside the networks" in html and html.count("receptive field") >= 2
+    for experiment in experiments(study):
+        by_hand = read_json(experiment / "anatomy.json")["first_conv"]
+        tolerance = 1e-5 if by_hand["precision"] == "float32" else 0.05  # bfloat16 rounds at ~1e-2
+        assert by_hand["max_abs_difference"] < tolerance, by_hand
+        assert (experiment / "figures" / "by_hand.png").stat().st_size > 0
+
+
 def test_each_training_job_wrote_its_tensorboard_logs(study):
     for experiment in experiments(study):
         logs = study / "results/tensorboard" / experiment.relative_to(study / "results/experiments")

@@ -27,6 +27,7 @@ FIGURES = (
     Figure("feature_maps", "Feature maps"),
     Figure("gradcam", "Grad-CAM"),
     Figure("misclassified", "Misclassified examples"),
+    Figure("by_hand", "Convolution by hand"),
 )
 
 NAMES = tuple(figure.name for figure in FIGURES)

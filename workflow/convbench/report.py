@@ -201,6 +201,34 @@ def gallery(summary, kind, width=None, report_dir="results"):
     return "\n".join(blocks)
 
 
+def anatomy_blocks(summary):
+    """Per dataset and compared model (its representative seed): the layer table with output sizes,
+    parameters and receptive fields, the output-size arithmetic of the first layers, and how far the
+    first convolution by hand lies from the layer (anatomy.json, written by the evaluate job)."""
+    blocks = []
+    for experiment, _ in representatives(summary):
+        path = Path(experiment.experiment_dir) / "anatomy.json"
+        if not path.exists():  # an experiment evaluated before anatomy.json existed
+            continue
+        anatomy = read_json(path)
+        layers = pd.DataFrame(anatomy["layers"])
+        spatial = layers.dropna(subset=["receptive_field"])
+        field = int(spatial["receptive_field"].iloc[-1]) if len(spatial) else None
+        by_hand = anatomy["first_conv"]
+        table = layers[["layer", "type", "output", "parameters", "receptive_field", "jump"]].rename(
+            columns={"receptive_field": "receptive field (px)", "jump": "jump (px)"})
+        arithmetic = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in anatomy["size_arithmetic"])
+        blocks.append(
+            f"<details><summary><b>{experiment.model}</b> on {experiment.dataset}: {len(layers)} layers, "
+            f"{int(layers['parameters'].sum()):,} parameters"
+            + (f", receptive field {field} px (input {anatomy['input']})" if field else "")
+            + f"; first convolution by hand: |Δ| ≤ {by_hand['max_abs_difference']:.1e} ({by_hand['precision']})</summary>"
+            f"<p>Output size of the first window layers:</p><ul>{arithmetic}</ul>"
+            + table.to_html(index=False, na_rep="–", float_format=lambda value: f"{value:,.0f}", classes="anatomy")
+            + "</details>")
+    return "\n".join(blocks)
+
+
 def figure_tag(fig, alt):
     """A matplotlib figure as an inline PNG <img> with a description (plt.show() leaves the
     image without one, which nbconvert fills with "No description has been provided")."""

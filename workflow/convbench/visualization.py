@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from .anatomy import SOBEL_X, conv2d_numpy, conv_layers, first_conv, first_conv_by_hand, iter_layers
 from .atomic import atomic_path
 from .figures import NAMES as FIGURE_NAMES
 from .inference import fit_to_model
@@ -55,18 +56,6 @@ def mosaic(tiles, columns, min_tile_px=12):
 
 
 # ---------------------------------------------------------------- layers
-
-
-def iter_layers(model):
-    """Every layer, descending into nested models (e.g. a keras.applications base)."""
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from iter_layers(layer)
-
-
-def conv_layers(model):
-    return [layer for layer in iter_layers(model) if isinstance(layer, keras.layers.Conv2D)]
 
 
 def block_conv_layers(model, limit=4):
@@ -281,6 +270,30 @@ def plot_misclassified(images, labels, probabilities, class_names, path, title, 
     return {"tiles": len(wrong), "errors": int((predicted != labels).sum())}
 
 
+def plot_convolution_by_hand(model, image, path, title):
+    """The first convolution redone in NumPy: a Sobel edge kernel, then the model's first learned
+    filter applied by NumPy and by the layer itself, and their difference."""
+    layer_input, by_hand, by_layer, facts = first_conv_by_hand(model, image)
+    grey = layer_input.mean(axis=-1, keepdims=True)
+    sobel = conv2d_numpy(grey, SOBEL_X[:, :, np.newaxis, np.newaxis], padding="same")[..., 0]
+    kernel = first_conv(model).get_weights()[0][..., 0].mean(axis=-1)  # filter 0, averaged over input channels
+    panels = [(displayable(layer_input), "what the first conv layer receives", "gray"),
+              (sobel, "Sobel x-edges by NumPy", "RdBu_r"), (kernel, "learned filter 0", "gray"),
+              (by_hand[..., 0], "filter 0 applied by NumPy", "viridis"),
+              (by_layer[..., 0], f"by the layer {facts['layer']}", "viridis"),
+              (np.abs(by_hand[..., 0] - by_layer[..., 0]), "|NumPy − layer|", "magma")]
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 3.0), layout="constrained")
+        for ax, (picture, label, cmap) in zip(axes, panels):
+            ax.imshow(picture, cmap=cmap if picture.ndim == 2 else None, interpolation="nearest")
+            ax.set_title(label, fontsize=8)
+            ax.set_axis_off()
+        fig.suptitle(f"{title}\nlargest |difference| over all {by_hand.shape[-1]} filters: "
+                     f"{facts['max_abs_difference']:.1e} ({facts['precision']})")
+        save_figure(fig, path)
+    return facts
+
+
 def plot_augmentation_preview(data, augmentation, path, title, per_row=7):
     """One training image per class (up to 8): the original, then augmented draws of it."""
     images, labels = data.scaled("train")
@@ -319,6 +332,7 @@ def render_experiment(model, data, history_csv, metrics, predictions, out, title
                                                        settings["max_feature_maps"]),
         "gradcam": lambda path: plot_grad_cam(model, fit_to_model(x_test[:cam_count], model), y_test[:cam_count],
                                               data.class_names, path, f"Where the network looks — {title}"),
+        "by_hand": lambda path: plot_convolution_by_hand(model, fixed[0], path, f"Convolution by hand — {title}"),
         "misclassified": lambda path: plot_misclassified(x_test, y_test, predictions["probabilities"], data.class_names,
                                                          path, f"Misclassified — {title}"),
     }

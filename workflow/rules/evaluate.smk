@@ -12,6 +12,7 @@ rule evaluate_model:
         metrics=f"{EXPERIMENT}/metrics.json",
         predictions=f"{EXPERIMENT}/test_predictions.npz",
         figures=f"{EXPERIMENT}/figures/figures.json",
+        anatomy=f"{EXPERIMENT}/anatomy.json",
         **experiment_figures(),
     params:
         render=config["render"],

@@ -8,9 +8,11 @@ configure_tensorflow(threads=sm.threads)
 
 import numpy as np
 
+from convbench.anatomy import anatomy
 from convbench.architectures import load_model
 from convbench.atomic import write_json
 from convbench.evaluation import evaluate_experiment
+from convbench.inference import fit_to_model
 from convbench.prepared import load_prepared
 from convbench.visualization import render_experiment
 
@@ -30,3 +32,4 @@ figures = render_experiment(
     filter_layer=sm.params.filter_layer,
 )
 write_json(sm.output.figures, figures)
+write_json(sm.output.anatomy, anatomy(model, fit_to_model(data.scaled("test")[0][:1], model)[0]))

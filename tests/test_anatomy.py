@@ -1,0 +1,57 @@
+"""Inside the networks: convolution by hand, receptive fields and the output-size arithmetic."""
+
+import keras
+import numpy as np
+import pytest
+
+from convbench.anatomy import conv2d_numpy, first_conv_by_hand, layer_table, same_padding, size_arithmetic
+from convbench.architectures import create_model
+
+
+@pytest.mark.parametrize("stride, padding", [(1, "valid"), (1, "same"), (2, "same"), (2, "valid")])
+def test_numpy_convolution_equals_keras_conv2d(stride, padding):
+    rng = np.random.default_rng(0)
+    image = rng.random((9, 10, 3), np.float32)
+    layer = keras.layers.Conv2D(4, 3, strides=stride, padding=padding)
+    expected = np.asarray(layer(image[np.newaxis]))[0]
+    kernel, bias = layer.get_weights()
+    assert np.max(np.abs(conv2d_numpy(image, kernel, bias, stride, padding) - expected)) < 1e-5
+
+
+def test_same_padding_puts_the_odd_pixel_after():
+    assert same_padding(28, 3, 1) == (1, 1) and same_padding(32, 3, 2) == (0, 1) and same_padding(7, 1, 1) == (0, 0)
+
+
+@pytest.mark.parametrize("name, shape", [("simple_cnn", (28, 28, 1)), ("bn_cnn", (28, 28, 1)), ("resnet20", (32, 32, 3))])
+def test_the_first_convolution_by_hand_matches_the_model(name, shape):
+    model = create_model(name, shape, 10)
+    image = np.random.default_rng(1).random(model.input_shape[1:], np.float32)
+    layer_input, by_hand, by_layer, facts = first_conv_by_hand(model, image)
+    assert by_hand.shape == by_layer.shape and facts["max_abs_difference"] < 1e-5
+
+
+def fields(model):
+    return {row["layer"]: (row["receptive_field"], row["jump"]) for row in layer_table(model)}
+
+
+def test_receptive_fields_of_simple_cnn_by_hand():
+    # conv 3x3: 3; pool 2/2: 3 + 1 = 4, jump 2; conv 3x3: 4 + 2 * 2 = 8; pool 2/2: 8 + 1 * 2 = 10, jump 4
+    table = layer_table(create_model("simple_cnn", (28, 28, 1), 10))
+    spatial = [(row["receptive_field"], row["jump"]) for row in table if row["kernel"]]
+    assert spatial == [(3, 1), (4, 2), (8, 2), (10, 4)]
+    assert table[-1]["receptive_field"] is None  # the dense head sees the whole image
+
+
+def test_receptive_field_of_resnet20_by_hand():
+    # stem + 3 blocks of 2 convs at stride 1: 3 + 6 * 2 = 15; stage 2 opens with a stride-2 conv:
+    # 15 + 2 = 17, jump 2, then 5 convs: + 5 * 2 * 2 = 37; stage 3: 37 + 2 * 2 = 41, jump 4, + 5 * 2 * 4 = 81
+    found = fields(create_model("resnet20", (32, 32, 3), 10))
+    assert found["stage1_block3_conv2"] == (15, 1)
+    assert found["stage2_block1_conv1"] == (17, 2) and found["stage2_block3_conv2"] == (37, 2)
+    assert found["stage3_block1_conv1"] == (41, 4) and found["stage3_block3_conv2"] == (81, 4)
+
+
+def test_output_size_arithmetic_of_the_first_layers():
+    model = create_model("simple_cnn", (28, 28, 1), 10)
+    lines = [line.split(": ", 1)[1] for line in size_arithmetic(layer_table(model), 28)]  # without layer names
+    assert lines == ["(28 + 2·0 − 3) / 1 + 1 = 26", "(26 + 2·0 − 2) / 2 + 1 = 13", "(13 + 2·0 − 3) / 1 + 1 = 11"]
