@@ -78,6 +78,7 @@ def test_speed_is_measured_by_one_job_running_alone(study):
 def test_report_shows_inside_the_networks(study):
     html = (study / "results" / "report.html").read_text()
     assert "Inside the networks" in html and html.count("receptive field") >= 2
+    assert "key idea" in html and "batch normalization after every convolution" in html  # bn_cnn's row
     for experiment in experiments(study):
         by_hand = read_json(experiment / "anatomy.json")["first_conv"]
         tolerance = 1e-5 if by_hand["precision"] == "float32" else 0.05  # bfloat16 rounds at ~1e-2

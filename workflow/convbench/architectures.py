@@ -17,6 +17,7 @@ class Architecture:
     input_size: int | None = None  # default side of the model's input (None: the prepared data's); resized per batch
     bf16_keeps_accuracy: bool = False  # shown by benchmarks/bf16_parity.py: precision auto may use mixed_bfloat16 on BF16 CPUs
     description: str = ""
+    idea: str = ""  # the key idea, one line, for the report's famous-architectures table
     custom: bool = False  # declared in config.yaml rather than in this module
     transfer: dict | None = None  # transfer_learning settings (convbench.transfer) of a pretrained-base model
 
@@ -24,7 +25,7 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {}
 
 
-def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=False):
+def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=False, idea=""):
     """Decorator adding a builder to the registry under `name`."""
 
     def add(build):
@@ -32,7 +33,7 @@ def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=
             raise ValueError(f"architecture {name!r} is registered twice")
         doc = (build.__doc__ or "").strip().splitlines()
         ARCHITECTURES[name] = Architecture(name, build, min_size, rgb, input_size, bf16_keeps_accuracy,
-                                           doc[0] if doc else "")
+                                           doc[0] if doc else "", idea)
         return build
 
     return add
@@ -127,7 +128,8 @@ def input_spec(name, native_size, native_channels):
 
 
 # bf16_keeps_accuracy: shown by benchmarks/bf16_parity.py over 5 seeds (BENCHMARKS.md)
-@register("simple_cnn", min_size=28, bf16_keeps_accuracy=True)
+@register("simple_cnn", min_size=28, bf16_keeps_accuracy=True,
+          idea="two convolution + max-pooling stages, dropout, a dense head: the Keras MNIST example")
 def simple_cnn(input_shape, num_classes):
     """The classic Keras MNIST convnet: two conv/pool stages, dropout, one dense layer."""
     import keras
@@ -150,7 +152,8 @@ def simple_cnn(input_shape, num_classes):
     )
 
 
-@register("bn_cnn", min_size=28, bf16_keeps_accuracy=True)
+@register("bn_cnn", min_size=28, bf16_keeps_accuracy=True,
+          idea="batch normalization after every convolution (Ioffe & Szegedy 2015) in VGG-style blocks")
 def bn_cnn(input_shape, num_classes):
     """Deeper CIFAR-style CNN: three blocks of 2 x (conv, batch norm, ReLU), pooling and dropout."""
     import keras
@@ -174,7 +177,7 @@ def bn_cnn(input_shape, num_classes):
     return model
 
 
-@register("lenet5", min_size=32)
+@register("lenet5", min_size=32, idea="convolution and subsampling learned end to end: the first CNN read cheques")
 def lenet5(input_shape, num_classes):
     """LeNet-5 (LeCun et al. 1998): two tanh conv/average-pool stages and three dense layers.
 
@@ -204,7 +207,7 @@ def lenet5(input_shape, num_classes):
     )
 
 
-@register("alexnet", min_size=32)
+@register("alexnet", min_size=32, idea="a deep ReLU network with dropout, trained on GPUs: won ImageNet 2012")
 def alexnet(input_shape, num_classes):
     """AlexNet (Krizhevsky et al. 2012) scaled to small inputs: 5 convs with 3x3 kernels, 2 dropout dense layers.
 
@@ -218,7 +221,7 @@ def alexnet(input_shape, num_classes):
     return _alexnet("alexnet", input_shape, num_classes, paper_details=False)
 
 
-@register("alexnet_lrn", min_size=32)
+@register("alexnet_lrn", min_size=32, idea="AlexNet with its overlapping pooling and local response normalisation")
 def alexnet_lrn(input_shape, num_classes):
     """AlexNet at 32 px with the paper's overlapping 3x3/2 max pooling and local response normalisation after conv 1 and 2."""
     return _alexnet("alexnet_lrn", input_shape, num_classes, paper_details=True)
@@ -289,7 +292,9 @@ def _register_cifar_resnet(name, depth, shortcut, summary):
 
     build.__doc__ = summary
     build.__name__ = name
-    register(name, min_size=32)(build)
+    idea = ("residual blocks learn a change to their input; identity shortcuts let very deep networks train"
+            + (" (projection shortcuts where the shape changes: option B)" if shortcut == "projection" else ""))
+    register(name, min_size=32, idea=idea)(build)
 
 
 # Parameters for 10 classes, as in He et al. 2016, Table 6: 0.27M, 0.46M, 0.66M, 0.85M.
@@ -319,7 +324,18 @@ def _register_application(name, constructor, min_size, input_size, reference, ex
 
     build.__doc__ = f"{reference}, from keras.applications.{constructor}, trained from scratch."
     build.__name__ = name
-    register(name, min_size=min_size, rgb=True, input_size=input_size)(build)
+    register(name, min_size=min_size, rgb=True, input_size=input_size, idea=APPLICATION_IDEAS[name])(build)
+
+
+APPLICATION_IDEAS = {
+    "vgg16": "depth from stacks of small 3×3 convolutions only",
+    "vgg19": "depth from stacks of small 3×3 convolutions only",
+    "resnet50": "residual connections and 1×1 bottleneck blocks make 50+ layers trainable",
+    "resnet101": "residual connections and 1×1 bottleneck blocks make 100+ layers trainable",
+    "inceptionv3": "parallel convolutions of several sizes per block; large kernels factorised (7×7 → 1×7 + 7×1)",
+    "mobilenetv2": "inverted residuals with linear bottlenecks on depthwise-separable convolutions: cheap on phones",
+    "efficientnetb0": "depth, width and resolution scaled together; inverted-residual blocks with squeeze-and-excitation",
+}
 
 
 # Default input sizes: the smallest at which the last feature map is at least 3x3 (at 32 px these

@@ -229,6 +229,35 @@ def anatomy_blocks(summary):
     return "\n".join(blocks)
 
 
+WEIGHTED_LAYERS = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"}
+
+
+def architectures_table(summary, board):
+    """The famous-architectures table: per architecture trained in the study, what it is, its key
+    idea, its depth (weighted layers) and parameters from its anatomy, next to what this study
+    measured (mean test accuracy and latency per dataset from the leaderboard)."""
+    rows = []
+    for experiment, _ in representatives(summary):
+        path = Path(experiment.experiment_dir) / "anatomy.json"
+        if not path.exists():
+            continue
+        anatomy = read_json(path)
+        layers = pd.DataFrame(anatomy["layers"])
+        measured = board[(board["dataset"] == experiment.dataset) & (board["architecture"] == experiment.architecture)
+                         & (board["variant"].astype(str) == str(experiment.variant))].iloc[0]
+        rows.append({"architecture": experiment.model, "dataset": experiment.dataset,
+                     "what it is": anatomy.get("about", {}).get("description", ""),
+                     "key idea": anatomy.get("about", {}).get("idea", ""),
+                     "depth (weighted layers)": int(layers["type"].isin(WEIGHTED_LAYERS).sum()),
+                     "parameters": int(layers["parameters"].sum()),
+                     "test accuracy (mean)": measured["accuracy_mean"], "latency (ms, batch 1)": measured["latency_ms"]})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return ""
+    return (table.style.format({"parameters": "{:,}", "test accuracy (mean)": "{:.2%}", "latency (ms, batch 1)": "{:.2f}"},
+                               na_rep="–").hide(axis="index").to_html())
+
+
 def figure_tag(fig, alt):
     """A matplotlib figure as an inline PNG <img> with a description (plt.show() leaves the
     image without one, which nbconvert fills with "No description has been provided")."""

@@ -94,6 +94,7 @@ def register_transfer(declared):
         ARCHITECTURES[name] = Architecture(
             name, _builder(name, spec), base.min_size, rgb=True, input_size=base.imagenet_size,
             description=spec.get("description", f"{base.constructor} with ImageNet weights, fine-tuned"),
+            idea=f"transfer learning: {base.constructor}'s ImageNet features, a new head, then its top layers fine-tuned",
             transfer=dict(spec),
         )
 

@@ -9,7 +9,8 @@ from snakemake.utils import validate
 
 # The rules read the registry and catalog from the workflow's own package (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from convbench.architectures import check_custom, check_input_size, check_names, input_spec, register_custom
+from convbench.architectures import (check_custom, check_input_size, check_names, get_architecture, input_spec,
+                                     register_custom)
 from convbench.config import (
     augmentation_on,
     coerce_cli_scalars,
@@ -117,6 +118,12 @@ def experiments():
 
 def experiment_files(pattern):
     return [pattern.format(**experiment) for experiment in experiments()]
+
+
+def architecture_about(wildcards):
+    """What the report's famous-architectures table says of an architecture (its description and key idea)."""
+    arch = get_architecture(wildcards.arch)
+    return {"description": arch.description, "idea": arch.idea}
 
 
 def cost_subjects(wildcards):

@@ -32,4 +32,5 @@ figures = render_experiment(
     filter_layer=sm.params.filter_layer,
 )
 write_json(sm.output.figures, figures)
-write_json(sm.output.anatomy, anatomy(model, fit_to_model(data.scaled("test")[0][:1], model)[0]))
+inside = anatomy(model, fit_to_model(data.scaled("test")[0][:1], model)[0])
+write_json(sm.output.anatomy, {"about": dict(sm.params.about), **inside})
