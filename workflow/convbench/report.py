@@ -255,7 +255,8 @@ def architectures_table(summary, board):
     if table.empty:
         return ""
     return (table.style.format({"parameters": "{:,}", "test accuracy (mean)": "{:.2%}", "latency (ms, batch 1)": "{:.2f}"},
-                               na_rep="–").hide(axis="index").to_html())
+                               na_rep="–").hide(axis="index")
+            .set_properties(subset=["what it is", "key idea"], **{"text-align": "left"}).to_html())
 
 
 def figure_tag(fig, alt):
