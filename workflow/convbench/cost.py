@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from .architectures import load_model
 from .atomic import atomic_path
+from .runtime import cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +97,6 @@ def measurement_device(threads):
                  for device in tf.config.list_physical_devices("GPU")]
         return f"GPU: {', '.join(names)}"
     return f"CPU: {cpu_model()}, {threads} threads"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure_cost(models, threads, rounds=5, latency_calls=30, batch_size=256, seed=0):

@@ -89,7 +89,7 @@ def environment_facts():
     return {
         "hostname": platform.node(),
         "machine": platform.machine(),
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "gpus": [gpu.name for gpu in gpus],
         "python": platform.python_version(),
@@ -98,7 +98,8 @@ def environment_facts():
     }
 
 
-def _cpu_model():
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), or what the platform reports."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
@@ -106,4 +107,4 @@ def _cpu_model():
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor()
+    return platform.processor() or platform.machine()
