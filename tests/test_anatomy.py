@@ -55,3 +55,15 @@ def test_output_size_arithmetic_of_the_first_layers():
     model = create_model("simple_cnn", (28, 28, 1), 10)
     lines = [line.split(": ", 1)[1] for line in size_arithmetic(layer_table(model), 28)]  # without layer names
     assert lines == ["(28 + 2·0 − 3) / 1 + 1 = 26", "(26 + 2·0 − 2) / 2 + 1 = 13", "(13 + 2·0 − 3) / 1 + 1 = 11"]
+
+
+def test_the_first_convolution_by_hand_inside_a_nested_base():
+    """Transfer models hold their convolutions in a nested keras.applications base."""
+    base_input = keras.Input((16, 16, 3))
+    base = keras.Model(base_input, keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(base_input))
+    inputs = keras.Input((16, 16, 3))
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(base(keras.layers.Rescaling(2.0)(inputs))))
+    model = keras.Model(inputs, outputs)
+    image = np.random.default_rng(2).random((16, 16, 3), np.float32)
+    layer_input, by_hand, by_layer, facts = first_conv_by_hand(model, image)
+    assert np.allclose(layer_input, 2 * image) and facts["max_abs_difference"] < 1e-5 and facts["activation"] == "relu"

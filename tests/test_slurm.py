@@ -111,10 +111,11 @@ def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
     assert "convbench: local run" not in output  # no local GPU/memory limits throttle a cluster run
     assert "CANCELLED" in slurm(cluster, "scontrol", "show", "job", cancelled)
 
-    # Experiment jobs asked for a GPU and their training saw the device SLURM gave it; the others asked for none.
+    # Experiment jobs (and the speed measurement, which times the models on the device they run on) asked
+    # for a GPU and their training saw the device SLURM gave it; the others asked for none.
     for job_id, name in job_ids:
         request = slurm(cluster, "scontrol", "show", "job", job_id)
-        assert ("gres:gpu:1" in request) == (name == "experiment"), (name, request)
+        assert ("gres:gpu:1" in request) == (name in ("experiment", "measure_cost")), (name, request)
     for arch in ("simple_cnn", "bn_cnn"):
         log = (workdir / f"results/logs/train/digits/{arch}/default/seed1.log").read_text()
         assert re.search(r"SLURM job \d+: CUDA_VISIBLE_DEVICES=0", log)

@@ -46,8 +46,9 @@ def test_one_experiment_per_architecture(study):
 
 
 def job_events(workdir):
-    """(event, jobid, rule) in the order Snakemake's log records them: 'start' or 'end'."""
-    log = max((workdir / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
+    """(event, jobid, rule) in the order the log of the study's first run records them: 'start' or 'end'
+    (later logs are other tests' runs in the same folder)."""
+    log = min((workdir / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
     events = []
     for block in re.split(r"^\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]$", log, flags=re.M)[1:]:
         if finished := re.search(r"^Finished jobid: (\d+) \(Rule: (\w+)\)", block, flags=re.M):

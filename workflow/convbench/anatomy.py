@@ -56,6 +56,19 @@ def first_conv(model):
     return conv_layers(model)[0]
 
 
+def input_of(model, target, batch):
+    """What `target`, a layer of `model` or of a model nested in it (a keras.applications base),
+    receives for `batch`: a nested layer's input tensor lives in the nested model's own graph."""
+    if any(layer is target for layer in model.layers):
+        return keras.Model(model.inputs[0], target.input)(batch, training=False)
+    holder = next(layer for layer in model.layers
+                  if hasattr(layer, "layers") and any(inner is target for inner in iter_layers(layer)))
+    # holder.input is the nested model's own Input; what the outer graph feeds it is its call's input
+    fed = next(tensor for node in holder._inbound_nodes for tensor in node.input_tensors
+               if all(tensor is not own for own in holder.inputs))
+    return input_of(holder, target, keras.Model(model.inputs[0], fed)(batch, training=False))
+
+
 def first_conv_by_hand(model, image):
     """The first Conv2D of `model` on one image (as the model takes it): by NumPy and by the layer.
 
@@ -63,8 +76,7 @@ def first_conv_by_hand(model, image):
     the NumPy result too (ReLU and linear by hand, others through Keras).
     """
     conv = first_conv(model)
-    to_conv = keras.Model(model.inputs[0], conv.input)
-    layer_input = np.asarray(to_conv(image[np.newaxis], training=False))[0]
+    layer_input = np.asarray(input_of(model, conv, image[np.newaxis]))[0]
     by_layer = np.asarray(conv(layer_input[np.newaxis].astype(np.float32)), np.float64)[0]
     kernel, *rest = [np.asarray(weight, np.float64) for weight in conv.get_weights()]
     if conv.dilation_rate != (1, 1) or conv.groups != 1:
