@@ -165,9 +165,9 @@ def size_arithmetic(rows, input_size, count=3):
     return lines
 
 
-def anatomy(model, image):
-    """Everything the report's "Inside the networks" shows about one model, as JSON-ready data."""
-    _, _, _, by_hand = first_conv_by_hand(model, image)
+def anatomy(model, first_conv):
+    """Everything the report's "Inside the networks" shows about one model, as JSON-ready data;
+    `first_conv`: the facts first_conv_by_hand found (the by_hand figure computes them)."""
     rows = layer_table(model)
     return {"input": "×".join(str(d) for d in model.input_shape[1:]), "layers": rows,
-            "size_arithmetic": size_arithmetic(rows, model.input_shape[1]), "first_conv": by_hand}
+            "size_arithmetic": size_arithmetic(rows, model.input_shape[1]), "first_conv": first_conv}

@@ -201,16 +201,21 @@ def gallery(summary, kind, width=None, report_dir="results"):
     return "\n".join(blocks)
 
 
+def representative_anatomies(summary):
+    """(experiment, its anatomy.json) of each dataset's compared models' representative seeds; models
+    evaluated before anatomy.json existed are left out."""
+    for experiment, _ in representatives(summary):
+        path = Path(experiment.experiment_dir) / "anatomy.json"
+        if path.exists():
+            yield experiment, read_json(path)
+
+
 def anatomy_blocks(summary):
     """Per dataset and compared model (its representative seed): the layer table with output sizes,
     parameters and receptive fields, the output-size arithmetic of the first layers, and how far the
     first convolution by hand lies from the layer (anatomy.json, written by the evaluate job)."""
     blocks = []
-    for experiment, _ in representatives(summary):
-        path = Path(experiment.experiment_dir) / "anatomy.json"
-        if not path.exists():  # an experiment evaluated before anatomy.json existed
-            continue
-        anatomy = read_json(path)
+    for experiment, anatomy in representative_anatomies(summary):
         layers = pd.DataFrame(anatomy["layers"])
         spatial = layers.dropna(subset=["receptive_field"])
         field = int(spatial["receptive_field"].iloc[-1]) if len(spatial) else None
@@ -237,11 +242,7 @@ def architectures_table(summary, board):
     idea, its depth (weighted layers) and parameters from its anatomy, next to what this study
     measured (mean test accuracy and latency per dataset from the leaderboard)."""
     rows = []
-    for experiment, _ in representatives(summary):
-        path = Path(experiment.experiment_dir) / "anatomy.json"
-        if not path.exists():
-            continue
-        anatomy = read_json(path)
+    for experiment, anatomy in representative_anatomies(summary):
         layers = pd.DataFrame(anatomy["layers"])
         measured = board[(board["dataset"] == experiment.dataset) & (board["architecture"] == experiment.architecture)
                          & (board["variant"].astype(str) == str(experiment.variant))].iloc[0]

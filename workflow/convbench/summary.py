@@ -11,11 +11,12 @@ from .metrics import METRICS, read_metrics
 SETTING_PREFIX = "setting."  # summary columns holding the effective value of a setting some variant changes
 
 
-def summary_row(metrics_path, meta_path, benchmark_path=None, cost=None, varied_settings=(), metrics_table=METRICS):
+def summary_row(metrics_path, meta_path, benchmark_path=None, costs=None, varied_settings=(), metrics_table=METRICS):
     """One tidy row: identity, the metrics of convbench.metrics and the provenance of one
     experiment, and the effective value of every setting in `varied_settings` (dotted keys).
-    `cost`: the experiment's row of its dataset's cost table (convbench.cost), a dict."""
+    `costs`: the cost tables' rows by (dataset, architecture, variant) (read_costs)."""
     metrics, meta = read_json(metrics_path), read_json(meta_path)
+    cost = (costs or {}).get((meta["dataset"], meta["architecture"], meta["variant"]))
     row = {
         "dataset": meta["dataset"],
         "architecture": meta["architecture"],
@@ -55,11 +56,8 @@ def read_costs(cost_paths):
 def write_summary(metrics_paths, meta_paths, benchmark_paths, cost_paths, out_csv, varied_settings=(),
                   metrics_table=METRICS):
     costs = read_costs(cost_paths)
-    rows = []
-    for paths in zip(metrics_paths, meta_paths, benchmark_paths, strict=True):
-        meta = read_json(paths[1])
-        cost = costs.get((meta["dataset"], meta["architecture"], meta["variant"]))
-        rows.append(summary_row(*paths, cost=cost, varied_settings=varied_settings, metrics_table=metrics_table))
+    rows = [summary_row(*paths, costs=costs, varied_settings=varied_settings, metrics_table=metrics_table)
+            for paths in zip(metrics_paths, meta_paths, benchmark_paths, strict=True)]
     # Rows come in study order (dataset, architecture, variant, seed); variants keep it: the first is the baseline.
     frame = pd.DataFrame(rows).sort_values(["dataset", "architecture"], kind="stable")
     with atomic_path(out_csv) as tmp:

@@ -12,7 +12,6 @@ from convbench.anatomy import anatomy
 from convbench.architectures import load_model
 from convbench.atomic import write_json
 from convbench.evaluation import evaluate_experiment
-from convbench.inference import fit_to_model
 from convbench.prepared import load_prepared
 from convbench.visualization import render_experiment
 
@@ -32,5 +31,5 @@ figures = render_experiment(
     filter_layer=sm.params.filter_layer,
 )
 write_json(sm.output.figures, figures)
-inside = anatomy(model, fit_to_model(data.scaled("test")[0][:1], model)[0])
-write_json(sm.output.anatomy, {"about": dict(sm.params.about), **inside})
+by_hand = {key: value for key, value in figures["by_hand"].items() if key != "path"}
+write_json(sm.output.anatomy, {"about": dict(sm.params.about), **anatomy(model, by_hand)})
