@@ -37,6 +37,9 @@ def inspect_offline(html_path, screenshot):
         page.screenshot(path=str(screenshot), full_page=False)
         # The first table is the leaderboard: it must fit the 1280-px window and sort on a click.
         seen["leaderboard_width"] = page.evaluate("document.querySelector('.jp-RenderedHTMLCommon table').scrollWidth")
+        # what the window shows of it: the output area around the table scrolls when the table is wider
+        seen["leaderboard_hidden_px"] = page.evaluate(
+            "(a => a.scrollWidth - a.clientWidth)(document.querySelector('.jp-RenderedHTMLCommon table').closest('.jp-OutputArea-output'))")
         seen["page_width"] = page.evaluate("document.documentElement.scrollWidth")
         column = "Array.from(document.querySelector('.jp-RenderedHTMLCommon table tbody').rows).map(r => r.cells[1].textContent)"
         seen["architectures_before"] = page.evaluate(column)

@@ -115,3 +115,69 @@ def test_a_metric_added_to_the_table_reaches_summary_and_report(tmp_path):
     assert board.loc[0, "error_rate"] == pytest.approx(15.0)
     assert "test error (%) (mean)" in style_leaderboard(board, metrics_table=table).to_html()
     assert "test error (%)" in experiments_table(summary, metrics_table=table).to_html()
+
+
+def test_first_screen_leaderboard_folds_mean_and_std_and_keeps_wide_columns_for_the_full_one():
+    from convbench.report import style_leaderboard
+
+    board = leaderboard(study_summary(3))
+    first = style_leaderboard(board, full=False).to_html()
+    full = style_leaderboard(board).to_html()
+    big = board.iloc[0]
+    assert f"{big['accuracy_mean']:.4f}\u00a0±\u00a0{big['accuracy_std']:.4f}" in first
+    assert "test accuracy (mean ± std)" in first and "(std)<" not in first
+    assert "calibration error" not in first and "FLOPs" not in first and "training speed" not in first
+    assert "calibration error" in full and "FLOPs" in full
+    assert f">{big['accuracy_mean']:.4f}<" not in first  # the mean is not shown twice
+
+
+def test_large_counts_read_in_si_units():
+    from convbench.metrics import si
+
+    assert [si(v) for v in (950, 950_000, 10e6, 123.4e6, 4.1e9)] == ["950", "950 k", "10 M", "123 M", "4.1 G"]
+
+
+def test_hardest_images_are_the_ones_most_models_get_wrong():
+    from convbench.report import hardest_images
+
+    labels = np.array([0, 1, 0, 1])
+    confident = lambda classes: np.eye(2)[classes] * 0.8 + 0.1  # noqa: E731
+    predictions = {"a": confident([1, 1, 0, 1]), "b": confident([1, 0, 0, 1]), "c": confident([0, 1, 0, 1])}
+    # image 0: two models wrong; image 1: one; images 2 and 3: none
+    assert list(hardest_images(predictions, labels, count=2)) == [0, 1]
+
+
+def test_labels_of_a_crowded_plot_do_not_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from convbench.report import place_labels
+
+    rng = np.random.default_rng(1)
+    xs, ys = 0.5 + 0.4 * rng.uniform(-0.5, 0.5, (2, 12))  # a clump: labels at one fixed offset overlap here
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(xs, ys)
+    ax.set(xlim=(-0.2, 1.2), ylim=(-0.2, 1.2))
+    fig.canvas.draw()
+    place_labels(ax, xs, ys, [str(number) for number in range(1, 13)])
+    boxes = [text.get_window_extent() for text in ax.texts]
+    assert len(boxes) == 12
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
+
+
+def test_many_models_get_small_multiples_not_a_crowded_legend():
+    from convbench.report import OVERLAY_LIMIT, curve_figures
+
+    def histories(models):
+        return pd.DataFrame([{"dataset": "d", "model": f"m{m}", "seed": seed, "epoch": epoch, "accuracy": 0.5,
+                              "val_accuracy": 0.5, "loss": 1.0, "val_loss": 1.0}
+                             for m in range(models) for seed in (1, 2) for epoch in (1, 2, 3)])
+
+    few, many = curve_figures(histories(OVERLAY_LIMIT), "d"), curve_figures(histories(OVERLAY_LIMIT + 6), "d")
+    assert len(few) == 1 and len(few[0][0].axes) == 2
+    assert [alt.split(" per epoch")[0] for _, alt in many] == ["Validation and training accuracy",
+                                                                "Validation and training loss"]
+    assert sum(ax.get_visible() for ax in many[0][0].axes) == OVERLAY_LIMIT + 6

@@ -37,6 +37,18 @@ def test_feature_maps_at_the_first_conv_of_each_block(tmp_path, model, digits_pr
     assert matplotlib.image.imread(tmp_path / "m.png").shape[0] > 100
 
 
+def test_feature_maps_of_the_layers_the_config_names(tmp_path, model, digits_prepared):
+    images = digits_prepared.scaled("test")[0][:2]
+    named = ["block2_conv2", "max_pooling2d"]  # any layer with a height x width x channels output, in that order
+    info = plot_feature_maps(model, images, tmp_path / "m.png", "t", max_maps=4, layer_names=named)
+    assert info["layers"] == named and info["grid"] == [2 * 2, 5]
+    flatten = next(layer.name for layer in model.layers if type(layer).__name__ == "Flatten")
+    with pytest.raises(ValueError, match=f"{flatten}' has no height × width × channels output.*block1_conv1"):
+        plot_feature_maps(model, images, tmp_path / "x.png", "t", layer_names=[flatten])
+    with pytest.raises(ValueError, match="'nope' does not exist"):
+        plot_feature_maps(model, images, tmp_path / "x.png", "t", layer_names=["nope"])
+
+
 @pytest.mark.parametrize("kind, problem", [(None, "does not exist"), ("Flatten", "is not a Conv2D layer")])
 def test_bad_layer_name_lists_the_conv_layers(model, kind, problem):
     name = next((layer.name for layer in model.layers if type(layer).__name__ == kind), "nope")
@@ -72,7 +84,18 @@ def test_every_figure_for_a_plain_and_a_nested_model(tmp_path, make):
     assert filters["tiles"] == min(16, find_conv_layer(model).filters)
     maps = plot_feature_maps(model, images[:2], tmp_path / "m.png", "t", max_maps=4)
     assert maps["grid"][0] == 2 * len(maps["layers"]) and len(maps["layers"]) >= 2
-    assert plot_grad_cam(model, images, labels, names, tmp_path / "g.png", "t")["tiles"] == 6
+    cam = plot_grad_cam(model, images, labels, names, tmp_path / "g.png", "t")
+    assert cam["tiles"] == 6 and len(cam["predicted"]) == 6
+    # the heat maps, for the report's side-by-side view: one per image, at most 28x28, within [0, 1]
+    heat = np.asarray(cam["heat"])
+    assert heat.shape[0] == 6 and max(heat.shape[1:]) <= 28 and heat.min() >= 0 and heat.max() <= 1
+    # layers can be named anywhere, inside a nested keras.applications base too
+    import keras
+    from convbench.anatomy import iter_layers
+
+    spatial = [layer.name for layer in iter_layers(model) if not hasattr(layer, "layers")
+               and not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4]
+    assert plot_feature_maps(model, images[:1], tmp_path / "n.png", "t", layer_names=spatial[1:3])["layers"] == spatial[1:3]
     probabilities = np.asarray(model.predict(images, verbose=0))
     wrong = plot_misclassified(images, labels, probabilities, names, tmp_path / "w.png", "t")
     assert wrong["errors"] == int((probabilities.argmax(1) != labels).sum())

@@ -16,11 +16,21 @@ class Metric:
     name: str  # column in summary.csv and the leaderboard
     label: str  # header a reader sees, with the unit
     read: Callable  # (metrics.json, train_meta.json, the experiment's row of the dataset's cost table) -> value
-    format: str = "{:.4f}"
+    format: str | Callable = "{:.4f}"  # a format string or a function value -> text
     higher_is_better: bool | None = None  # None: not ranked (a fact, not a score)
     aggregate: str | None = None  # over seeds in the leaderboard: "mean_std", "mean", "median", "first"; None: not there
     in_experiments_table: bool = True  # a column of the report's table of all experiments
     highlight: bool = True  # the leaderboard marks the best value (when ranked)
+    first_screen: bool = True  # in the leaderboard atop the report; else only in its full version further down
+
+
+def si(value):
+    """Large counts in a narrow column: 950 k, 10.0 M, 4.10 G (the exact value stays in summary.csv)."""
+    for factor, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            scaled = value / factor
+            return f"{scaled:.3g} {unit}" if scaled < 100 else f"{scaled:.0f} {unit}"
+    return f"{value:.0f}"
 
 
 def _macro(key):
@@ -48,20 +58,21 @@ METRICS = (
     Metric("macro_f1", "macro F1", _macro("f1-score"), higher_is_better=True, aggregate="mean"),
     # Calibration is not highlighted: a model that predicts the class prior is perfectly calibrated.
     Metric("expected_calibration_error", "calibration error (ECE)", _from_metrics("expected_calibration_error"),
-           higher_is_better=False, aggregate="mean", highlight=False),
+           higher_is_better=False, aggregate="mean", highlight=False, first_screen=False),
     # Speed: measured for all models of a dataset in one job, under the same conditions (convbench.cost).
     Metric("latency_ms", "latency (ms, batch 1)", _from_cost("latency_ms"), "{:.2f}", False, "median"),
     Metric("throughput_images_per_second", "throughput (images/s, batch 256)",
            _from_cost("throughput_images_per_second"), "{:,.0f}", True),
     Metric("test_images", "test images", _from_metrics("test_images"), "{:,}", in_experiments_table=False),
     Metric("parameters", "parameters", _from_meta("parameters"), "{:,.0f}", False, "first"),
-    Metric("flops_per_image", "FLOPs per image", _from_metrics("flops_per_image"), "{:,.0f}", False, "first"),
+    Metric("flops_per_image", "FLOPs per image", _from_metrics("flops_per_image"), si, False, "first",
+           first_screen=False),
     Metric("model_bytes", "model file (bytes)", _from_metrics("model_bytes"), "{:,}", False, in_experiments_table=False),
     Metric("epochs_run", "epochs run", _from_meta("epochs_run"), "{:d}"),
     Metric("best_epoch", "best epoch", _from_meta("best_epoch"), "{:d}"),
     Metric("train_seconds", "training time (s)", _from_meta("train_seconds"), "{:.1f}", False, "mean"),
     Metric("images_per_second", "training speed (images/s)", _from_meta("images_per_second"), "{:,.0f}", True, "mean",
-           in_experiments_table=False),
+           in_experiments_table=False, first_screen=False),
 )
 
 BY_NAME = {metric.name: metric for metric in METRICS}

@@ -73,15 +73,41 @@ def with_references(board, references):
     return board
 
 
-def style_leaderboard(board, metrics_table=METRICS):
+def formatted(fmt, value):
+    """A value shown by a metrics-table format: a format string or a function."""
+    return fmt(value) if callable(fmt) else fmt.format(value)
+
+
+# References columns too wide for the first screen: in the full leaderboard only
+WIDE_REFERENCE_COLUMNS = {"published_source"}
+
+
+def style_leaderboard(board, metrics_table=METRICS, full=True):
     """Formatted by the metrics table, human headers, the best value of each ranked column
-    highlighted per dataset; the variant column only when the study compares variants."""
+    highlighted per dataset; the variant column only when the study compares variants. Not `full`:
+    the first-screen version, without the metrics the table keeps off it (so that it fits 1280 px)."""
     if board["variant"].nunique() == 1:
         board = board.drop(columns="variant")
+    if not full:
+        off = {column for column, metric, _ in leaderboard_columns(metrics_table) if not metric.first_screen}
+        board = board.drop(columns=[column for column in board if column in off | WIDE_REFERENCE_COLUMNS])
+        metrics_table = [metric for metric in metrics_table if metric.first_screen]
     columns = leaderboard_columns(metrics_table)
     formats = {column: metric.format for column, metric, _ in columns}
     formats.update({column: fmt for column, (_, fmt) in REFERENCE_COLUMNS.items() if column in board})
+    if "variant" in board:  # sweep names (learning_rate=0.001,batch_size=64) may break after = and ,
+        formats["variant"] = lambda name: html.escape(name).replace("=", "=<wbr>").replace(",", ",<wbr>")
     styler = board.style.format(formats, na_rep="–")
+    # mean ± std in one cell (the std column hidden): two columns fewer for the 1280-px window; the
+    # mean stays the cell's number, so highlighting and sorting still go by it
+    paired = [(column, column[: -len("_mean")] + "_std", metric) for column, metric, how in columns
+              if how == "mean" and metric.aggregate == "mean_std"]
+    for mean, std, metric in paired:
+        for row in board.index:
+            if pd.notna(board.at[row, mean]) and pd.notna(board.at[row, std]):
+                spread = formatted(metric.format, board.at[row, std])
+                styler = styler.format(lambda value, fmt=metric.format, spread=spread: f"{formatted(fmt, value)}\u00a0±\u00a0{spread}",
+                                       subset=([row], [mean]))
     for dataset in board["dataset"].unique():
         rows = board.index[board["dataset"] == dataset]
         for column, metric, how in columns:
@@ -90,9 +116,12 @@ def style_leaderboard(board, metrics_table=METRICS):
             best = styler.highlight_max if metric.higher_is_better else styler.highlight_min
             styler = best(subset=(rows, [column]), props="font-weight:bold;background-color:#d4edda")
     headers = {column: metric.label if how == "first" else f"{metric.label} ({how})" for column, metric, how in columns}
+    headers.update({mean: f"{metric.label} (mean ± std)" for mean, _, metric in paired})
     headers.update({column: header for column, (header, _) in REFERENCE_COLUMNS.items()})
     headers["input"] = "input (H×W×C)"
-    return styler.hide(axis="index").relabel_index([headers.get(column, column) for column in board.columns], axis=1)
+    shown = [column for column in board.columns if column not in {std for _, std, _ in paired}]
+    return (styler.hide(axis="index").hide([std for _, std, _ in paired], axis=1)
+            .relabel_index([headers.get(column, column) for column in shown], axis=1))
 
 
 def experiments_table(summary, metrics_table=METRICS):
@@ -143,10 +172,29 @@ def load_histories(summary):
     return pd.concat(frames, ignore_index=True)
 
 
+OVERLAY_LIMIT = 6  # more compared models than this: one panel each (a 12-line legend covers the plot)
+
+
+def curve_figures(histories, dataset):
+    """(figure, alt text) of the training curves of every compared model on one dataset: all in one
+    overlay while they are few, else small multiples of accuracy and of loss."""
+    models = histories.loc[histories["dataset"] == dataset, "model"].nunique()
+    if models <= OVERLAY_LIMIT:
+        return [(plot_curves_overlay(histories, dataset), f"Validation and training accuracy and loss per epoch on {dataset}")]
+    return [(plot_curves_small_multiples(histories, dataset, metric),
+             f"Validation and training {metric} per epoch on {dataset}, one panel per model") for metric in ("accuracy", "loss")]
+
+
+def _seed_curves(runs):
+    """Mean, min and max over seeds per epoch of one model's history columns."""
+    by_epoch = runs.groupby("epoch")
+    return (by_epoch.agg(how, numeric_only=True) for how in ("mean", "min", "max"))
+
+
 def plot_curves_overlay(histories, dataset):
     """Validation (solid) and training (dotted) accuracy and loss of every compared model on one
     dataset: the mean over seeds, with the validation curve's min-max band over seeds; integer
-    epoch ticks; one legend below the plots, however many models."""
+    epoch ticks; one legend below the plots."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
@@ -155,9 +203,8 @@ def plot_curves_overlay(histories, dataset):
     data = histories[histories["dataset"] == dataset]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-        for model, runs in data.groupby("model", sort=False):
-            by_epoch = runs.groupby("epoch")
-            mean, low, high = (by_epoch.agg(how, numeric_only=True) for how in ("mean", "min", "max"))
+        for model, runs in data.groupby("model", sort=False, observed=True):
+            mean, low, high = _seed_curves(runs)
             for ax, metric in zip(axes, ("accuracy", "loss")):
                 (line,) = ax.plot(mean.index, mean[f"val_{metric}"], label=model)
                 if runs["seed"].nunique() > 1:
@@ -169,6 +216,44 @@ def plot_curves_overlay(histories, dataset):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8, frameon=False)
+    return fig
+
+
+def plot_curves_small_multiples(histories, dataset, metric, columns=4):
+    """One panel per compared model, on shared axes: its validation `metric` (solid, with the min-max
+    band over seeds) and training `metric` (dotted), over every other model's validation curve in
+    grey, so each model reads against the field without a legend."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from .style import STYLE
+
+    data = histories[histories["dataset"] == dataset]
+    curves = {model: tuple(_seed_curves(runs)) + (runs["seed"].nunique(),)
+              for model, runs in data.groupby("model", sort=False, observed=True)}
+    rows = -(-len(curves) // columns)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, columns, figsize=(2.9 * columns, 2.2 * rows + 0.6), sharex=True, sharey=True,
+                                 squeeze=False, layout="constrained")
+        for ax in axes.flat[len(curves):]:
+            ax.set_visible(False)
+        for ax, (model, (mean, low, high, seeds)) in zip(axes.flat, curves.items()):
+            for other, (other_mean, *_) in curves.items():
+                if other != model:
+                    ax.plot(other_mean.index, other_mean[f"val_{metric}"], color="0.8", linewidth=0.8)
+            ax.plot(mean.index, mean[f"val_{metric}"], color="tab:blue", linewidth=1.8)
+            if seeds > 1:
+                ax.fill_between(mean.index, low[f"val_{metric}"], high[f"val_{metric}"], color="tab:blue", alpha=0.2,
+                                linewidth=0)
+            ax.plot(mean.index, mean[metric], color="tab:blue", linestyle=":", alpha=0.8)
+            ax.set_title(model, fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in axes[-1]:
+            ax.set_xlabel("epoch")
+        for ax in axes[:, 0]:
+            ax.set_ylabel(metric)
+        fig.suptitle(f"{metric.capitalize()} per epoch — {dataset}: validation (solid, band: seeds' range), "
+                     "training (dotted), the other models' validation (grey)", fontsize=10)
     return fig
 
 
@@ -199,6 +284,116 @@ def gallery(summary, kind, width=None, report_dir="results"):
             f"{image_tag(path, width, alt=f'{kind} of {experiment.model} on {experiment.dataset}, seed {experiment.seed}')}"
             + (f"<p>Other seeds: {links}</p>" if links else "") + "</details>")
     return "\n".join(blocks)
+
+
+# ---------------------------------------------------------------- the same test images, every model
+
+
+def dataset_test_images(dataset_manifests, dataset):
+    """Test images (uint8), their labels and the class names of `dataset` from its first prepared copy: the split depends
+    only on the labels and split_seed, so every input size holds the same test images in the same order."""
+    for path in dataset_manifests:
+        manifest = read_json(path)
+        if manifest["dataset"] == dataset:
+            with np.load(Path(path).with_suffix(".npz")) as data:
+                return data["x_test"], data["y_test"], manifest["class_names"]
+    raise ValueError(f"no prepared manifest of dataset {dataset!r} among {list(dataset_manifests)}")
+
+
+def hardest_images(predictions, labels, count=8):
+    """Indices of the `count` test images most models get wrong (`predictions`: model -> class
+    probabilities); ties go to the lowest mean probability of the true class."""
+    wrong = sum((p.argmax(axis=1) != labels).astype(int) for p in predictions.values())
+    truth = np.mean([p[np.arange(len(labels)), labels] for p in predictions.values()], axis=0)
+    return np.lexsort((truth, -wrong))[:count]
+
+
+def _image_row(axes, images, titles):
+    from .style import displayable
+
+    for ax, image, title in zip(axes, images, titles):
+        ax.imshow(displayable(image), cmap="gray" if image.shape[-1] == 1 else None)
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+
+
+def plot_hardest_images(summary, dataset, dataset_manifests, count=8):
+    """The test images the compared models get wrong most often, once at the top, and below them one
+    row per model (its representative seed): the class it predicts and its confidence, green when
+    right, red when wrong."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    from .style import STYLE
+
+    images, _, class_names = dataset_test_images(dataset_manifests, dataset)
+    picks = [experiment for experiment, _ in representatives(summary) if experiment.dataset == dataset]
+    predictions, labels = {}, None
+    for experiment in picks:
+        with np.load(Path(experiment.experiment_dir) / "test_predictions.npz") as data:
+            predictions[experiment.model], labels = data["probabilities"], data["labels"]
+    chosen = hardest_images(predictions, labels, count)
+    predicted = np.array([p[chosen].argmax(axis=1) for p in predictions.values()])
+    confidence = np.array([p[chosen].max(axis=1) for p in predictions.values()])
+    right = predicted == labels[chosen]
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, (top, table) = plt.subplots(2, 1, figsize=(1.1 * len(chosen) + 2.6, 1.5 + 0.26 * len(picks) + 0.6),
+                                         height_ratios=[1.5, 0.26 * len(picks)], layout="constrained")
+        top.set_axis_off()
+        for column, index in enumerate(chosen):
+            inset = top.inset_axes([column / len(chosen), 0, 1 / len(chosen), 1])
+            _image_row([inset], [images[index]], [f"#{index}\ntrue {class_names[labels[index]]}"])
+        table.imshow(right, cmap=ListedColormap(["#f4c7c3", "#c9e8c9"]), vmin=0, vmax=1, aspect="auto")
+        for (row, column), name in np.ndenumerate(predicted):
+            table.text(column, row, f"{class_names[name]} {confidence[row, column]:.0%}", ha="center", va="center", fontsize=7)
+        table.set_xticks([])
+        table.set_yticks(range(len(predictions)), list(predictions), fontsize=8)
+        table.tick_params(length=0)
+        for spine in table.spines.values():
+            spine.set_visible(False)
+        fig.suptitle(f"The hardest test images of {dataset} for every model: predicted class and confidence "
+                     "(green right, red wrong)", fontsize=10)
+    return fig
+
+
+def plot_gradcam_side_by_side(summary, dataset, dataset_manifests):
+    """Where each compared model looks on the same test images (the first test images, as every
+    experiment's Grad-CAM figure uses): one row per model's representative seed, the heat map that
+    its evaluate job stored in figures.json over each image, titled with its prediction."""
+    import matplotlib.pyplot as plt
+
+    from .style import STYLE, displayable
+
+    images, labels, class_names = dataset_test_images(dataset_manifests, dataset)
+    rows = []
+    for experiment, _ in representatives(summary):
+        if experiment.dataset == dataset:
+            cam = read_json(Path(experiment.experiment_dir) / "figures" / "figures.json")["gradcam"]
+            if "heat" in cam:  # evaluated before the heat maps were stored: no row
+                rows.append((experiment.model, cam))
+    if not rows:
+        return None
+    count = min(len(cam["heat"]) for _, cam in rows)
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, axes = plt.subplots(len(rows), count, figsize=(0.95 * count + 1.8, 1.0 * len(rows) + 0.7), squeeze=False,
+                                 layout="constrained")
+        for row, (model, cam) in enumerate(rows):
+            for column in range(count):
+                ax = axes[row, column]
+                image = displayable(images[column])
+                height, width = image.shape[:2]
+                ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+                ax.imshow(np.asarray(cam["heat"][column]), cmap="jet", alpha=0.45, vmin=0, vmax=1,
+                          extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="bilinear")
+                ax.set_xticks([]), ax.set_yticks([])
+                guess = cam["predicted"][column]
+                ax.set_title(class_names[guess], fontsize=7, pad=2, color="black" if guess == labels[column] else "tab:red")
+            axes[row, 0].set_ylabel(model, rotation=0, ha="right", va="center", fontsize=8)
+        for column, ax in enumerate(axes[-1]):
+            ax.set_xlabel(f"true {class_names[labels[column]]}", fontsize=7)
+        fig.suptitle(f"Where every model looks on the same test images of {dataset} (Grad-CAM; title: predicted class, red when wrong)",
+                     fontsize=10)
+    return fig
 
 
 def representative_anatomies(summary):
@@ -263,14 +458,12 @@ def architectures_table(summary, board):
 def figure_tag(fig, alt):
     """A matplotlib figure as an inline PNG <img> with a description (plt.show() leaves the
     image without one, which nbconvert fills with "No description has been provided")."""
-    import io
-
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    from .style import png_bytes
+
+    data = base64.b64encode(png_bytes(fig)).decode()
     plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" style="max-width:100%">'
 
 
@@ -492,28 +685,68 @@ def pareto_front(cost, accuracy):
     return front
 
 
+LABEL_OFFSETS = [(4, 4), (4, -11), (-4, 4), (-4, -11), (0, 9), (0, -15), (9, -3), (-9, -3)]  # points
+
+
+def place_labels(ax, xs, ys, texts, fontsize=8):
+    """Label each point beside it where the label overlaps no label placed before and no point: the
+    first free spot of a few offsets around it (left of the point, the label ends there); else the
+    least crowded one. A greedy pass, enough for a few dozen points."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    points = ax.transData.transform(np.column_stack([xs, ys]))
+    taken = []
+    for x, y, text in zip(xs, ys, texts):
+        best = None
+        for dx, dy in LABEL_OFFSETS:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
+                                ha="left" if dx >= 0 else "right")
+            box = label.get_window_extent(renderer).padded(1)
+            crowding = sum(box.overlaps(other) for other in taken) + int(np.sum(
+                (points[:, 0] >= box.x0) & (points[:, 0] <= box.x1) & (points[:, 1] >= box.y0) & (points[:, 1] <= box.y1)))
+            if best is None or crowding < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (crowding, label, box)
+            else:
+                label.remove()
+            if crowding == 0:
+                break
+        taken.append(best[2])
+
+
 def plot_cost_vs_accuracy(board, dataset):
-    """Mean accuracy against parameters, latency and training time, with the Pareto front marked."""
+    """Mean accuracy against parameters, latency and training time, with the Pareto front marked.
+    Few models are labelled by name; more than OVERLAY_LIMIT by number, with the key beside the plots."""
     import matplotlib.pyplot as plt
 
     from .style import STYLE
 
     data = board[board["dataset"] == dataset].reset_index(drop=True)
+    names = data["architecture"].astype(str)
     if data["variant"].nunique() > 1:
-        data["architecture"] = data["architecture"] + " · " + data["variant"]
+        names = names + " · " + data["variant"].astype(str)
+    numbered = len(data) > OVERLAY_LIMIT
+    labels = [str(number) for number in range(1, len(data) + 1)] if numbered else list(names)
     costs = [("parameters", "parameters"), ("latency_ms", "latency at batch 1 (ms)"),
              ("train_seconds", "training time (s)")]
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+        fig, axes = plt.subplots(1, 3 + numbered, figsize=(13 + 2.8 * numbered, 4.2), layout="constrained",
+                                 width_ratios=[1, 1, 1] + [0.7] * numbered)
         for ax, (column, label) in zip(axes, costs):
             cost, accuracy = data[column].to_numpy(float), data["accuracy_mean"].to_numpy(float)
-            ax.errorbar(cost, accuracy, yerr=data["accuracy_std"].fillna(0), fmt="o", capsize=3)
-            for x, y, name in zip(cost, accuracy, data["architecture"]):
-                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.errorbar(cost, accuracy, yerr=data["accuracy_std"].fillna(0), fmt="o", capsize=3, markersize=4)
             front = pareto_front(cost, accuracy)
             ax.step(cost[front], accuracy[front], where="post", color="tab:red", alpha=0.6, label="Pareto front")
             ax.set(xscale="log", xlabel=label, ylabel="test accuracy", title=f"Accuracy vs {label.split(' (')[0]}")
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="lower right")
+        fig.canvas.draw()  # fixes the axes' limits and transforms before labels are placed
+        for ax, (column, _) in zip(axes, costs):
+            place_labels(ax, data[column].to_numpy(float), data["accuracy_mean"].to_numpy(float), labels)
+        if numbered:
+            axes[3].set_axis_off()
+            key = "\n".join(f"{number:>2}  {name}" for number, name in zip(labels, names))
+            axes[3].text(0, 0.5, key, fontsize=8, family="monospace", va="center", ha="left")
         fig.suptitle(f"Cost vs accuracy — {dataset}")
     return fig
 

@@ -18,3 +18,20 @@ def displayable(image):
     image = np.asarray(image, float)
     image = (image - image.min()) / max(np.ptp(image), 1e-8)
     return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def png_bytes(fig, colors=256):
+    """A matplotlib figure as a palette PNG: `colors` colours chosen for this image (octree), no
+    dithering. Plots and heat maps hold few distinct colours, so this looks the same at 2-5x fewer
+    bytes than matplotlib's RGBA PNG — what keeps a report of a hundred experiments' figures small."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    image = Image.open(buffer).convert("RGB").quantize(colors, method=Image.Quantize.FASTOCTREE,
+                                                       dither=Image.Dither.NONE)
+    compressed = io.BytesIO()
+    image.save(compressed, format="png", optimize=True)
+    return compressed.getvalue()

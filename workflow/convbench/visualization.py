@@ -2,6 +2,7 @@
 filters, feature maps, Grad-CAM, misclassified images; and the augmentation preview."""
 
 import math
+from pathlib import Path
 
 import keras
 import matplotlib.pyplot as plt  # picks the file-only Agg backend where there is no display
@@ -14,12 +15,13 @@ from .anatomy import SOBEL_X, conv2d_numpy, conv_layers, first_conv, first_conv_
 from .atomic import atomic_path
 from .figures import NAMES as FIGURE_NAMES
 from .inference import fit_to_model
-from .style import STYLE, displayable
+from .style import STYLE, displayable, png_bytes
 
 def save_figure(fig, path):
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    data = png_bytes(fig)
     plt.close(fig)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def grid_shape(count):
@@ -175,9 +177,25 @@ def layer_outputs(model, layers):
     return run
 
 
-def plot_feature_maps(model, images, path, title, max_maps=16, max_blocks=4):
-    """Activations of the first conv layer of each block for fixed test images: a row per image and block."""
-    layers = block_conv_layers(model, max_blocks)
+def spatial_layers(model, names):
+    """The named layers (nested bases included), each with an image-shaped (height, width, channels)
+    output; a clear error lists the ones there are."""
+    spatial = [layer for layer in iter_layers(model)
+               if hasattr(layer, "output") and not hasattr(layer, "layers") and len(layer.output.shape) == 4]
+    by_name = {layer.name: layer for layer in spatial}
+    for name in names:
+        if name not in by_name:
+            kind = ("has no height × width × channels output" if any(layer.name == name for layer in iter_layers(model))
+                    else "does not exist")
+            raise ValueError(f"feature map layer {name!r} {kind} in model {model.name!r}; layers with feature maps: "
+                             f"{', '.join(by_name)}")
+    return [by_name[name] for name in names]
+
+
+def plot_feature_maps(model, images, path, title, max_maps=16, max_blocks=4, layer_names=None):
+    """Activations for fixed test images of the layers named in `layer_names`, by default the first
+    conv layer of each block: a row per image and layer."""
+    layers = spatial_layers(model, layer_names) if layer_names else block_conv_layers(model, max_blocks)
     *maps, _ = layer_outputs(model, layers)(images)
     count = min(max(int(m.shape[-1]) for m in maps), max_maps)
     rows = len(images) * len(layers)
@@ -196,7 +214,8 @@ def plot_feature_maps(model, images, path, title, max_maps=16, max_blocks=4):
                 strip.set_anchor("W")
                 picture.set_axis_off()
                 strip.set_axis_off()
-        fig.suptitle(f"{title}\nfirst conv layer of each block: {', '.join(layer.name for layer in layers)}")
+        chosen = "layers named in render.feature_map_layers" if layer_names else "first conv layer of each block"
+        fig.suptitle(f"{title}\n{chosen}: {', '.join(layer.name for layer in layers)}")
         save_figure(fig, path)
     return {"layers": [layer.name for layer in layers], "tiles": rows * (count + 1), "grid": [rows, count + 1]}
 
@@ -245,7 +264,11 @@ def plot_grad_cam(model, images, labels, class_names, path, title):
             ax.set_title(f"true {class_names[labels[index]]} / pred {class_names[predicted[index]]}", fontsize=8)
         fig.suptitle(f"{title}\nGrad-CAM at {layer_name}")
         save_figure(fig, path)
-    return {"layer": layer_name, "tiles": len(images), "grid": [rows, columns]}
+    # the heat maps themselves (at most 28x28, 2 decimals: a few kB), so that the report can put every
+    # model's look at the same test images side by side
+    stored = tf.image.resize(heat[..., np.newaxis], np.minimum(heat.shape[1:3], 28)).numpy()[..., 0]
+    return {"layer": layer_name, "tiles": len(images), "grid": [rows, columns],
+            "heat": np.round(stored, 2).tolist(), "predicted": predicted.tolist()}
 
 
 def plot_misclassified(images, labels, probabilities, class_names, path, title, limit=16):
@@ -315,7 +338,8 @@ def plot_augmentation_preview(data, augmentation, path, title, per_row=7):
     return {"tiles": rows * (per_row + 1), "grid": [rows, per_row + 1]}
 
 
-def render_experiment(model, data, history_csv, metrics, predictions, out, title, settings, filter_layer=None):
+def render_experiment(model, data, history_csv, metrics, predictions, out, title, settings, filter_layer=None,
+                      feature_map_layers=None):
     """Every figure of convbench.figures for one experiment, into out[name]; returns a manifest of
     what each PNG holds (figures.json)."""
     x_test, y_test = data.scaled("test")
@@ -329,7 +353,7 @@ def render_experiment(model, data, history_csv, metrics, predictions, out, title
         "filters": lambda path: plot_filters(model, path, f"Learned filters — {title}", filter_layer,
                                              settings["max_filters"]),
         "feature_maps": lambda path: plot_feature_maps(model, fixed, path, f"Feature maps — {title}",
-                                                       settings["max_feature_maps"]),
+                                                       settings["max_feature_maps"], layer_names=feature_map_layers),
         "gradcam": lambda path: plot_grad_cam(model, fit_to_model(x_test[:cam_count], model), y_test[:cam_count],
                                               data.class_names, path, f"Where the network looks — {title}"),
         "by_hand": lambda path: plot_convolution_by_hand(model, fixed[0], path, f"Convolution by hand — {title}"),

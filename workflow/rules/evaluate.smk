@@ -17,6 +17,7 @@ rule evaluate_model:
     params:
         render=config["render"],
         filter_layer=lambda wildcards: config["render"]["filter_layers"].get(wildcards.arch),
+        feature_map_layers=lambda wildcards: config["render"]["feature_map_layers"].get(wildcards.arch),
         about=architecture_about,
     log:
         f"results/logs/evaluate/{EXPERIMENT_ID}.log",

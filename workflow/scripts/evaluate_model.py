@@ -29,6 +29,7 @@ figures = render_experiment(
     f"{w.arch} on {w.dataset}, seed {w.seed}",
     sm.params.render,
     filter_layer=sm.params.filter_layer,
+    feature_map_layers=sm.params.feature_map_layers,
 )
 write_json(sm.output.figures, figures)
 by_hand = {key: value for key, value in figures["by_hand"].items() if key != "path"}
