@@ -55,9 +55,10 @@ def generate(root, count):
 CONVBENCH = """
 import sys
 sys.path.insert(0, {package!r})
-from convbench.datasets import prepare_dataset, register_custom_datasets
-register_custom_datasets({{"bench": {{"format": "image_folder", "path": {root!r}, "image_size": 64, "color_mode": "rgb"}}}})
-prepare_dataset("bench", [{root!r}], "64x64x3", {out!r} + "/c.npz", {out!r} + "/c.json",
+from convbench.catalog import resolve_datasets
+from convbench.datasets import prepare_dataset
+study = resolve_datasets({{"bench": {{"format": "image_folder", "path": {root!r}, "image_size": 64, "color_mode": "rgb"}}}})
+prepare_dataset(study["bench"], [{root!r}], "64x64x3", {out!r} + "/c.npz", {out!r} + "/c.json",
                 split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="standardize")
 """
 

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 from conftest import PROJECT, copy_workflow
 from convbench.architectures import ARCHITECTURES
 from convbench.config import coerce_cli_scalars
-from convbench.datasets import BUILTIN
+from convbench.catalog import BUILTIN
 
 SCHEMA = PROJECT / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from convbench.datasets import prepare_dataset, spec_name, stratified_splits
+from convbench.catalog import spec_name
+from convbench.datasets import prepare_dataset, stratified_splits
 from convbench.prepared import load_prepared, scale_images
 from convbench.architectures import input_spec
 

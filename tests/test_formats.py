@@ -7,23 +7,32 @@ import numpy as np
 import pytest
 
 import canonical
-from convbench import datasets
-from convbench.datasets import prepare_dataset, register_custom_datasets
+from convbench import catalog
+from convbench.catalog import resolve_datasets
+from convbench.datasets import prepare_dataset
 from convbench.prepared import load_prepared
 from convbench.formats import DatasetError, read_idx
 
 SPLIT = dict(split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
 
 
+STUDY = {}  # the test study's resolved catalog: name -> DatasetInfo
+
+
 @pytest.fixture(autouse=True)
-def clean_catalog(monkeypatch):
-    monkeypatch.setattr(datasets, "CATALOG", dict(datasets.CATALOG))
+def clean_study():
+    STUDY.clear()
+
+
+def declare_datasets(declared):
+    """Declare `custom_datasets` as a study does: its catalog resolved from them."""
+    STUDY.update(resolve_datasets(declared))
 
 
 def declare(name, fmt, files, **extra):
     """Register a custom dataset whose files are already on disk; returns their paths."""
-    entries = [{"url": f"http://127.0.0.1:9/{path.name}", "sha256": datasets.sha256(path)} for path in files]
-    register_custom_datasets({name: {"format": fmt, "files": entries, "color_mode": "rgb", **extra}})
+    entries = [{"url": f"http://127.0.0.1:9/{path.name}", "sha256": catalog.sha256(path)} for path in files]
+    declare_datasets({name: {"format": fmt, "files": entries, "color_mode": "rgb", **extra}})
     return [str(path) for path in files]
 
 
@@ -35,7 +44,7 @@ def write(tmp_path, name, data):
 
 def prepare(tmp_path, name, paths, spec):
     out = tmp_path / "out"
-    prepare_dataset(name, paths, spec, out / "d.npz", out / "d.json", **SPLIT)
+    prepare_dataset(STUDY.get(name, name), paths, spec, out / "d.npz", out / "d.json", **SPLIT)
     return load_prepared(out / "d.npz", out / "d.json")
 
 
@@ -48,13 +57,13 @@ def test_mnist_npz_keeps_its_test_split(tmp_path):
     data = prepare(tmp_path, "my_mnist", paths, "28x28x1")
     assert [sum(data.manifest["counts"][s]) for s in ("train", "val", "test")] == [180, 20, 50]
     assert data.manifest["class_names"] == [str(i) for i in range(10)]
-    assert data.manifest["source_sha256"]["mnist.npz"] == datasets.sha256(paths[0])
+    assert data.manifest["source_sha256"]["mnist.npz"] == catalog.sha256(paths[0])
 
 
 def test_idx_files_decode_to_the_images_written(tmp_path):
     files = canonical.idx_files(200, 50)
     paths = declare("my_fashion", "idx", [write(tmp_path, n, d) for n, d in files.items()],
-                    class_names=list(datasets.CATALOG["fashion_mnist"].class_names))
+                    class_names=list(catalog.BUILTIN_DATASETS["fashion_mnist"].class_names))
     data = prepare(tmp_path, "my_fashion", paths, "28x28x1")
     test_images, test_labels = data.raw("test")
     expected_images, expected_labels = canonical.class_images(50, 28, 28, 1, 10, 1)
@@ -90,7 +99,7 @@ def test_gray_images_become_three_channels_for_imagenet_style_models(tmp_path):
 
 def test_image_folder_with_png_and_jpeg(tmp_path):
     root = canonical.image_folder(tmp_path / "photos", per_class=30, size=40)
-    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 32, "color_mode": "rgb"}})
+    declare_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 32, "color_mode": "rgb"}})
     data = prepare(tmp_path, "photos", [str(root)], "32x32x3")
     assert data.manifest["class_names"] == ["cats", "dogs", "owls"]
     assert data.manifest["counts"]["test"] == [6, 6, 6]  # 20 % of each class
@@ -100,7 +109,7 @@ def test_image_folder_with_png_and_jpeg(tmp_path):
 def test_image_folder_with_its_own_test_folder(tmp_path):
     train = canonical.image_folder(tmp_path / "train", per_class=20, size=16)
     test = canonical.image_folder(tmp_path / "test", per_class=4, size=16, seed=5)
-    register_custom_datasets({"photos": {"format": "image_folder", "path": str(train), "test_path": str(test),
+    declare_datasets({"photos": {"format": "image_folder", "path": str(train), "test_path": str(test),
                                          "image_size": 16, "color_mode": "grayscale"}})
     data = prepare(tmp_path, "photos", [str(train), str(test)], "28x28x1")
     assert data.manifest["counts"]["test"] == [4, 4, 4]
@@ -160,7 +169,7 @@ def test_label_outside_class_range(tmp_path):
 def test_empty_class_folder(tmp_path):
     root = canonical.image_folder(tmp_path / "photos", per_class=10, size=16)
     (root / "emus").mkdir()
-    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16, "color_mode": "rgb"}})
+    declare_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16, "color_mode": "rgb"}})
     with pytest.raises(DatasetError, match=r"photos/emus: empty class folder"):
         prepare(tmp_path, "photos", [str(root)], "28x28x3")
     assert_nothing_prepared(tmp_path)
@@ -174,7 +183,7 @@ def test_non_image_file_in_an_image_folder(tmp_path, name, content, problem):
     root = canonical.image_folder(tmp_path / "photos", per_class=10, size=16)
     (root / "dogs" / name).write_bytes(content)
     (root / "dogs" / ".DS_Store").write_bytes(b"hidden files are skipped")
-    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16, "color_mode": "rgb"}})
+    declare_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16, "color_mode": "rgb"}})
     with pytest.raises(DatasetError, match=rf"dogs/{name}: {problem}"):
         prepare(tmp_path, "photos", [str(root)], "28x28x3")
     assert_nothing_prepared(tmp_path)
@@ -182,7 +191,7 @@ def test_non_image_file_in_an_image_folder(tmp_path, name, content, problem):
 
 def test_unreadable_path_fails_when_the_config_is_read(tmp_path):
     with pytest.raises(ValueError, match=r"custom_datasets\.photos\.path: .*/nowhere: no such directory"):
-        register_custom_datasets({"photos": {"format": "image_folder", "path": str(tmp_path / "nowhere"),
+        declare_datasets({"photos": {"format": "image_folder", "path": str(tmp_path / "nowhere"),
                                              "image_size": 16, "color_mode": "rgb"}})
 
 
@@ -191,7 +200,7 @@ def test_unreadable_image_file(tmp_path):
     root = canonical.image_folder(tmp_path / "photos", per_class=10, size=16)
     locked = next((root / "cats").iterdir())
     locked.chmod(0)
-    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16, "color_mode": "rgb"}})
+    declare_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16, "color_mode": "rgb"}})
     with pytest.raises(DatasetError, match=rf"{locked.name}: cannot read the image"):
         prepare(tmp_path, "photos", [str(root)], "28x28x3")
 
@@ -206,18 +215,18 @@ def test_file_that_is_not_the_published_one_is_refused(tmp_path):
 
 def test_custom_dataset_cannot_shadow_a_builtin():
     with pytest.raises(ValueError, match="taken by a built-in dataset"):
-        register_custom_datasets({"mnist": {"format": "mnist_npz", "files": [{"url": "https://e.org/m.npz", "sha256": "0" * 64}]}})
+        declare_datasets({"mnist": {"format": "mnist_npz", "files": [{"url": "https://e.org/m.npz", "sha256": "0" * 64}]}})
 
 
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown dataset 'mnsit'. Known: cifar10, cifar100, digits, fashion_mnist, mnist"):
-        datasets.check_dataset_names(["digits", "mnsit"])
+        catalog.check_dataset_names(["digits", "mnsit"])
 
 
 # ---------------------------------------------------------------- image folders as users' folders really are
 
 def folder_dataset(root, **extra):
-    register_custom_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16,
+    declare_datasets({"photos": {"format": "image_folder", "path": str(root), "image_size": 16,
                                          "color_mode": "rgb", **extra}})
 
 

@@ -15,7 +15,8 @@ LAYERS = (
     {"atomic", "style", "vcs", "devices", "runtime", "config", "formats", "layers", "schedules", "metrics",
      "figures", "tensorboard_log"},
     {"validation"},  # parse-time checks of the config
-    {"datasets"},  # the catalog and preparation
+    {"catalog"},  # what each dataset is, read when the workflow is parsed
+    {"datasets"},  # preparation
     {"prepared"},  # the prepared-data format every later stage reads
     {"inference"},  # the tf.data pipeline and forward pass shared by training, evaluation, figures, prediction
     {"architectures"},  # the models

@@ -49,6 +49,15 @@ def test_feature_maps_of_the_layers_the_config_names(tmp_path, model, digits_pre
         plot_feature_maps(model, images, tmp_path / "x.png", "t", layer_names=["nope"])
 
 
+def test_resnet_block_outputs_are_named_for_the_config(tmp_path):
+    import numpy as np
+
+    resnet = create_model("resnet20", (32, 32, 3), 10)
+    named = ["stage1_block3_out", "stage3_block3_out"]  # the README's example
+    info = plot_feature_maps(resnet, np.zeros((1, 32, 32, 3), np.float32), tmp_path / "m.png", "t", layer_names=named)
+    assert info["layers"] == named
+
+
 @pytest.mark.parametrize("kind, problem", [(None, "does not exist"), ("Flatten", "is not a Conv2D layer")])
 def test_bad_layer_name_lists_the_conv_layers(model, kind, problem):
     name = next((layer.name for layer in model.layers if type(layer).__name__ == kind), "nope")

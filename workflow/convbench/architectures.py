@@ -280,7 +280,7 @@ def cifar_resnet(name, depth, input_shape, num_classes, shortcut="identity"):
                 x = layers.MaxPooling2D(pool_size=1, strides=2, name=f"{prefix}_subsample")(x)
                 zeros = layers.Rescaling(0.0, name=f"{prefix}_zeros")(x)
                 x = layers.Concatenate(name=f"{prefix}_zero_pad")([x, zeros])
-            x = layers.ReLU()(layers.Add()([x, y]))
+            x = layers.ReLU(name=f"{prefix}_out")(layers.Add(name=f"{prefix}_add")([x, y]))  # nameable feature maps
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizer, name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -102,29 +102,35 @@ def fetch_file(urls, known_hash, destination, *, retries=3, timeout=60):
     )
 
 
-def transfer_weights(config, dataset, arch, variant_overrides):
+def transfer_weights(config, dataset, arch, variant_overrides, catalog=None):
     """(file, URLs, known hash) of the ImageNet weights a transfer experiment needs, or None.
-    The file depends on the model's input size for MobileNetV2."""
+    The file depends on the model's input size for MobileNetV2. `catalog`: the study's resolved
+    datasets (resolved from the config when not given)."""
     from .architectures import input_spec, model_input_size
+    from .catalog import resolve_datasets
     from .config import experiment_settings
-    from .datasets import get_dataset
     from .transfer import weights_source
 
     spec = config["transfer_learning"].get(arch)
     if not spec or spec["weights"] != "imagenet":
         return None
-    height, _, channels = get_dataset(dataset).image_shape
+    catalog = catalog or resolve_datasets(config["custom_datasets"])
+    height, _, channels = catalog[dataset].image_shape
     requested = experiment_settings(config, dataset, arch, variant_overrides).get("input_size")
     return weights_source(spec, model_input_size(arch, input_spec(arch, height, channels)[0], requested))
 
 
 def imagenet_weights_sources(config, variants):
     """{file name: (URLs, known hash)} of the ImageNet weights the study's transfer experiments need."""
-    sources = {}
+    from .catalog import resolve_datasets
+
+    sources, catalog = {}, None
     for arch in config["architectures"]:
         for dataset in config["datasets"]:
             for overrides in variants.values():
-                source = transfer_weights(config, dataset, arch, overrides)
+                if arch in config["transfer_learning"]:
+                    catalog = catalog or resolve_datasets(config["custom_datasets"])
+                source = transfer_weights(config, dataset, arch, overrides, catalog)
                 if source:
                     sources[source[0]] = source[1:]
     return sources

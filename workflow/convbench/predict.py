@@ -19,7 +19,8 @@ import numpy as np
 
 from .architectures import load_model
 from .atomic import atomic_path, read_json
-from .datasets import resize_images, spec_name
+from .catalog import spec_name
+from .datasets import resize_images
 from .formats import RESIZE_PILLOW, DatasetError, decode_image, is_metadata
 from .prepared import scale_images
 

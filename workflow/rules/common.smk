@@ -22,7 +22,7 @@ from convbench.config import (
 )
 from convbench.devices import local_resource_limits, visible_gpu_count
 from convbench.figures import FIGURES
-from convbench.datasets import check_dataset_names, get_dataset, raw_inputs, register_custom_datasets, remote_file, spec_name
+from convbench.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
 from convbench.formats import file_digest, folder_fingerprint
 from convbench.fetch import imagenet_weights_sources, transfer_weights
 from convbench.summary import best_experiments
@@ -33,16 +33,17 @@ SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def check_study():
-    """Every config check, before any job; returns the study's variants."""
+    """Every config check, before any job; returns the study's datasets (read-only {name: DatasetInfo})
+    and variants ({name: overrides}, named variants first, then the sweep's points)."""
     validate_config(config, yaml.safe_load(SCHEMA.read_text()), lambda checked: validate(checked, str(SCHEMA)))
-    variants = study_variants(config)  # {name: overrides}, named variants first, then the sweep's points
+    variants = study_variants(config)
+    datasets = resolve_datasets(config["custom_datasets"])
     register_custom(config["custom_architectures"])
     register_transfer(config["transfer_learning"])
-    register_custom_datasets(config["custom_datasets"])
-    check_dataset_names(config["datasets"])
+    check_dataset_names(config["datasets"], datasets)
     check_names("architectures", config["architectures"])
     check_names("architecture_options", config["architecture_options"])
-    check_dataset_names(config["dataset_options"], key="dataset_options")
+    check_dataset_names(config["dataset_options"], datasets, key="dataset_options")
     for name in config["custom_architectures"]:
         check_custom(name)  # imports Keras, only for studies that declare architectures
     for name, spec in config["transfer_learning"].items():
@@ -55,12 +56,12 @@ def check_study():
                 settings, where = experiment_settings(config, dataset, name, overrides), f"{name} on {dataset}, variant {variant}"
                 check_input_size(name, settings.get("input_size"), where)
                 check_recipe(settings, where)
-    return variants
+    return datasets, variants
 
 
 config.update(coerce_cli_scalars(config))
 try:
-    VARIANTS = check_study()
+    DATASETS, VARIANTS = check_study()
 except ValueError as error:
     # One short paragraph, no traceback and no schema dump: the key, the value, what is allowed.
     sys.exit(f"Error in the config: {error}")
@@ -169,7 +170,7 @@ def augmentation_previews():
 def fetch_hash(wildcards):
     """A fetched file is its hash: only a new hash refetches it (and what depends on it). Its URLs
     and mirrors are read by the job from the config, so adding a mirror reruns nothing."""
-    return f"sha256:{remote_file(wildcards.dataset, wildcards.filename).sha256}"
+    return f"sha256:{remote_file(DATASETS[wildcards.dataset], wildcards.filename).sha256}"
 
 
 def dataset_definition(wildcards):
@@ -184,7 +185,7 @@ def dataset_definition(wildcards):
 
 @functools.cache
 def dataset_fingerprint(dataset):
-    info = get_dataset(dataset)
+    info = DATASETS[dataset]
     return folder_fingerprint([folder for folder in info.folders if folder]) if info.folders else None
 
 
@@ -212,7 +213,7 @@ def weights_hash(wildcards):
 
 def prepared_prefix(dataset, arch):
     """Prepared data the architecture needs, e.g. results/prepared/digits/28x28x1."""
-    height, _, channels = get_dataset(dataset).image_shape
+    height, _, channels = DATASETS[dataset].image_shape
     return f"results/prepared/{dataset}/{spec_name(*input_spec(arch, height, channels))}"
 
 

@@ -49,7 +49,7 @@ rule fetch_file:
 
 rule prepare_dataset:
     input:
-        raw=lambda wildcards: raw_inputs(wildcards.dataset),
+        raw=lambda wildcards: raw_inputs(DATASETS[wildcards.dataset]),
     output:
         data="results/prepared/{dataset}/{spec}.npz",
         manifest="results/prepared/{dataset}/{spec}.json",

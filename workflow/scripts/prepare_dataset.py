@@ -1,12 +1,12 @@
 from _bootstrap import start
 
 start(snakemake)
-from convbench.datasets import prepare_dataset, register_custom_datasets
+from convbench.catalog import resolve_datasets
+from convbench.datasets import prepare_dataset
 
 sm = snakemake
-register_custom_datasets(sm.config["custom_datasets"])
 prepare_dataset(
-    sm.wildcards.dataset,
+    resolve_datasets(sm.config["custom_datasets"])[sm.wildcards.dataset],  # the study's catalog, as the Snakefile resolved it
     list(sm.input.raw),
     sm.wildcards.spec,
     sm.output.data,
