@@ -87,7 +87,7 @@ def test_grad_cam_uses_the_last_conv_layer_with_space():
 def test_a_yaml_declared_architecture_trains(tmp_path, digits_prepared):
     import yaml
 
-    from convbench.architectures import ARCHITECTURES, register_custom
+    from convbench.architectures import ARCHITECTURES, custom_architectures
     from convbench.atomic import read_json
 
     declared = yaml.safe_load("""
@@ -99,11 +99,8 @@ def test_a_yaml_declared_architecture_trains(tmp_path, digits_prepared):
         - Flatten
         - Dense: {units: 32, activation: relu}
     """)
-    register_custom(declared)
-    try:
-        model = train_small(digits_prepared, "tiny_yaml", tmp_path)
-    finally:
-        ARCHITECTURES.pop("tiny_yaml")
+    model = train_small(digits_prepared, custom_architectures(declared)["tiny_yaml"], tmp_path)
+    assert "tiny_yaml" not in ARCHITECTURES  # declaring it registered nothing
     assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]
     assert model.output_shape == (None, 10)
     assert read_json(tmp_path / "meta.json")["epochs_run"] == 2
@@ -145,3 +142,23 @@ def test_local_response_normalization_is_the_papers_formula_and_loads_safely(tmp
     images = np.random.default_rng(1).random((2, 32, 32, 3), np.float32)
     np.testing.assert_allclose(load_model(tmp_path / "a.keras").predict(images, verbose=0), model.predict(images, verbose=0),
                                rtol=1e-6)
+
+
+def test_a_study_resolves_its_architectures_into_a_read_only_mapping():
+    from convbench.study import architecture_from_params, resolve_architectures
+
+    custom = {"tiny": {"layers": ["Flatten"]}}
+    transfer = {"tl": {"base": "mobilenetv2", "weights": "imagenet"}}
+    study = resolve_architectures(custom, transfer)
+    assert set(study) == set(ARCHITECTURES) | {"tiny", "tl"}
+    assert study["tiny"].custom and study["tl"].transfer == transfer["tl"] and study["tl"].rgb
+    assert "tiny" not in ARCHITECTURES and "tl" not in ARCHITECTURES  # nothing registered globally
+    with pytest.raises(TypeError):
+        study["other"] = study["tiny"]
+    with pytest.raises(TypeError):
+        ARCHITECTURES["other"] = study["tiny"]
+    # what a training job builds from its params is what the Snakefile resolved
+    assert architecture_from_params("tl", transfer=transfer["tl"]).input_size == study["tl"].input_size
+    assert architecture_from_params("simple_cnn") is ARCHITECTURES["simple_cnn"]
+    with pytest.raises(ValueError, match="'tiny' is also declared under custom_architectures"):
+        resolve_architectures(custom, {"tiny": transfer["tl"]})

@@ -21,6 +21,7 @@ LAYERS = (
     {"inference"},  # the tf.data pipeline and forward pass shared by training, evaluation, figures, prediction
     {"architectures"},  # the models
     {"transfer"},  # ImageNet bases built on the models
+    {"study"},  # a study's architectures, resolved from its config
     {"fetch"},  # downloads: datasets and transfer weights
     {"anatomy"},  # a model's layers, receptive fields, its first convolution by hand
     {"training"},

@@ -11,7 +11,7 @@ import canonical
 from conftest import copy_workflow, run_snakemake, train_small
 from convbench.architectures import ARCHITECTURES, load_model
 from convbench.atomic import read_json
-from convbench.transfer import pretrained_base, register_transfer
+from convbench.transfer import pretrained_base, transfer_architectures
 
 
 def save_keras_applications_weights(path, base):
@@ -44,13 +44,11 @@ def digits_rgb(tmp_path_factory, digits_raw):
 
 
 def train(tmp_path, data, weights, fine_tune_epochs, layers=12, **changes):
-    register_transfer({"mnv2_tl": {"base": "mobilenetv2", "weights": str(weights),
-                                   "fine_tune": {"layers": layers, "epochs": fine_tune_epochs, "learning_rate": 1e-3}}})
-    try:
-        # input_size 32: the data's own size (the default, ImageNet's 224, would only cost time here)
-        model = train_small(data, "mnv2_tl", tmp_path, weights=str(weights), epochs=1, input_size=32, **changes)
-    finally:
-        ARCHITECTURES.pop("mnv2_tl")
+    architecture = transfer_architectures({"mnv2_tl": {
+        "base": "mobilenetv2", "weights": str(weights),
+        "fine_tune": {"layers": layers, "epochs": fine_tune_epochs, "learning_rate": 1e-3}}})["mnv2_tl"]
+    # input_size 32: the data's own size (the default, ImageNet's 224, would only cost time here)
+    model = train_small(data, architecture, tmp_path, weights=str(weights), epochs=1, input_size=32, **changes)
     return model, read_json(tmp_path / "meta.json")
 
 
@@ -143,7 +141,7 @@ def test_mobilenetv2_imagenet_without_a_hash_is_refused():
 
 def test_a_transfer_architecture_cannot_take_a_registered_name():
     with pytest.raises(ValueError, match="'resnet50' is the name of another architecture"):
-        register_transfer({"resnet50": {"base": "resnet50", "weights": "imagenet"}})
+        transfer_architectures({"resnet50": {"base": "resnet50", "weights": "imagenet"}})
     assert ARCHITECTURES["resnet50"].transfer is None
 
 

@@ -1,10 +1,16 @@
-"""Architecture registry: one pure builder per architecture, `(input_shape, num_classes) -> keras.Model`.
+"""The architectures: one pure builder per architecture, `(input_shape, num_classes) -> keras.Model`,
+beside everything about it (smallest and default input size, colour, bf16 safety, its key idea).
 
-Keras is imported inside the builders so that Snakemake can read the registry (names and
-input needs) while parsing the workflow without paying TensorFlow's import time.
+The built-in ones register at import (`@register`) and never change after it: ARCHITECTURES is a
+read-only view of them. Those a study declares in config.yaml are Architecture values made from the
+config by pure functions (custom_architectures here, convbench.transfer.transfer_architectures);
+convbench.study puts them together, and the functions below take a name (a built-in) or an
+Architecture. Keras is imported inside the builders so that Snakemake can read all this while
+parsing the workflow without paying TensorFlow's import time.
 """
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable
 
 
@@ -22,36 +28,42 @@ class Architecture:
     transfer: dict | None = None  # transfer_learning settings (convbench.transfer) of a pretrained-base model
 
 
-ARCHITECTURES: dict[str, Architecture] = {}
+_BUILT_IN: dict[str, Architecture] = {}  # filled by @register while this module is imported, then never
+ARCHITECTURES = MappingProxyType(_BUILT_IN)  # the built-in architectures, read-only
 
 
 def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=False, idea=""):
-    """Decorator adding a builder to the registry under `name`."""
+    """Decorator adding a built-in builder under `name` (at import only)."""
 
     def add(build):
-        if name in ARCHITECTURES:
+        if name in _BUILT_IN:
             raise ValueError(f"architecture {name!r} is registered twice")
         doc = (build.__doc__ or "").strip().splitlines()
-        ARCHITECTURES[name] = Architecture(name, build, min_size, rgb, input_size, bf16_keeps_accuracy,
-                                           doc[0] if doc else "", idea)
+        _BUILT_IN[name] = Architecture(name, build, min_size, rgb, input_size, bf16_keeps_accuracy,
+                                       doc[0] if doc else "", idea)
         return build
 
     return add
 
 
-def get_architecture(name) -> Architecture:
+def get_architecture(name, catalog=ARCHITECTURES) -> Architecture:
     try:
-        return ARCHITECTURES[name]
+        return catalog[name]
     except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; registered: {', '.join(sorted(ARCHITECTURES))}") from None
+        raise KeyError(f"unknown architecture {name!r}; registered: {', '.join(sorted(catalog))}") from None
 
 
-def check_names(section, names):
-    """Fail on any name that is neither registered nor declared, listing the ones there are."""
-    unknown = sorted(set(names) - set(ARCHITECTURES))
+def as_architecture(arch) -> Architecture:
+    """An Architecture as given, or the built-in one of that name."""
+    return arch if isinstance(arch, Architecture) else get_architecture(arch)
+
+
+def check_names(section, names, catalog=ARCHITECTURES):
+    """Fail on any name that is neither built in nor declared by the study, listing the ones there are."""
+    unknown = sorted(set(names) - set(catalog))
     if unknown:
         raise ValueError(f"{section}: unknown architecture(s) {', '.join(unknown)}; "
-                         f"choose from {', '.join(ARCHITECTURES)} or declare them under custom_architectures")
+                         f"choose from {', '.join(catalog)} or declare them under custom_architectures")
 
 
 def load_model(path):
@@ -94,36 +106,37 @@ def _without_shared_ids(value):
     return value
 
 
-def model_input_size(name, prepared_size, requested=None):
+def model_input_size(arch, prepared_size, requested=None):
     """Side of the images the model takes: `input_size` when the settings give one, else the
-    architecture's default, else the prepared data's."""
-    return requested or get_architecture(name).input_size or prepared_size
+    architecture's default, else the prepared data's. `arch`: an Architecture or a built-in's name."""
+    return requested or as_architecture(arch).input_size or prepared_size
 
 
-def check_input_size(name, requested, where):
+def check_input_size(arch, requested, where):
     """Fail while the config is read on an input_size the architecture cannot take."""
-    smallest = get_architecture(name).min_size
-    if requested is not None and requested < smallest:
-        raise ValueError(f"{where}: input_size {requested} is below {name}'s smallest input, {smallest}")
+    arch = as_architecture(arch)
+    if requested is not None and requested < arch.min_size:
+        raise ValueError(f"{where}: input_size {requested} is below {arch.name}'s smallest input, {arch.min_size}")
 
 
-def create_model(name, input_shape, num_classes, input_size=None, **options):
+def create_model(arch, input_shape, num_classes, input_size=None, **options):
     """The architecture built for images of `input_shape` (the prepared data's) fed at
     model_input_size (the feeding pipelines resize per batch); under a mixed precision policy its
     softmax runs in float32, as the Keras mixed precision guide advises (float16 probabilities
     lose the small ones)."""
     import keras
 
-    side = model_input_size(name, input_shape[0], input_size)
-    model = get_architecture(name).build((side, side, input_shape[2]), num_classes, **options)
+    arch = as_architecture(arch)
+    side = model_input_size(arch, input_shape[0], input_size)
+    model = arch.build((side, side, input_shape[2]), num_classes, **options)
     if keras.mixed_precision.global_policy().name.startswith("mixed"):
         model.get_layer("predictions").dtype_policy = "float32"
     return model
 
 
-def input_spec(name, native_size, native_channels):
+def input_spec(arch, native_size, native_channels):
     """(size, channels) the architecture is fed for a dataset of the given native image shape."""
-    arch = get_architecture(name)
+    arch = as_architecture(arch)
     return max(native_size, arch.min_size), 3 if arch.rgb else native_channels
 
 
@@ -358,25 +371,25 @@ _register_application("efficientnetb0", "EfficientNetB0", 32, 96, "EfficientNet-
 REFUSED_LAYERS = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
 
 
-def register_custom(architectures):
-    """Register the architectures declared under `custom_architectures` in config.yaml.
+def custom_architectures(declared):
+    """{name: Architecture} of the architectures declared under `custom_architectures` in config.yaml.
 
     Each is a list of Keras layers with keyword arguments, like a hand-written Sequential model;
     convbench adds the input and a softmax classifier sized to the dataset.
     """
-    for name, spec in architectures.items():
-        existing = ARCHITECTURES.get(name)
-        if existing is not None and not existing.custom:
+    made = {}
+    for name, spec in declared.items():
+        if name in ARCHITECTURES:
             raise ValueError(f"custom architecture {name!r} has the name of a registered one; choose another name")
-        ARCHITECTURES[name] = Architecture(
+        made[name] = Architecture(
             name, _custom_builder(name, spec["layers"]), spec.get("min_size", 28), spec.get("rgb", False),
             description=spec.get("description", "declared in config.yaml"), custom=True,
         )
+    return made
 
 
-def check_custom(name):
+def check_custom(arch):
     """Build a custom architecture once, so that a bad layer fails before any job runs."""
-    arch = get_architecture(name)
     arch.build((arch.min_size, arch.min_size, 3 if arch.rgb else 1), 10)
 
 

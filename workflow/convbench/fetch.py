@@ -109,15 +109,16 @@ def transfer_weights(config, dataset, arch, variant_overrides, catalog=None):
     from .architectures import input_spec, model_input_size
     from .catalog import resolve_datasets
     from .config import experiment_settings
-    from .transfer import weights_source
+    from .transfer import transfer_architectures, weights_source
 
     spec = config["transfer_learning"].get(arch)
     if not spec or spec["weights"] != "imagenet":
         return None
+    architecture = transfer_architectures({arch: spec})[arch]
     catalog = catalog or resolve_datasets(config["custom_datasets"])
     height, _, channels = catalog[dataset].image_shape
     requested = experiment_settings(config, dataset, arch, variant_overrides).get("input_size")
-    return weights_source(spec, model_input_size(arch, input_spec(arch, height, channels)[0], requested))
+    return weights_source(spec, model_input_size(architecture, input_spec(architecture, height, channels)[0], requested))
 
 
 def imagenet_weights_sources(config, variants):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from .architectures import create_model, get_architecture, load_model, save_model
+from .architectures import as_architecture, create_model, load_model, save_model
 from .atomic import atomic_path, read_json, write_json
 from .inference import evaluation_dataset, resize_batch, without_autotune
 from .runtime import environment_facts
@@ -362,7 +362,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     x_val, y_val = data.scaled("val")
     batch_size, epochs = settings["batch_size"], settings["epochs"]
     steps = math.ceil(len(y_train) / batch_size)
-    transfer = get_architecture(architecture).transfer
+    arch = as_architecture(architecture)  # an Architecture, or a built-in's name
+    architecture, transfer = arch.name, arch.transfer
     # a variant's fine_tune settings override the transfer architecture's own
     fine_tune = {**transfer["fine_tune"], **settings.get("fine_tune", {})} if transfer else {"epochs": 0}
     phases = [(0, epochs)] + ([(epochs, epochs + fine_tune["epochs"])] if fine_tune["epochs"] else [])
@@ -375,7 +376,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
         model, resumed = restore_checkpoint(checkpoint_dir, fingerprint, runtime)
         if model is None:
             options = {"weights": weights} if transfer else {}
-            model = create_model(architecture, data.input_shape, data.num_classes, input_size=settings.get("input_size"),
+            model = create_model(arch, data.input_shape, data.num_classes, input_size=settings.get("input_size"),
                                  **options)
             if settings.get("batchnorm_momentum") is not None:
                 set_batchnorm_momentum(model, settings["batchnorm_momentum"])

@@ -84,19 +84,20 @@ def check_transfer(name, spec, data_config, settings):
                          "transfer learning runs its two phases for their full epochs")
 
 
-def register_transfer(declared):
-    """Register the architectures declared under `transfer_learning` (already schema-validated)."""
+def transfer_architectures(declared):
+    """{name: Architecture} of the architectures declared under `transfer_learning` (already schema-validated)."""
+    made = {}
     for name, spec in declared.items():
-        existing = ARCHITECTURES.get(name)
-        if existing is not None and not existing.transfer:
+        if name in ARCHITECTURES:
             raise ValueError(f"transfer_learning.{name}: {name!r} is the name of another architecture; choose another name")
         base = BASES[spec["base"]]
-        ARCHITECTURES[name] = Architecture(
+        made[name] = Architecture(
             name, _builder(name, spec), base.min_size, rgb=True, input_size=base.imagenet_size,
             description=spec.get("description", f"{base.constructor} with ImageNet weights, fine-tuned"),
             idea=f"transfer learning: {base.constructor}'s ImageNet features, a new head, then its top layers fine-tuned",
             transfer=dict(spec),
         )
+    return made
 
 
 def _builder(name, spec):

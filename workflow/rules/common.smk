@@ -9,8 +9,7 @@ from snakemake.utils import validate
 
 # The rules read the registry and catalog from the workflow's own package (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from convbench.architectures import (check_custom, check_input_size, check_names, get_architecture, input_spec,
-                                     register_custom)
+from convbench.architectures import check_custom, check_input_size, check_names, input_spec
 from convbench.config import (
     augmentation_on,
     coerce_cli_scalars,
@@ -26,26 +25,26 @@ from convbench.catalog import check_dataset_names, raw_inputs, remote_file, reso
 from convbench.formats import file_digest, folder_fingerprint
 from convbench.fetch import imagenet_weights_sources, transfer_weights
 from convbench.summary import best_experiments
-from convbench.transfer import KERAS_HOME, check_transfer, register_transfer, weights_source
+from convbench.study import resolve_architectures
+from convbench.transfer import KERAS_HOME, check_transfer, weights_source
 from convbench.validation import check_recipe, validate_config
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def check_study():
-    """Every config check, before any job; returns the study's datasets (read-only {name: DatasetInfo})
-    and variants ({name: overrides}, named variants first, then the sweep's points)."""
+    """Every config check, before any job; returns the study's datasets (read-only {name: DatasetInfo}),
+    architectures (read-only {name: Architecture}) and variants ({name: overrides}, named variants first, then the sweep's points)."""
     validate_config(config, yaml.safe_load(SCHEMA.read_text()), lambda checked: validate(checked, str(SCHEMA)))
     variants = study_variants(config)
     datasets = resolve_datasets(config["custom_datasets"])
-    register_custom(config["custom_architectures"])
-    register_transfer(config["transfer_learning"])
+    architectures = resolve_architectures(config["custom_architectures"], config["transfer_learning"])
     check_dataset_names(config["datasets"], datasets)
-    check_names("architectures", config["architectures"])
-    check_names("architecture_options", config["architecture_options"])
+    check_names("architectures", config["architectures"], architectures)
+    check_names("architecture_options", config["architecture_options"], architectures)
     check_dataset_names(config["dataset_options"], datasets, key="dataset_options")
     for name in config["custom_architectures"]:
-        check_custom(name)  # imports Keras, only for studies that declare architectures
+        check_custom(architectures[name])  # imports Keras, only for studies that declare architectures
     for name, spec in config["transfer_learning"].items():
         for dataset in config["datasets"]:
             for overrides in variants.values():
@@ -54,14 +53,14 @@ def check_study():
         for name in config["architectures"]:
             for variant, overrides in variants.items():
                 settings, where = experiment_settings(config, dataset, name, overrides), f"{name} on {dataset}, variant {variant}"
-                check_input_size(name, settings.get("input_size"), where)
+                check_input_size(architectures[name], settings.get("input_size"), where)
                 check_recipe(settings, where)
-    return datasets, variants
+    return datasets, architectures, variants
 
 
 config.update(coerce_cli_scalars(config))
 try:
-    DATASETS, VARIANTS = check_study()
+    DATASETS, ARCHITECTURES, VARIANTS = check_study()
 except ValueError as error:
     # One short paragraph, no traceback and no schema dump: the key, the value, what is allowed.
     sys.exit(f"Error in the config: {error}")
@@ -123,7 +122,7 @@ def experiment_files(pattern):
 
 def architecture_about(wildcards):
     """What the report's famous-architectures table says of an architecture (its description and key idea)."""
-    arch = get_architecture(wildcards.arch)
+    arch = ARCHITECTURES[wildcards.arch]
     return {"description": arch.description, "idea": arch.idea}
 
 
@@ -214,7 +213,7 @@ def weights_hash(wildcards):
 def prepared_prefix(dataset, arch):
     """Prepared data the architecture needs, e.g. results/prepared/digits/28x28x1."""
     height, _, channels = DATASETS[dataset].image_shape
-    return f"results/prepared/{dataset}/{spec_name(*input_spec(arch, height, channels))}"
+    return f"results/prepared/{dataset}/{spec_name(*input_spec(ARCHITECTURES[arch], height, channels))}"
 
 
 def prepared_files(dataset, arch):

@@ -4,12 +4,10 @@ start(snakemake)
 from convbench.config import study_variants
 from convbench.catalog import remote_file, resolve_datasets
 from convbench.fetch import fetch_file, imagenet_weights_sources
-from convbench.transfer import register_transfer
 
 sm = snakemake
 # URLs come from the config here, not from params: a new mirror must not refetch a verified file.
 if sm.rule == "fetch_weights":
-    register_transfer(sm.config["transfer_learning"])
     urls = imagenet_weights_sources(sm.config, study_variants(sm.config))[sm.wildcards.filename][0]
 else:
     dataset = resolve_datasets(sm.config["custom_datasets"])[sm.wildcards.dataset]

@@ -11,19 +11,15 @@ from convbench.runtime import configure_tensorflow, set_precision
 seed = int(sm.wildcards.seed)
 strategy = configure_tensorflow(threads=sm.threads, seed=seed, deterministic=sm.params.training["deterministic"])
 
-from convbench.architectures import get_architecture, register_custom
 from convbench.prepared import load_prepared
+from convbench.study import architecture_from_params
 from convbench.training import train_experiment
-from convbench.transfer import register_transfer
 
-if sm.params.custom:
-    register_custom({sm.wildcards.arch: sm.params.custom})
-if sm.params.transfer:
-    register_transfer({sm.wildcards.arch: sm.params.transfer})
-_, precision_reason = set_precision(sm.params.training["precision"], get_architecture(sm.wildcards.arch).bf16_keeps_accuracy)
+architecture = architecture_from_params(sm.wildcards.arch, custom=sm.params.custom, transfer=sm.params.transfer)
+_, precision_reason = set_precision(sm.params.training["precision"], architecture.bf16_keeps_accuracy)
 train_experiment(
     load_prepared(sm.input.data, sm.input.manifest),
-    sm.wildcards.arch,
+    architecture,
     seed=seed,
     settings=dict(sm.params.training),
     strategy=strategy,

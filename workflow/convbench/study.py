@@ -1,0 +1,32 @@
+"""A study's architectures, resolved from its config: the built-in ones, those declared under
+`custom_architectures` and those under `transfer_learning`, as one read-only mapping.
+
+The Snakefile resolves it once while it reads the workflow; a training job builds its one
+architecture from the declaration it receives as a param (architecture_from_params), so nothing
+is registered per process and a job needs no more of the config than its own entry.
+"""
+
+from types import MappingProxyType
+
+from .architectures import ARCHITECTURES, Architecture, custom_architectures, get_architecture
+from .transfer import transfer_architectures
+
+
+def resolve_architectures(custom=None, transfer=None):
+    """{name: Architecture}, read-only: built-in, custom and transfer architectures of the study."""
+    custom, transfer = custom_architectures(custom or {}), transfer_architectures(transfer or {})
+    both = sorted(set(custom) & set(transfer))
+    if both:
+        raise ValueError(f"transfer_learning.{both[0]}: {both[0]!r} is also declared under custom_architectures; "
+                         "choose another name")
+    return MappingProxyType({**ARCHITECTURES, **custom, **transfer})
+
+
+def architecture_from_params(name, custom=None, transfer=None) -> Architecture:
+    """The architecture a job trains: from its declaration (custom or transfer) when it has one,
+    else the built-in of that name."""
+    if custom:
+        return custom_architectures({name: custom})[name]
+    if transfer:
+        return transfer_architectures({name: transfer})[name]
+    return get_architecture(name)
