@@ -141,7 +141,7 @@ def write_study(root, architectures=10, variants=2, seeds=5):
     pd.DataFrame(cost).to_csv(root / "results/cost/digits.csv", index=False)
     config = {"datasets": ["digits"], "architectures": names, "seeds": list(range(1, seeds + 1)),
               "variants": {"default": {}}, "sweep": sweep}
-    parameters = {"summary_csv": "results/summary.csv", "dataset_manifests": [f"results/prepared/digits/28x28x1.json"],
+    parameters = {"summary_csv": "results/summary.csv", "dataset_manifests": ["results/prepared/digits/28x28x1.json"],
                   "augmentation_previews": [], "config": config, "variants": study_variants}
     return [e.relative_to(root) for e in experiments], parameters
 

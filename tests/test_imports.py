@@ -24,6 +24,7 @@ LAYERS = (
     {"study"},  # a study's architectures, resolved from its config
     {"fetch"},  # downloads: datasets and transfer weights
     {"anatomy"},  # a model's layers, receptive fields, its first convolution by hand
+    {"checkpoints"},  # resuming a killed training run
     {"training"},
     {"evaluation", "cost", "export"},
     {"visualization"},

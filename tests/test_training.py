@@ -205,7 +205,7 @@ def test_tensorboard_logs_every_epoch_once_across_a_kill_and_resume(tmp_path, di
 
 def test_a_checkpoint_from_another_thread_count_is_not_resumed(tmp_path, digits_prepared):
     from convbench.atomic import write_json
-    from convbench.training import CheckpointMismatch
+    from convbench.checkpoints import CheckpointMismatch
 
     out = tmp_path / "killed"
     run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3)
@@ -222,7 +222,7 @@ def test_two_writers_leave_a_consistent_checkpoint_and_the_older_one_stops(tmp_p
     """An orphaned attempt (node unreachable) still training while its resubmission runs."""
     import keras
 
-    from convbench.training import CheckpointTakenOver, EpochCheckpoint, EpochTimer, restore_checkpoint
+    from convbench.checkpoints import CheckpointTakenOver, EpochCheckpoint, EpochTimer, restore_checkpoint
 
     def writer():
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
@@ -320,7 +320,7 @@ def tiny_model(learning_rate=1e-3):
 
 
 def test_early_stopping_counters_survive_a_restart():
-    from convbench.training import ResumableEarlyStopping
+    from convbench.checkpoints import ResumableEarlyStopping
 
     model = tiny_model()
     stopping = ResumableEarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
@@ -334,7 +334,7 @@ def test_early_stopping_counters_survive_a_restart():
 
 
 def test_plateau_counters_survive_a_restart():
-    from convbench.training import ResumablePlateau
+    from convbench.checkpoints import ResumablePlateau
 
     model = tiny_model(1e-3)
     plateau = ResumablePlateau(monitor="val_loss", factor=0.5, patience=2)

@@ -1,29 +1,26 @@
-"""The train stage: a seeded tf.data pipeline, model.fit, and the files an experiment leaves."""
+"""The train stage: a seeded tf.data pipeline, model.fit over the run's phases, and the files an experiment
+leaves (resuming a killed run: convbench.checkpoints)."""
 
 import functools
 import hashlib
 import json
 import logging
 import math
-import os
 import shutil
-import socket
-import time
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from .architectures import as_architecture, create_model, load_model, save_model
-from .atomic import atomic_path, read_json, write_json
+from .architectures import as_architecture, create_model, save_model
+from .atomic import atomic_path, write_json
+from .checkpoints import EpochCheckpoint, EpochTimer, make_callbacks, restore_checkpoint, runtime_facts
 from .inference import evaluation_dataset, resize_batch, without_autotune
 from .runtime import environment_facts
 from .schedules import learning_rate_schedule
-from .tensorboard_log import TensorBoardLog, current_learning_rate
+from .tensorboard_log import TensorBoardLog
 from .transfer import pretrained_base, unfreeze_last
 
 log = logging.getLogger(__name__)
@@ -139,188 +136,6 @@ def make_optimizer(settings, learning_rate, schedule="constant", steps_per_epoch
     raise ValueError(f"unknown optimizer {name!r}; use adam, adamw or sgd")
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Records wall time and images/s of every epoch, and logs them as progress."""
-
-    def __init__(self, images_per_epoch):
-        super().__init__()
-        self.images_per_epoch = images_per_epoch
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        elapsed = time.perf_counter() - self._start
-        self.seconds.append(elapsed)
-        metrics = ", ".join(f"{key}={value:.4f}" for key, value in (logs or {}).items())
-        log.info("epoch %d: %.2f s, %.0f images/s, %s", epoch + 1, elapsed, self.images_per_epoch / elapsed, metrics)
-
-
-class ResumableCallback:
-    """A Keras callback whose counters survive a restart: `state()` goes into the checkpoint,
-    `resume_from` is applied after Keras resets the callback at the start of fit."""
-
-    STATE = ()
-    resume_from = None
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        for key, value in (self.resume_from or {}).items():
-            setattr(self, key, value)
-
-    def state(self):
-        return {key: getattr(self, key) for key in self.STATE}
-
-
-class ResumablePlateau(ResumableCallback, keras.callbacks.ReduceLROnPlateau):
-    STATE = ("wait", "best", "cooldown_counter")
-
-
-class ResumableEarlyStopping(ResumableCallback, keras.callbacks.EarlyStopping):
-    """EarlyStopping; its best weights are saved beside the checkpoint, its counters in state.json."""
-
-    STATE = ("wait", "best", "best_epoch", "stopped_epoch")
-
-
-def make_callbacks(settings, resume):
-    """ReduceLROnPlateau and EarlyStopping as the settings ask, resumed from a checkpoint's state."""
-    callbacks = {}
-    if settings.get("schedule") == "plateau":
-        plateau = settings["plateau"]
-        callbacks["plateau"] = ResumablePlateau(monitor="val_loss", factor=plateau["factor"],
-                                                patience=plateau["patience"], min_lr=plateau["min_learning_rate"])
-    stopping = settings.get("early_stopping", {})
-    if stopping.get("enabled"):
-        callbacks["early_stopping"] = ResumableEarlyStopping(
-            monitor="val_loss", patience=stopping["patience"], restore_best_weights=stopping["restore_best_weights"])
-    for name, callback in callbacks.items():
-        callback.resume_from = resume.get(name)
-    return callbacks
-
-
-class CheckpointTakenOver(RuntimeError):
-    """A later attempt of the same job (a resubmission) now owns the checkpoint: this one stops."""
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch, saves what a resumed run needs: model and optimizer, the dropout
-    generators' states (Keras does not restore them on load) and the history so far.
-
-    The directory lies outside the rule's outputs, which Snakemake deletes when a job fails.
-    Safe with two writers (a job orphaned on an unreachable node still training while SLURM or
-    Snakemake runs it again elsewhere): each attempt writes only into its own sub-folder, state.json
-    (renamed into place) names one attempt's complete files, and the attempt that started last
-    owns the checkpoint: an older one stops at its next epoch instead of writing.
-    """
-
-    def __init__(self, directory, fingerprint, timer, history=(), resumable=None, runtime=None):
-        super().__init__()
-        self.directory = Path(directory)
-        self.fingerprint = fingerprint
-        self.runtime = runtime or {}
-        self.timer = timer
-        self.history = list(history)
-        self.resumable = resumable or {}
-        self.attempt = f"attempt-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        write_json(self.directory / "owner.json", {"attempt": self.attempt})
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "learning_rate": current_learning_rate(self.model), **(logs or {}),
-               "seconds": self.timer.seconds[-1]}
-        self.history.append(row)
-        if not np.isfinite(row.get("loss", 0.0)):
-            return  # never resume from a diverged state
-        owner = read_json(self.directory / "owner.json")["attempt"]
-        if owner != self.attempt:
-            raise CheckpointTakenOver(f"{self.directory} now belongs to {owner}; this attempt stops")
-        name = f"{self.attempt}/epoch{epoch + 1:04d}"
-        with atomic_path(self.directory / f"{name}.keras") as tmp:
-            save_model(self.model, tmp)
-        with atomic_path(self.directory / f"{name}_seeds.npz") as tmp:
-            np.savez(tmp, *[variable.numpy() for variable in seed_states(self.model)])
-        stopping = self.resumable.get("early_stopping")
-        if stopping is not None and stopping.best_weights is not None:
-            with atomic_path(self.directory / f"{name}_best.npz") as tmp:
-                np.savez(tmp, *stopping.best_weights)
-        # The state file names the files, so a kill between the writes leaves the previous epoch usable.
-        write_json(self.directory / "state.json", {
-            "epoch": epoch + 1, "name": name, "fingerprint": self.fingerprint, "runtime": self.runtime,
-            "history": self.history,
-            "stopped": bool(self.model.stop_training),
-            "callbacks": {key: callback.state() for key, callback in self.resumable.items()},
-        })
-        for old in self.directory.glob("attempt-*/epoch*"):  # older epochs, and earlier attempts' files
-            if not str(old.relative_to(self.directory)).startswith(name):
-                old.unlink(missing_ok=True)
-        for folder in self.directory.glob("attempt-*"):
-            if folder.name != self.attempt and not any(folder.iterdir()):
-                folder.rmdir()
-
-
-def seed_states(model):
-    return [variable for variable in model.variables if "seed_generator_state" in variable.path]
-
-
-@dataclass
-class Resumed:
-    """What a checkpoint restores besides the model."""
-
-    history: list = field(default_factory=list)
-    stopped: bool = False  # early stopping had ended the run
-    callbacks: dict = field(default_factory=dict)  # callback name -> its counters
-
-
-class CheckpointMismatch(RuntimeError):
-    """A checkpoint written under another thread count, precision or TensorFlow version."""
-
-
-def runtime_facts():
-    """What besides the settings decides the exact result: TensorFlow's thread count (it changes
-    the order of floating-point sums), the precision policy and the TensorFlow version."""
-    import keras
-
-    # 0 means "TensorFlow's default": one thread per CPU it sees
-    return {"threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
-            "precision": keras.mixed_precision.global_policy().name, "tensorflow": tf.__version__}
-
-
-def restore_checkpoint(directory, fingerprint, runtime=None):
-    """(model, Resumed) of the last finished epoch, or (None, Resumed()) to start afresh.
-
-    Refuses (CheckpointMismatch) to continue a checkpoint written under another `runtime`: the
-    run would mix two computations and equal neither an uninterrupted run of the one nor the other.
-    """
-    state_path = Path(directory) / "state.json"
-    if not state_path.exists():
-        return None, Resumed()
-    state = read_json(state_path)
-    if state["fingerprint"] != fingerprint:
-        log.info("checkpoint in %s is for other settings; starting afresh", directory)
-        shutil.rmtree(directory)
-        return None, Resumed()
-    saved = state.get("runtime", {})
-    changed = {key: (saved[key], value) for key, value in (runtime or {}).items() if key in saved and saved[key] != value}
-    if changed:
-        what = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
-        raise CheckpointMismatch(
-            f"{directory} was written with other runtime settings ({what}); resuming would give a result equal to "
-            "no uninterrupted run. Rerun with the same --cores (threads), precision and TensorFlow, or delete "
-            "that folder to start this experiment afresh."
-        )
-    model = load_model(Path(directory) / f"{state['name']}.keras")
-    with np.load(Path(directory) / f"{state['name']}_seeds.npz") as saved:
-        for variable, key in zip(seed_states(model), saved.files, strict=True):
-            variable.assign(saved[key])
-    callbacks = state.get("callbacks", {})
-    best = Path(directory) / f"{state['name']}_best.npz"
-    if "early_stopping" in callbacks and best.exists():
-        with np.load(best) as saved:
-            callbacks["early_stopping"]["best_weights"] = [saved[key] for key in saved.files]
-    log.info("resuming after epoch %d from %s", state["epoch"], directory)
-    return model, Resumed(state["history"], state.get("stopped", False), callbacks)
-
-
 class TrainingDiverged(RuntimeError):
     pass
 
@@ -344,11 +159,33 @@ def compile_model(model, settings, learning_rate, schedule, steps_per_epoch, epo
     )
 
 
+@dataclass(frozen=True)
+class Phases:
+    """The epochs of a run: [0, epochs) from scratch or with a frozen base, then, for transfer
+    architectures, [epochs, epochs + fine_tune.epochs) with the base's last layers unfrozen."""
+
+    bounds: tuple  # ((start, end), ...)
+    fine_tune: dict
+
+    @classmethod
+    def of(cls, settings, transfer):
+        epochs = settings["epochs"]
+        # a variant's fine_tune settings override the transfer architecture's own
+        fine_tune = {**transfer["fine_tune"], **settings.get("fine_tune", {})} if transfer else {"epochs": 0}
+        extra = ((epochs, epochs + fine_tune["epochs"]),) if fine_tune["epochs"] else ()
+        return cls(((0, epochs),) + extra, fine_tune)
+
+    @property
+    def total(self):
+        return self.bounds[-1][1]
+
+
 def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path,
                      checkpoint_dir, weights=None, variant="default", variant_overrides=None, tensorboard=None,
                      precision_reason=None):
     """Train one (dataset, architecture, variant, seed) experiment and write model, history and metadata.
 
+    `architecture`: an Architecture (convbench.study resolves the study's) or a built-in's name.
     `settings` are the complete effective training settings (the variant's overrides included);
     `variant` and `variant_overrides` only name them in the metadata.
 
@@ -358,46 +195,69 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     a weights file for their base. `tensorboard`: {"directory", "graph", "histograms"} to log
     the run for TensorBoard as it trains (convbench.tensorboard_log), or None.
     """
-    x_train, y_train = data.raw("train")
-    x_val, y_val = data.scaled("val")
-    batch_size, epochs = settings["batch_size"], settings["epochs"]
-    steps = math.ceil(len(y_train) / batch_size)
-    arch = as_architecture(architecture)  # an Architecture, or a built-in's name
-    architecture, transfer = arch.name, arch.transfer
-    # a variant's fine_tune settings override the transfer architecture's own
-    fine_tune = {**transfer["fine_tune"], **settings.get("fine_tune", {})} if transfer else {"epochs": 0}
-    phases = [(0, epochs)] + ([(epochs, epochs + fine_tune["epochs"])] if fine_tune["epochs"] else [])
-    total_epochs = phases[-1][1]
-    fingerprint = config_hash({"architecture": architecture, "seed": seed, "settings": settings, "transfer": transfer,
+    arch = as_architecture(architecture)
+    phases = Phases.of(settings, arch.transfer)
+    fingerprint = config_hash({"architecture": arch.name, "seed": seed, "settings": settings, "transfer": arch.transfer,
                                "data": data.manifest["source_sha256"], "input_shape": list(data.input_shape)})
-
     runtime = runtime_facts()
     with strategy.scope():
-        model, resumed = restore_checkpoint(checkpoint_dir, fingerprint, runtime)
-        if model is None:
-            options = {"weights": weights} if transfer else {}
-            model = create_model(arch, data.input_shape, data.num_classes, input_size=settings.get("input_size"),
-                                 **options)
-            if settings.get("batchnorm_momentum") is not None:
-                set_batchnorm_momentum(model, settings["batchnorm_momentum"])
-            compile_model(model, settings, settings["learning_rate"], settings.get("schedule", "constant"), steps, epochs)
-    history = resumed.history
-    first_epoch = len(history)
+        model, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime)
+    history, callbacks = fit_phases(model, resumed, data, settings, phases, seed=seed, strategy=strategy,
+                                    checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, runtime=runtime,
+                                    tensorboard=tensorboard, name=arch.name)
+    stopping = callbacks.get("early_stopping")
+    if resumed.stopped and stopping is not None:  # the job died after early stopping, before its outputs
+        stopping.set_model(model)
+        stopping.on_train_begin()  # takes the saved counters and best weights
+        if stopping.restore_best_weights and stopping.best_weights is not None:
+            model.set_weights(stopping.best_weights)  # what on_train_end would have done
+    frame = history_frame(history, arch.name)
+    write_outputs(model, frame, data, arch, phases, stopping, model_path=model_path, history_path=history_path,
+                  meta_path=meta_path, seed=seed, settings=settings, variant=variant,
+                  variant_overrides=variant_overrides, resumed_after=len(resumed.history), runtime=runtime,
+                  precision_reason=precision_reason)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return model
+
+
+def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime):
+    """(model, Resumed): the last checkpointed epoch of this very experiment, else a new compiled model."""
+    model, resumed = restore_checkpoint(checkpoint_dir, fingerprint, runtime)
+    if model is None:
+        options = {"weights": weights} if arch.transfer else {}
+        model = create_model(arch, data.input_shape, data.num_classes, input_size=settings.get("input_size"), **options)
+        if settings.get("batchnorm_momentum") is not None:
+            set_batchnorm_momentum(model, settings["batchnorm_momentum"])
+        steps = math.ceil(len(data.raw("train")[1]) / settings["batch_size"])
+        compile_model(model, settings, settings["learning_rate"], settings.get("schedule", "constant"), steps,
+                      settings["epochs"])
+    return model, resumed
+
+
+def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkpoint_dir, fingerprint, runtime,
+               tensorboard, name=None):
+    """model.fit over each phase's epochs still to run, checkpointing every epoch; returns the
+    history rows of every epoch (resumed ones first) and the resumable callbacks."""
+    x_train, y_train = data.raw("train")
+    x_val, y_val = data.scaled("val")
+    batch_size = settings["batch_size"]
+    steps = math.ceil(len(y_train) / batch_size)
     side = model.input_shape[1]  # images are resized to it per batch (input_size)
     val_ds = evaluation_dataset(x_val, y_val, data.num_classes, max(batch_size, 256), input_size=side)
     timer = EpochTimer(len(y_train))
     resumable = make_callbacks(settings, resumed.callbacks)
-    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, history, resumable, runtime)
+    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, resumed.history, resumable, runtime)
     # after the checkpoint: it logs the row the checkpoint has just recorded
     watchers = [TensorBoardLog(tensorboard["directory"], checkpoint, len(y_train), graph=tensorboard["graph"],
                                histograms=tensorboard["histograms"])] if tensorboard else []
-    log.info("training %s: %d parameters, epochs %d..%d of %d steps", architecture, model.count_params(),
-             first_epoch + 1, total_epochs, steps)
-    epoch = first_epoch
-    for phase, (start, end) in enumerate(phases):
+    epoch = len(resumed.history)
+    log.info("training %s: %d parameters, epochs %d..%d of %d steps", name or model.name, model.count_params(),
+             epoch + 1, phases.total, steps)
+    for phase, (start, end) in enumerate(phases.bounds):
         if epoch >= end or resumed.stopped:
             continue
         if phase == 1 and epoch == start:  # a run resumed inside phase 2 has its unfrozen model and optimizer back
+            fine_tune = phases.fine_tune
             with strategy.scope():
                 unfrozen = unfreeze_last(model, fine_tune["layers"])
                 compile_model(model, {**settings, "warmup_epochs": 0}, fine_tune["learning_rate"], "constant", steps, 1)
@@ -419,29 +279,34 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             verbose=0,
         )
         epoch = len(checkpoint.history)
-    stopping = resumable.get("early_stopping")
-    if resumed.stopped and stopping is not None:  # the job died after early stopping, before its outputs
-        stopping.set_model(model)
-        stopping.on_train_begin()  # takes the saved counters and best weights
-        if stopping.restore_best_weights and stopping.best_weights is not None:
-            model.set_weights(stopping.best_weights)  # what on_train_end would have done
-    frame = pd.DataFrame(checkpoint.history)
+    return checkpoint.history, resumable
+
+
+def history_frame(history, architecture):
+    """The per-epoch rows as history.csv holds them; a diverged run fails here, before any output."""
+    frame = pd.DataFrame(history)
     # One column order whether or not the run was resumed (resumed rows come back from JSON, keys sorted).
     frame = frame[["epoch", *sorted(set(frame.columns) - {"epoch", "seconds"}), "seconds"]]
     if not np.isfinite(frame["loss"]).all():
         raise TrainingDiverged(
             f"{architecture} diverged: loss became NaN at epoch {len(frame)}; lower the learning rate"
         )
+    return frame
 
+
+def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, history_path, meta_path, seed, settings,
+                  variant, variant_overrides, resumed_after, runtime, precision_reason):
+    """model.keras, history.csv and train_meta.json, each written atomically."""
     with atomic_path(model_path) as tmp:
         save_model(model, tmp)
     with atomic_path(history_path) as tmp:
         frame.to_csv(tmp, index=False)
     seconds = frame["seconds"].to_numpy()
+    transfer = arch.transfer
     write_json(
         meta_path,
         {
-            "architecture": architecture,
+            "architecture": arch.name,
             "dataset": data.manifest["dataset"],
             "variant": variant,
             "seed": seed,
@@ -453,23 +318,21 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
             # what prediction needs to treat a new image as this model's training data was treated
             "data": {key: data.manifest[key] for key in ("class_names", "input_shape", "preprocessing")},
             "epochs_run": len(frame),
-            "resumed_after_epoch": first_epoch,
+            "resumed_after_epoch": resumed_after,
             "best_epoch": int(frame["val_loss"].idxmin()) + 1,
-            "stopped_early": len(frame) < total_epochs,
+            "stopped_early": len(frame) < phases.total,
             "transfer": None if not transfer else {
-                **transfer, "fine_tune": fine_tune, "phase_epochs": [end - start for start, end in phases],
+                **transfer, "fine_tune": phases.fine_tune, "phase_epochs": [end - start for start, end in phases.bounds],
                 "trainable_base_layers": [layer.name for layer in pretrained_base(model).layers if layer.trainable],
             },
             "weights_from_epoch": (stopping.best_epoch + 1 if stopping and stopping.restore_best_weights
                                    and stopping.best_weights is not None else len(frame)),
             "seconds_per_epoch": seconds.tolist(),
             "train_seconds": float(seconds.sum()),
-            "images_per_second": float(len(y_train) / np.median(seconds)),
+            "images_per_second": float(len(data.raw("train")[1]) / np.median(seconds)),
             "precision": runtime["precision"],
             "precision_reason": precision_reason,  # why this precision (runtime.choose_precision)
             "threads": runtime["threads"],  # with the precision and TensorFlow version, part of the exact result
             "environment": environment_facts(),
         },
     )
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return model
