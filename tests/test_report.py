@@ -181,3 +181,23 @@ def test_many_models_get_small_multiples_not_a_crowded_legend():
     assert [alt.split(" per epoch")[0] for _, alt in many] == ["Validation and training accuracy",
                                                                 "Validation and training loss"]
     assert sum(ax.get_visible() for ax in many[0][0].axes) == OVERLAY_LIMIT + 6
+
+
+def test_variant_and_sweep_plots_wrap_a_dozen_architectures_into_rows():
+    from convbench.report import PANEL_COLUMNS, plot_sweep, plot_variant_accuracy
+    from convbench.summary import SETTING_PREFIX
+
+    rates = [0.001, 0.003]
+    rows = [{"dataset": "d", "architecture": f"arch{a:02d}", "variant": f"learning_rate={rate},batch_size={batch}",
+             "seed": seed, "accuracy": 0.9 - a / 100, SETTING_PREFIX + "learning_rate": rate,
+             SETTING_PREFIX + "batch_size": batch}
+            for a in range(12) for rate in rates for batch in (32, 64) for seed in (1, 2)]
+    summary = pd.DataFrame(rows)
+    summary["variant"] = pd.Categorical(summary["variant"], categories=list(dict.fromkeys(summary["variant"])))
+    variants = list(summary["variant"].cat.categories)
+    for fig in (plot_variant_accuracy(summary, "d"),
+                plot_sweep(summary, "d", ["learning_rate", "batch_size"], variants)):
+        panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+        assert len(panels) == 12
+        width, height = fig.get_size_inches()
+        assert width <= 4.5 * PANEL_COLUMNS and height > width / 2  # rows of panels, not one 12-wide strip

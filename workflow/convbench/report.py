@@ -173,6 +173,7 @@ def load_histories(summary):
 
 
 OVERLAY_LIMIT = 6  # more compared models than this: one panel each (a 12-line legend covers the plot)
+PANEL_COLUMNS = 4  # small multiples wrap into rows of this many panels
 
 
 def curve_figures(histories, dataset):
@@ -219,7 +220,7 @@ def plot_curves_overlay(histories, dataset):
     return fig
 
 
-def plot_curves_small_multiples(histories, dataset, metric, columns=4):
+def plot_curves_small_multiples(histories, dataset, metric, columns=PANEL_COLUMNS):
     """One panel per compared model, on shared axes: its validation `metric` (solid, with the min-max
     band over seeds) and training `metric` (dotted), over every other model's validation curve in
     grey, so each model reads against the field without a legend."""
@@ -268,7 +269,7 @@ def representatives(summary):
     return picks
 
 
-def gallery(summary, kind, width=None, report_dir="results"):
+def gallery(summary, kind, report_dir="results"):
     """One folded block per dataset and compared model with its representative seed's figure
     inlined; the other seeds' figures are linked (relative to report.html, which lives in results/)."""
     blocks = []
@@ -281,7 +282,7 @@ def gallery(summary, kind, width=None, report_dir="results"):
             f"seed {other.seed}</a>" for other in others.itertuples())
         blocks.append(
             f"<details><summary><b>{experiment.model}</b> on {experiment.dataset} ({note})</summary>"
-            f"{image_tag(path, width, alt=f'{kind} of {experiment.model} on {experiment.dataset}, seed {experiment.seed}')}"
+            f"{image_tag(path, alt=f'{kind} of {experiment.model} on {experiment.dataset}, seed {experiment.seed}')}"
             + (f"<p>Other seeds: {links}</p>" if links else "") + "</details>")
     return "\n".join(blocks)
 
@@ -467,11 +468,10 @@ def figure_tag(fig, alt):
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" style="max-width:100%">'
 
 
-def image_tag(path, width=None, alt=None):
-    """An <img> with the PNG inlined, so the HTML needs no other file."""
+def image_tag(path, alt=None):
+    """An <img> with the PNG inlined (so the HTML needs no other file), shown at the size it was drawn."""
     data = base64.b64encode(Path(path).read_bytes()).decode()
-    size = f' width="{width}"' if width else ""
-    return f'<img src="data:image/png;base64,{data}"{size} alt="{html.escape(alt or Path(path).name)}">'
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt or Path(path).name)}">'
 
 
 # ---------------------------------------------------------------- build
@@ -608,10 +608,15 @@ def plot_variant_accuracy(summary, dataset):
     architectures = list(dict.fromkeys(data["architecture"]))
     variants = [variant for variant in data["variant"].cat.categories if variant in set(data["variant"])]
     rng = np.random.default_rng(0)  # jitter only, so that equal seeds do not hide each other
+    panel = max(3.2, 0.5 * len(variants) + 1.6)  # inches: room for every variant's tick label
+    columns = max(1, min(len(architectures), PANEL_COLUMNS, int(16 // panel)))  # rows at most ~16 in wide
+    rows = -(-len(architectures) // columns)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(architectures), figsize=(max(4.5, 0.8 * len(variants) + 2) * len(architectures), 4),
+        fig, axes = plt.subplots(rows, columns, figsize=(panel * columns, 3.6 * rows + 0.4),
                                  squeeze=False, sharey=True, layout="constrained")
-        for ax, architecture in zip(axes[0], architectures):
+        for ax in axes.flat[len(architectures):]:
+            ax.set_visible(False)
+        for ax, architecture in zip(axes.flat, architectures):
             runs = data[data["architecture"] == architecture]
             for position, variant in enumerate(variants):
                 accuracy = runs.loc[runs["variant"] == variant, "accuracy"].to_numpy()
@@ -638,7 +643,7 @@ def plot_sweep(summary, dataset, keys, variants):
     architectures = list(dict.fromkeys(data["architecture"]))
     with plt.rc_context(STYLE):
         if len(keys) == 1:
-            fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+            fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
             for architecture in architectures:
                 runs = data[data["architecture"] == architecture]
                 mean = runs.groupby(columns[0])["accuracy"].mean()
@@ -648,11 +653,15 @@ def plot_sweep(summary, dataset, keys, variants):
             if values.min() > 0 and values.max() / values.min() >= 10:
                 ax.set_xscale("log")
             ax.set(xlabel=keys[0], ylabel="test accuracy", title=f"Sweep over {keys[0]} — {dataset}")
-            ax.legend(fontsize=8, loc="best")
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # beside, never over, the lines
             return fig
-        fig, axes = plt.subplots(1, len(architectures), figsize=(4.8 * len(architectures), 4), squeeze=False,
+        per_row = min(len(architectures), PANEL_COLUMNS)
+        rows = -(-len(architectures) // per_row)
+        fig, axes = plt.subplots(rows, per_row, figsize=(4.4 * per_row, 3.8 * rows + 0.4), squeeze=False,
                                  layout="constrained")
-        for ax, architecture in zip(axes[0], architectures):
+        for ax in axes.flat[len(architectures):]:
+            ax.set_visible(False)
+        for ax, architecture in zip(axes.flat, architectures):
             grid = data[data["architecture"] == architecture].pivot_table(
                 index=columns[0], columns=columns[1], values="accuracy", aggfunc="mean")
             image = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
