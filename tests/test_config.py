@@ -99,9 +99,14 @@ TINY_LAYERS = "{tiny: {layers: [{Conv2D: {filters: 4, kernel_size: 3}}, %s, Flat
         (["architectures=[tiny]", "custom_architectures=" + TINY_LAYERS % "{Conv2D: {filters: 2, kernel_size: 40}}"],
          "custom architecture 'tiny', layer 2 (Conv2D): "),
         (["custom_architectures={bn_cnn: {layers: [Flatten]}}"], "has the name of a registered one"),
+        (["render={feature_map_layers: {simple_cnn: [conv1, conv3]}}"],
+         "render, simple_cnn: feature map layer 'conv3' does not exist in model 'simple_cnn'; layers with feature maps: conv1,"),
+        (["render={filter_layers: {simple_cnn: flatten}}"],
+         "render, simple_cnn: layer 'flatten' is not a Conv2D layer in model 'simple_cnn'; conv layers: conv1, conv2"),
+        (["render={feature_map_layers: {simple_cn: [conv1]}}"], "render.feature_map_layers: unknown architecture(s) simple_cn"),
     ],
     ids=["epochs", "unknown-arch", "unknown-option-arch", "unknown-layer", "bad-argument", "lambda", "bad-shape",
-         "name-clash"],
+         "name-clash", "feature-map-layer", "filter-layer", "render-arch"],
 )
 def test_snakemake_stops_before_any_job_on_bad_config(tmp_path, config, message):
     copy_workflow(tmp_path)

@@ -56,6 +56,50 @@ def first_conv(model):
     return conv_layers(model)[0]
 
 
+def find_conv_layer(model, name=None):
+    """The named conv layer, or the first one; a clear error lists the conv layers there are."""
+    layers = conv_layers(model)
+    available = ", ".join(layer.name for layer in layers) or "none"
+    if name is None:
+        if not layers:
+            raise ValueError(f"model {model.name!r} has no Conv2D layer to draw")
+        return layers[0]
+    for layer in layers:
+        if layer.name == name:
+            return layer
+    kind = "is not a Conv2D layer" if any(layer.name == name for layer in iter_layers(model)) else "does not exist"
+    raise ValueError(f"layer {name!r} {kind} in model {model.name!r}; conv layers: {available}")
+
+
+def spatial_layers(model, names):
+    """The named layers (nested bases included), each with an image-shaped (height, width, channels)
+    output; a clear error lists the ones there are."""
+    spatial = [layer for layer in iter_layers(model)
+               if hasattr(layer, "output") and not hasattr(layer, "layers") and len(layer.output.shape) == 4]
+    by_name = {layer.name: layer for layer in spatial}
+    for name in names:
+        if name not in by_name:
+            kind = ("has no height × width × channels output" if any(layer.name == name for layer in iter_layers(model))
+                    else "does not exist")
+            raise ValueError(f"feature map layer {name!r} {kind} in model {model.name!r}; layers with feature maps: "
+                             f"{', '.join(by_name)}")
+    return [by_name[name] for name in names]
+
+
+def check_layer_names(arch, filter_layer=None, feature_map_layers=None):
+    """Build the architecture once and look up the layers the config names for its figures
+    (render.filter_layers, render.feature_map_layers): a typo fails when the config is read, with
+    the list of layers there are, not in the evaluate job after training."""
+    from .architectures import create_model
+
+    side = arch.input_size or arch.min_size
+    model = create_model(arch, (side, side, 3 if arch.rgb else 1), 10)
+    if filter_layer:
+        find_conv_layer(model, filter_layer)
+    if feature_map_layers:
+        spatial_layers(model, feature_map_layers)
+
+
 def input_of(model, target, batch):
     """What `target`, a layer of `model` or of a model nested in it (a keras.applications base),
     receives for `batch`: a nested layer's input tensor lives in the nested model's own graph."""

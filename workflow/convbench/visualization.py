@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from .anatomy import SOBEL_X, conv2d_numpy, conv_layers, first_conv, first_conv_by_hand, iter_layers
+from .anatomy import (SOBEL_X, conv2d_numpy, conv_layers, find_conv_layer, first_conv, first_conv_by_hand,
+                      iter_layers, spatial_layers)
 from .atomic import atomic_path
 from .figures import NAMES as FIGURE_NAMES
 from .inference import fit_to_model
@@ -72,21 +73,6 @@ def block_conv_layers(model, limit=4):
             firsts.append(layer)
             size = layer_size
     return firsts[:limit]
-
-
-def find_conv_layer(model, name=None):
-    """The named conv layer, or the first one; a clear error lists the conv layers there are."""
-    layers = conv_layers(model)
-    available = ", ".join(layer.name for layer in layers) or "none"
-    if name is None:
-        if not layers:
-            raise ValueError(f"model {model.name!r} has no Conv2D layer to draw")
-        return layers[0]
-    for layer in layers:
-        if layer.name == name:
-            return layer
-    kind = "is not a Conv2D layer" if any(layer.name == name for layer in iter_layers(model)) else "does not exist"
-    raise ValueError(f"layer {name!r} {kind} in model {model.name!r}; conv layers: {available}")
 
 
 # ---------------------------------------------------------------- figures
@@ -175,21 +161,6 @@ def layer_outputs(model, layers):
         return [found[id(layer)] for layer in layers] + [x]
 
     return run
-
-
-def spatial_layers(model, names):
-    """The named layers (nested bases included), each with an image-shaped (height, width, channels)
-    output; a clear error lists the ones there are."""
-    spatial = [layer for layer in iter_layers(model)
-               if hasattr(layer, "output") and not hasattr(layer, "layers") and len(layer.output.shape) == 4]
-    by_name = {layer.name: layer for layer in spatial}
-    for name in names:
-        if name not in by_name:
-            kind = ("has no height × width × channels output" if any(layer.name == name for layer in iter_layers(model))
-                    else "does not exist")
-            raise ValueError(f"feature map layer {name!r} {kind} in model {model.name!r}; layers with feature maps: "
-                             f"{', '.join(by_name)}")
-    return [by_name[name] for name in names]
 
 
 def plot_feature_maps(model, images, path, title, max_maps=16, max_blocks=4, layer_names=None):

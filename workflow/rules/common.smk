@@ -45,6 +45,16 @@ def check_study():
     check_dataset_names(config["dataset_options"], datasets, key="dataset_options")
     for name in config["custom_architectures"]:
         check_custom(architectures[name])  # imports Keras, only for studies that declare architectures
+    render = config["render"]
+    for section in ("filter_layers", "feature_map_layers"):
+        check_names(f"render.{section}", render[section], architectures)
+    for name in sorted((set(render["filter_layers"]) | set(render["feature_map_layers"])) & set(config["architectures"])):
+        from convbench.anatomy import check_layer_names  # imports Keras: only for studies that name layers
+
+        try:
+            check_layer_names(architectures[name], render["filter_layers"].get(name), render["feature_map_layers"].get(name))
+        except ValueError as error:
+            raise ValueError(f"render, {name}: {error}") from None
     for name, spec in config["transfer_learning"].items():
         for dataset in config["datasets"]:
             for overrides in variants.values():
