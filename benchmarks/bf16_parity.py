@@ -86,9 +86,9 @@ def main():
     args = parser.parse_args()
     sys.path.insert(0, str(PROJECT / "workflow"))
     from convbench.architectures import input_spec
-    from convbench.runtime import _cpu_model, cpu_bf16_flags
+    from convbench.runtime import cpu_bf16_flags, cpu_model
 
-    print(f"CPU: {_cpu_model()}; BF16 flags: {', '.join(cpu_bf16_flags()) or 'none'}; 2 threads per run; "
+    print(f"CPU: {cpu_model()}; BF16 flags: {', '.join(cpu_bf16_flags()) or 'none'}; 2 threads per run; "
           f"digits, {args.epochs} epochs, {args.seeds} seeds", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="bf16-parity-"))
     rows = []

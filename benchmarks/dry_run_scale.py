@@ -19,15 +19,11 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT / "workflow"))
+
+from convbench.runtime import cpu_model  # noqa: E402
 ARCHITECTURES = ["simple_cnn", "bn_cnn", "lenet5", "alexnet", "resnet20", "vgg16", "vgg19", "resnet50", "resnet101",
                  "inceptionv3", "mobilenetv2", "efficientnetb0"]
-
-
-def cpu_name():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def plan(workflow, variants, seeds, use_variants):
@@ -62,7 +58,7 @@ def main():
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.workflow, capture_output=True,
                             text=True).stdout.strip()
-    print(f"workflow {args.workflow} at {commit or '?'}; CPU: {cpu_name()}, {os.cpu_count()} cores")
+    print(f"workflow {args.workflow} at {commit or '?'}; CPU: {cpu_model()}, {os.cpu_count()} cores")
     print(f"{'variants':>8} {'seeds':>6} {'experiments':>12} {'planned trainings':>18} {'dry run (s)':>12} "
           f"{'s per 1,000':>12}")
     for size in args.sizes:

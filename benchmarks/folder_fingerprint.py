@@ -11,7 +11,6 @@ own process with a cold or warm cache directory, the page cache being warm (the 
 import argparse
 import hashlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,8 +55,9 @@ def main():
         ("content, first run", timed(folder_fingerprint, [args.folder], cache_dir=cache)),
         ("content, cached", timed(folder_fingerprint, [args.folder], cache_dir=cache)),
     ]
-    model = subprocess.run(["grep", "-m1", "model name", "/proc/cpuinfo"], capture_output=True, text=True).stdout
-    print(f"{args.images:,} images, {size:,.0f} MB; CPU: {model.split(':', 1)[-1].strip()}")
+    from convbench.runtime import cpu_model
+
+    print(f"{args.images:,} images, {size:,.0f} MB; CPU: {cpu_model()}")
     print(f"{'fingerprint':>20} {'seconds':>8}")
     for name, seconds in rows:
         print(f"{name:>20} {seconds:>8.2f}")

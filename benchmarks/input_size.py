@@ -12,7 +12,6 @@ Each mode runs in its own process; peak RSS is the process's maximum resident se
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "workflow"))
+
+from convbench.runtime import cpu_model  # noqa: E402  (no TensorFlow import: the measured child imports it)
 
 
 def run_mode(mode, images, size, steps, batch):
@@ -58,14 +59,6 @@ def run_mode(mode, images, size, steps, batch):
     seconds = time.perf_counter() - start
     return {"mode": mode, "images_per_second": steps * batch / seconds,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "data_gb": pixels.nbytes / 1e9}
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main():

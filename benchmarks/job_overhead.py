@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,9 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT / "workflow"))
+
+from convbench.runtime import cpu_model  # noqa: E402
 FLOAT32 = "training={precision: float32}"
 TWELVE_WITH_VARIANTS = ["training={precision: float32, epochs: 2}", "seeds=[1, 2, 3]",
                         "variants={default: {}, low_lr: {learning_rate: 0.0003}}"]
@@ -72,13 +74,6 @@ def run_study(commit, study, cores):
         results = workdir / "results"
         fit = sum(json.loads(meta.read_text())["train_seconds"] for meta in results.rglob("train_meta.json"))
         return {"commit": label, "wall": wall, "fit": fit, "rules": job_seconds(results)}
-
-
-def cpu_model():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def print_study(study, old, new):
