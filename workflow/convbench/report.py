@@ -406,12 +406,13 @@ def representative_anatomies(summary):
             yield experiment, read_json(path)
 
 
-def anatomy_blocks(summary):
+def anatomy_blocks(anatomies):
     """Per dataset and compared model (its representative seed): the layer table with output sizes,
     parameters and receptive fields, the output-size arithmetic of the first layers, and how far the
-    first convolution by hand lies from the layer (anatomy.json, written by the evaluate job)."""
+    first convolution by hand lies from the layer (anatomy.json, written by the evaluate job);
+    `anatomies`: representative_anatomies' pairs."""
     blocks = []
-    for experiment, anatomy in representative_anatomies(summary):
+    for experiment, anatomy in anatomies:
         layers = pd.DataFrame(anatomy["layers"])
         spatial = layers.dropna(subset=["receptive_field"])
         field = int(spatial["receptive_field"].iloc[-1]) if len(spatial) else None
@@ -433,12 +434,13 @@ def anatomy_blocks(summary):
 WEIGHTED_LAYERS = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"}
 
 
-def architectures_table(summary, board):
+def architectures_table(anatomies, board):
     """The famous-architectures table: per architecture trained in the study, what it is, its key
     idea, its depth (weighted layers) and parameters from its anatomy, next to what this study
-    measured (mean test accuracy and latency per dataset from the leaderboard)."""
+    measured (mean test accuracy and latency per dataset from the leaderboard); `anatomies`:
+    representative_anatomies' pairs."""
     rows = []
-    for experiment, anatomy in representative_anatomies(summary):
+    for experiment, anatomy in anatomies:
         layers = pd.DataFrame(anatomy["layers"])
         measured = board[(board["dataset"] == experiment.dataset) & (board["architecture"] == experiment.architecture)
                          & (board["variant"].astype(str) == str(experiment.variant))].iloc[0]
