@@ -201,3 +201,34 @@ def test_variant_and_sweep_plots_wrap_a_dozen_architectures_into_rows():
         assert len(panels) == 12
         width, height = fig.get_size_inches()
         assert width <= 4.5 * PANEL_COLUMNS and height > width / 2  # rows of panels, not one 12-wide strip
+
+
+def test_same_image_comparisons_on_colour_images_with_long_class_names(tmp_path):
+    """CIFAR-100-like data: RGB test images, class names longer than a cell; one row per model."""
+    from convbench.atomic import write_json
+    from convbench.report import load_summary, plot_gradcam_side_by_side, plot_hardest_images, shortened
+
+    rng = np.random.default_rng(0)
+    names = [f"aquarium_fish_{i}" for i in range(5)]
+    labels = np.arange(40) % 5
+    np.savez(tmp_path / "d.npz", x_test=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_test=labels)
+    write_json(tmp_path / "d.json", {"dataset": "d", "class_names": names})
+    rows = []
+    for model in ("a", "b", "c"):
+        folder = tmp_path / model
+        probabilities = rng.dirichlet(np.ones(5), 40)
+        folder.mkdir()
+        np.savez(folder / "test_predictions.npz", labels=labels, probabilities=probabilities)
+        write_json(folder / "figures" / "figures.json", {"gradcam": {
+            "heat": rng.random((6, 4, 4)).round(2).tolist(), "predicted": probabilities[:6].argmax(1).tolist()}})
+        rows.append({"dataset": "d", "architecture": model, "variant": "default", "seed": 1,
+                     "variant_changes": "", "accuracy": float((probabilities.argmax(1) == labels).mean()),
+                     "experiment_dir": str(folder)})
+    pd.DataFrame(rows).to_csv(tmp_path / "summary.csv", index=False)
+    summary = load_summary(tmp_path / "summary.csv")
+    hardest = plot_hardest_images(summary, "d", [str(tmp_path / "d.json")], count=8)
+    cells = [text.get_text() for text in hardest.axes[1].texts]
+    assert len(cells) == 3 * 8 and all(text.startswith(shortened(names[0])[:-1]) for text in cells)
+    assert shortened("aquarium_fish_1") == "aquarium_…"
+    looks = plot_gradcam_side_by_side(summary, "d", [str(tmp_path / "d.json")])
+    assert len([ax for ax in looks.axes if ax.images]) == 3 * 6  # a row per model, the same six images

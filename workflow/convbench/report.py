@@ -301,6 +301,11 @@ def dataset_test_images(dataset_manifests, dataset):
     raise ValueError(f"no prepared manifest of dataset {dataset!r} among {list(dataset_manifests)}")
 
 
+def shortened(name, limit=10):
+    """A class name that fits a one-inch cell (CIFAR-100 has 'aquarium_fish', folders may be longer)."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def hardest_images(predictions, labels, count=8):
     """Indices of the `count` test images most models get wrong (`predictions`: model -> class
     probabilities); ties go to the lowest mean probability of the true class."""
@@ -343,10 +348,10 @@ def plot_hardest_images(summary, dataset, dataset_manifests, count=8):
         top.set_axis_off()
         for column, index in enumerate(chosen):
             inset = top.inset_axes([column / len(chosen), 0, 1 / len(chosen), 1])
-            _image_row([inset], [images[index]], [f"#{index}\ntrue {class_names[labels[index]]}"])
+            _image_row([inset], [images[index]], [f"#{index}\ntrue {shortened(class_names[labels[index]])}"])
         table.imshow(right, cmap=ListedColormap(["#f4c7c3", "#c9e8c9"]), vmin=0, vmax=1, aspect="auto")
         for (row, column), name in np.ndenumerate(predicted):
-            table.text(column, row, f"{class_names[name]} {confidence[row, column]:.0%}", ha="center", va="center", fontsize=7)
+            table.text(column, row, f"{shortened(class_names[name])} {confidence[row, column]:.0%}", ha="center", va="center", fontsize=7)
         table.set_xticks([])
         table.set_yticks(range(len(predictions)), list(predictions), fontsize=8)
         table.tick_params(length=0)
@@ -388,10 +393,10 @@ def plot_gradcam_side_by_side(summary, dataset, dataset_manifests):
                           extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="bilinear")
                 ax.set_xticks([]), ax.set_yticks([])
                 guess = cam["predicted"][column]
-                ax.set_title(class_names[guess], fontsize=7, pad=2, color="black" if guess == labels[column] else "tab:red")
+                ax.set_title(shortened(class_names[guess]), fontsize=7, pad=2, color="black" if guess == labels[column] else "tab:red")
             axes[row, 0].set_ylabel(model, rotation=0, ha="right", va="center", fontsize=8)
         for column, ax in enumerate(axes[-1]):
-            ax.set_xlabel(f"true {class_names[labels[column]]}", fontsize=7)
+            ax.set_xlabel(f"true {shortened(class_names[labels[column]])}", fontsize=7)
         fig.suptitle(f"Where every model looks on the same test images of {dataset} (Grad-CAM; title: predicted class, red when wrong)",
                      fontsize=10)
     return fig
