@@ -7,7 +7,7 @@ import pandas as pd
 import yaml
 from snakemake.utils import validate
 
-# The rules read the registry and catalog from the workflow's own package (no install needed here).
+# The rules read the package's tables from the workflow's own copy (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from convbench.architectures import check_custom, check_input_size, check_names, input_spec
 from convbench.config import (
@@ -45,16 +45,7 @@ def check_study():
     check_dataset_names(config["dataset_options"], datasets, key="dataset_options")
     for name in config["custom_architectures"]:
         check_custom(architectures[name])  # imports Keras, only for studies that declare architectures
-    render = config["render"]
-    for section in ("filter_layers", "feature_map_layers"):
-        check_names(f"render.{section}", render[section], architectures)
-    for name in sorted((set(render["filter_layers"]) | set(render["feature_map_layers"])) & set(config["architectures"])):
-        from convbench.anatomy import check_layer_names  # imports Keras: only for studies that name layers
-
-        try:
-            check_layer_names(architectures[name], render["filter_layers"].get(name), render["feature_map_layers"].get(name))
-        except ValueError as error:
-            raise ValueError(f"render, {name}: {error}") from None
+    check_render_layers(config["render"], architectures)
     for name, spec in config["transfer_learning"].items():
         for dataset in config["datasets"]:
             for overrides in variants.values():
@@ -66,6 +57,20 @@ def check_study():
                 check_input_size(architectures[name], settings.get("input_size"), where)
                 check_recipe(settings, where)
     return datasets, architectures, variants
+
+
+def check_render_layers(render, architectures):
+    """The layers render.filter_layers and render.feature_map_layers name exist in the study's
+    architectures (each named one built once), before any job."""
+    for section in ("filter_layers", "feature_map_layers"):
+        check_names(f"render.{section}", render[section], architectures)
+    for name in sorted((set(render["filter_layers"]) | set(render["feature_map_layers"])) & set(config["architectures"])):
+        from convbench.anatomy import check_layer_names  # imports Keras: only for studies that name layers
+
+        try:
+            check_layer_names(architectures[name], render["filter_layers"].get(name), render["feature_map_layers"].get(name))
+        except ValueError as error:
+            raise ValueError(f"render, {name}: {error}") from None
 
 
 config.update(coerce_cli_scalars(config))
