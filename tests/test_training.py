@@ -222,7 +222,8 @@ def test_two_writers_leave_a_consistent_checkpoint_and_the_older_one_stops(tmp_p
     """An orphaned attempt (node unreachable) still training while its resubmission runs."""
     import keras
 
-    from convbench.checkpoints import CheckpointTakenOver, EpochCheckpoint, EpochTimer, restore_checkpoint
+    from convbench.checkpoints import CheckpointTakenOver, EpochCheckpoint, restore_checkpoint
+    from convbench.training import EpochTimer
 
     def writer():
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])

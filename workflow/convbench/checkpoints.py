@@ -1,11 +1,11 @@
 """Resuming a killed training run exactly: the per-epoch checkpoint, the callbacks whose counters it
-carries (ReduceLROnPlateau, EarlyStopping) and restoring all of it. Used by convbench.training."""
+carries (ReduceLROnPlateau, EarlyStopping) and restoring all of it. Used by convbench.training (its
+EpochTimer gives the checkpoint each epoch's seconds)."""
 
 import logging
 import os
 import shutil
 import socket
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,24 +19,6 @@ from .atomic import atomic_path, read_json, write_json
 from .tensorboard_log import current_learning_rate
 
 log = logging.getLogger(__name__)
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Records wall time and images/s of every epoch, and logs them as progress."""
-
-    def __init__(self, images_per_epoch):
-        super().__init__()
-        self.images_per_epoch = images_per_epoch
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        elapsed = time.perf_counter() - self._start
-        self.seconds.append(elapsed)
-        metrics = ", ".join(f"{key}={value:.4f}" for key, value in (logs or {}).items())
-        log.info("epoch %d: %.2f s, %.0f images/s, %s", epoch + 1, elapsed, self.images_per_epoch / elapsed, metrics)
 
 
 class ResumableCallback:

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from dataclasses import dataclass
 
 import keras
@@ -16,7 +17,7 @@ import tensorflow as tf
 
 from .architectures import as_architecture, create_model, save_model
 from .atomic import atomic_path, write_json
-from .checkpoints import EpochCheckpoint, EpochTimer, make_callbacks, restore_checkpoint, runtime_facts
+from .checkpoints import EpochCheckpoint, make_callbacks, restore_checkpoint, runtime_facts
 from .inference import evaluation_dataset, resize_batch, without_autotune
 from .runtime import environment_facts
 from .schedules import learning_rate_schedule
@@ -134,6 +135,24 @@ def make_optimizer(settings, learning_rate, schedule="constant", steps_per_epoch
         return keras.optimizers.SGD(rate, momentum=settings.get("momentum", 0.9), nesterov=settings.get("nesterov", True),
                                     **decay)
     raise ValueError(f"unknown optimizer {name!r}; use adam, adamw or sgd")
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records wall time and images/s of every epoch, and logs them as progress."""
+
+    def __init__(self, images_per_epoch):
+        super().__init__()
+        self.images_per_epoch = images_per_epoch
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        self.seconds.append(elapsed)
+        metrics = ", ".join(f"{key}={value:.4f}" for key, value in (logs or {}).items())
+        log.info("epoch %d: %.2f s, %.0f images/s, %s", epoch + 1, elapsed, self.images_per_epoch / elapsed, metrics)
 
 
 class TrainingDiverged(RuntimeError):
