@@ -705,9 +705,9 @@ LABEL_OFFSETS = [(4, 4), (4, -11), (-4, 4), (-4, -11), (0, 9), (0, -15), (9, -3)
 
 
 def place_labels(ax, xs, ys, texts, fontsize=8):
-    """Label each point beside it where the label overlaps no label placed before and no point: the
-    first free spot of a few offsets around it (left of the point, the label ends there); else the
-    least crowded one. A greedy pass, enough for a few dozen points."""
+    """Label each point beside it where the label overlaps no label placed before and no point and
+    stays inside the axes: the first free spot of a few offsets around it (left of the point, the
+    label ends there); else the least crowded one. A greedy pass, enough for a few dozen points."""
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     points = ax.transData.transform(np.column_stack([xs, ys]))
@@ -720,6 +720,7 @@ def place_labels(ax, xs, ys, texts, fontsize=8):
             box = label.get_window_extent(renderer).padded(1)
             crowding = sum(box.overlaps(other) for other in taken) + int(np.sum(
                 (points[:, 0] >= box.x0) & (points[:, 0] <= box.x1) & (points[:, 1] >= box.y0) & (points[:, 1] <= box.y1)))
+            crowding += 2 * (box.x0 < ax.bbox.x0 or box.x1 > ax.bbox.x1 or box.y0 < ax.bbox.y0 or box.y1 > ax.bbox.y1)
             if best is None or crowding < best[0]:
                 if best is not None:
                     best[1].remove()
@@ -753,9 +754,8 @@ def plot_cost_vs_accuracy(board, dataset):
             cost, accuracy = data[column].to_numpy(float), data["accuracy_mean"].to_numpy(float)
             ax.errorbar(cost, accuracy, yerr=data["accuracy_std"].fillna(0), fmt="o", capsize=3, markersize=4)
             front = pareto_front(cost, accuracy)
-            ax.step(cost[front], accuracy[front], where="post", color="tab:red", alpha=0.6, label="Pareto front")
+            ax.step(cost[front], accuracy[front], where="post", color="tab:red", alpha=0.6)
             ax.set(xscale="log", xlabel=label, ylabel="test accuracy", title=f"Accuracy vs {label.split(' (')[0]}")
-            ax.legend(fontsize=8, loc="lower right")
         fig.canvas.draw()  # fixes the axes' limits and transforms before labels are placed
         for ax, (column, _) in zip(axes, costs):
             place_labels(ax, data[column].to_numpy(float), data["accuracy_mean"].to_numpy(float), labels)
@@ -763,7 +763,7 @@ def plot_cost_vs_accuracy(board, dataset):
             axes[3].set_axis_off()
             key = "\n".join(f"{number:>2}  {name}" for number, name in zip(labels, names))
             axes[3].text(0, 0.5, key, fontsize=8, family="monospace", va="center", ha="left")
-        fig.suptitle(f"Cost vs accuracy — {dataset}")
+        fig.suptitle(f"Cost vs accuracy — {dataset} (red: the Pareto front; bars: ± std over seeds)")
     return fig
 
 
