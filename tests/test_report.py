@@ -145,6 +145,10 @@ def test_hardest_images_are_the_ones_most_models_get_wrong():
     predictions = {"a": confident([1, 1, 0, 1]), "b": confident([1, 0, 0, 1]), "c": confident([0, 1, 0, 1])}
     # image 0: two models wrong; image 1: one; images 2 and 3: none
     assert list(hardest_images(predictions, labels, count=2)) == [0, 1]
+    # a model that always answers class 1 is wrong on images 0 and 2 and must not make image 2 look hard
+    constant = confident([1, 1, 1, 1])
+    assert list(hardest_images({**predictions, "d": constant, "e": constant}, labels, count=2)) == [0, 1]
+    assert list(hardest_images({"d": constant}, labels, count=2)) == [0, 2]  # no model learned: all vote
 
 
 def test_labels_of_a_crowded_plot_do_not_overlap():

@@ -308,7 +308,12 @@ def shortened(name, limit=10):
 
 def hardest_images(predictions, labels, count=8):
     """Indices of the `count` test images most models get wrong (`predictions`: model -> class
-    probabilities); ties go to the lowest mean probability of the true class."""
+    probabilities); ties go to the lowest mean probability of the true class. Models no better than
+    always answering the most frequent class do not vote (they get nearly every image wrong and would
+    make every image look hard), unless no model is better."""
+    baseline = np.bincount(labels).max() / len(labels)
+    learned = {model: p for model, p in predictions.items() if (p.argmax(axis=1) == labels).mean() > baseline}
+    predictions = learned or predictions
     wrong = sum((p.argmax(axis=1) != labels).astype(int) for p in predictions.values())
     truth = np.mean([p[np.arange(len(labels)), labels] for p in predictions.values()], axis=0)
     return np.lexsort((truth, -wrong))[:count]
@@ -324,9 +329,9 @@ def _image_row(axes, images, titles):
 
 
 def plot_hardest_images(summary, dataset, dataset_manifests, count=8):
-    """The test images the compared models get wrong most often, once at the top, and below them one
-    row per model (its representative seed): the class it predicts and its confidence, green when
-    right, red when wrong."""
+    """The test images the compared models get wrong most often (hardest_images), once at the top, and
+    below them one row per model (its representative seed): the class it predicts and its confidence,
+    green when right, red when wrong."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
