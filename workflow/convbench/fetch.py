@@ -121,11 +121,12 @@ def transfer_weights(config, dataset, arch, variant_overrides, catalog=None):
     return weights_source(spec, model_input_size(architecture, input_spec(architecture, height, channels)[0], requested))
 
 
-def imagenet_weights_sources(config, variants):
-    """{file name: (URLs, known hash)} of the ImageNet weights the study's transfer experiments need."""
+def imagenet_weights_sources(config, variants, catalog=None):
+    """{file name: (URLs, known hash)} of the ImageNet weights the study's transfer experiments need.
+    `catalog`: the study's resolved datasets (resolved from the config, once, when not given)."""
     from .catalog import resolve_datasets
 
-    sources, catalog = {}, None
+    sources = {}
     for arch in config["architectures"]:
         for dataset in config["datasets"]:
             for overrides in variants.values():

@@ -213,13 +213,13 @@ def weights_input(wildcards):
     spec = config["transfer_learning"].get(wildcards.arch)
     if not spec:
         return []
-    source = transfer_weights(config, wildcards.dataset, wildcards.arch, VARIANTS[wildcards.variant])
+    source = transfer_weights(config, wildcards.dataset, wildcards.arch, VARIANTS[wildcards.variant], DATASETS)
     return f"{KERAS_HOME}/models/{source[0]}" if source else spec["weights"]
 
 
 def weights_hash(wildcards):
     """Hash of a weights file the study's transfer architectures need (URLs are read by the job)."""
-    sources = imagenet_weights_sources(config, VARIANTS)
+    sources = imagenet_weights_sources(config, VARIANTS, DATASETS)
     if wildcards.filename not in sources:
         raise ValueError(f"no transfer architecture of the study uses weights {wildcards.filename}")
     return sources[wildcards.filename][1]
