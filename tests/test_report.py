@@ -210,7 +210,8 @@ def test_variant_and_sweep_plots_wrap_a_dozen_architectures_into_rows():
 def test_same_image_comparisons_on_colour_images_with_long_class_names(tmp_path):
     """CIFAR-100-like data: RGB test images, class names longer than a cell; one row per model."""
     from convbench.atomic import write_json
-    from convbench.report import load_summary, plot_gradcam_side_by_side, plot_hardest_images, shortened
+    from convbench.report import (dataset_test_images, load_summary, plot_gradcam_side_by_side, plot_hardest_images,
+                                  shortened)
 
     rng = np.random.default_rng(0)
     names = [f"aquarium_fish_{i}" for i in range(5)]
@@ -230,9 +231,10 @@ def test_same_image_comparisons_on_colour_images_with_long_class_names(tmp_path)
                      "experiment_dir": str(folder)})
     pd.DataFrame(rows).to_csv(tmp_path / "summary.csv", index=False)
     summary = load_summary(tmp_path / "summary.csv")
-    hardest = plot_hardest_images(summary, "d", [str(tmp_path / "d.json")], count=8)
+    test_images = dataset_test_images([str(tmp_path / "d.json")], "d")
+    hardest = plot_hardest_images(summary, "d", test_images, count=8)
     cells = [text.get_text() for text in hardest.axes[1].texts]
     assert len(cells) == 3 * 8 and all(text.startswith(shortened(names[0])[:-1]) for text in cells)
     assert shortened("aquarium_fish_1") == "aquarium_…"
-    looks = plot_gradcam_side_by_side(summary, "d", [str(tmp_path / "d.json")])
+    looks = plot_gradcam_side_by_side(summary, "d", test_images)
     assert len([ax for ax in looks.axes if ax.images]) == 3 * 6  # a row per model, the same six images

@@ -176,6 +176,20 @@ OVERLAY_LIMIT = 6  # more compared models than this: one panel each (a 12-line l
 PANEL_COLUMNS = 4  # small multiples wrap into rows of this many panels
 
 
+def panel_grid(count, width, height, columns=PANEL_COLUMNS, **options):
+    """(figure, rows × columns array of axes) for `count` panels of width × height inches, in rows of
+    at most `columns`; the unused panels of the last row hidden. Call inside the plot's rc_context."""
+    import matplotlib.pyplot as plt
+
+    columns = max(1, min(count, columns))
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows + 0.5), squeeze=False,
+                             layout="constrained", **options)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def curve_figures(histories, dataset):
     """(figure, alt text) of the training curves of every compared model on one dataset: all in one
     overlay while they are few, else small multiples of accuracy and of loss."""
@@ -232,12 +246,8 @@ def plot_curves_small_multiples(histories, dataset, metric, columns=PANEL_COLUMN
     data = histories[histories["dataset"] == dataset]
     curves = {model: tuple(_seed_curves(runs)) + (runs["seed"].nunique(),)
               for model, runs in data.groupby("model", sort=False, observed=True)}
-    rows = -(-len(curves) // columns)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(rows, columns, figsize=(2.9 * columns, 2.2 * rows + 0.6), sharex=True, sharey=True,
-                                 squeeze=False, layout="constrained")
-        for ax in axes.flat[len(curves):]:
-            ax.set_visible(False)
+        fig, axes = panel_grid(len(curves), 2.9, 2.2, columns, sharex=True, sharey=True)
         for ax, (model, (mean, low, high, seeds)) in zip(axes.flat, curves.items()):
             for other, (other_mean, *_) in curves.items():
                 if other != model:
@@ -319,25 +329,16 @@ def hardest_images(predictions, labels, count=8):
     return np.lexsort((truth, -wrong))[:count]
 
 
-def _image_row(axes, images, titles):
-    from .style import displayable
-
-    for ax, image, title in zip(axes, images, titles):
-        ax.imshow(displayable(image), cmap="gray" if image.shape[-1] == 1 else None)
-        ax.set_title(title, fontsize=8)
-        ax.set_axis_off()
-
-
-def plot_hardest_images(summary, dataset, dataset_manifests, count=8):
+def plot_hardest_images(summary, dataset, test_images, count=8):
     """The test images the compared models get wrong most often (hardest_images), once at the top, and
     below them one row per model (its representative seed): the class it predicts and its confidence,
-    green when right, red when wrong."""
+    green when right, red when wrong. `test_images`: dataset_test_images' (images, labels, class names)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    from .style import STYLE
+    from .style import STYLE, displayable
 
-    images, _, class_names = dataset_test_images(dataset_manifests, dataset)
+    images, _, class_names = test_images
     picks = [experiment for experiment, _ in representatives(summary) if experiment.dataset == dataset]
     predictions, labels = {}, None
     for experiment in picks:
@@ -353,7 +354,9 @@ def plot_hardest_images(summary, dataset, dataset_manifests, count=8):
         top.set_axis_off()
         for column, index in enumerate(chosen):
             inset = top.inset_axes([column / len(chosen), 0, 1 / len(chosen), 1])
-            _image_row([inset], [images[index]], [f"#{index}\ntrue {shortened(class_names[labels[index]])}"])
+            inset.imshow(displayable(images[index]), cmap="gray" if images.shape[-1] == 1 else None)
+            inset.set_title(f"#{index}\ntrue {shortened(class_names[labels[index]])}", fontsize=8)
+            inset.set_axis_off()
         table.imshow(right, cmap=ListedColormap(["#f4c7c3", "#c9e8c9"]), vmin=0, vmax=1, aspect="auto")
         for (row, column), name in np.ndenumerate(predicted):
             table.text(column, row, f"{shortened(class_names[name])} {confidence[row, column]:.0%}", ha="center", va="center", fontsize=7)
@@ -367,15 +370,16 @@ def plot_hardest_images(summary, dataset, dataset_manifests, count=8):
     return fig
 
 
-def plot_gradcam_side_by_side(summary, dataset, dataset_manifests):
+def plot_gradcam_side_by_side(summary, dataset, test_images):
     """Where each compared model looks on the same test images (the first test images, as every
     experiment's Grad-CAM figure uses): one row per model's representative seed, the heat map that
-    its evaluate job stored in figures.json over each image, titled with its prediction."""
+    its evaluate job stored in figures.json over each image, titled with its prediction.
+    `test_images`: dataset_test_images' (images, labels, class names)."""
     import matplotlib.pyplot as plt
 
     from .style import STYLE, displayable
 
-    images, labels, class_names = dataset_test_images(dataset_manifests, dataset)
+    images, labels, class_names = test_images
     rows = []
     for experiment, _ in representatives(summary):
         if experiment.dataset == dataset:
@@ -621,13 +625,9 @@ def plot_variant_accuracy(summary, dataset):
     variants = [variant for variant in data["variant"].cat.categories if variant in set(data["variant"])]
     rng = np.random.default_rng(0)  # jitter only, so that equal seeds do not hide each other
     panel = max(3.2, 0.5 * len(variants) + 1.6)  # inches: room for every variant's tick label
-    columns = max(1, min(len(architectures), PANEL_COLUMNS, int(16 // panel)))  # rows at most ~16 in wide
-    rows = -(-len(architectures) // columns)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(rows, columns, figsize=(panel * columns, 3.6 * rows + 0.4),
-                                 squeeze=False, sharey=True, layout="constrained")
-        for ax in axes.flat[len(architectures):]:
-            ax.set_visible(False)
+        fig, axes = panel_grid(len(architectures), panel, 3.6, min(PANEL_COLUMNS, int(16 // panel)),  # rows ≤ ~16 in
+                               sharey=True)
         for ax, architecture in zip(axes.flat, architectures):
             runs = data[data["architecture"] == architecture]
             for position, variant in enumerate(variants):
@@ -667,12 +667,7 @@ def plot_sweep(summary, dataset, keys, variants):
             ax.set(xlabel=keys[0], ylabel="test accuracy", title=f"Sweep over {keys[0]} — {dataset}")
             ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # beside, never over, the lines
             return fig
-        per_row = min(len(architectures), PANEL_COLUMNS)
-        rows = -(-len(architectures) // per_row)
-        fig, axes = plt.subplots(rows, per_row, figsize=(4.4 * per_row, 3.8 * rows + 0.4), squeeze=False,
-                                 layout="constrained")
-        for ax in axes.flat[len(architectures):]:
-            ax.set_visible(False)
+        fig, axes = panel_grid(len(architectures), 4.4, 3.8)
         for ax, architecture in zip(axes.flat, architectures):
             grid = data[data["architecture"] == architecture].pivot_table(
                 index=columns[0], columns=columns[1], values="accuracy", aggfunc="mean")
