@@ -98,7 +98,7 @@ def write_experiment(root, dataset, arch, variant, seed, learning_rate, labels, 
     for kind, template in templates.items():
         target = experiment / "figures" / f"{kind}.png"
         target.hardlink_to(template)
-        figures[kind] = {"path": str(target.relative_to(root))}
+        figures[kind] = {"file": target.name}
     heat = [np.round(np.outer(np.hanning(7), np.hanning(7)) * rng.uniform(0.5, 1), 2).tolist() for _ in range(8)]
     figures["gradcam"].update(layer="conv2", heat=heat, predicted=probabilities[:8].argmax(axis=1).tolist())
     (experiment / "figures" / "figures.json").write_text(json.dumps(figures))

@@ -28,6 +28,7 @@ LAYERS = (
     {"training"},
     {"evaluation", "cost", "export"},
     {"visualization"},
+    {"assessment"},  # the evaluate stage as one call, and the training job's staged copy of it
     {"predict"},
     {"summary", "mlflow_log"},
     {"report"},

@@ -160,6 +160,31 @@ def test_rerun_is_a_no_op(study):
     assert "Nothing to be done" in snakemake(study, "--dry-run")
 
 
+def test_the_evaluate_jobs_adopt_what_the_training_jobs_evaluated(study):
+    for experiment in experiments(study):
+        log = study / "results/logs/evaluate" / f"{experiment.relative_to(study / 'results/experiments')}.log"
+        assert "adopted the evaluation the training job made" in log.read_text()
+        assert "tensorflow" not in log.read_text().lower()  # it never started TensorFlow
+        assert not (experiment / ".staged-evaluation").exists()
+
+
+def test_a_figure_setting_reevaluates_in_full_without_retraining_and_the_same_metrics(study):
+    before = {experiment: (read_json(experiment / "metrics.json"), np.load(experiment / "test_predictions.npz"))
+              for experiment in experiments(study)}
+    changed = ["render={max_filters: 16}"]
+    assert planned_jobs(snakemake(study, "--dry-run", config=changed)) == {
+        "evaluate_model": 2, "summarize": 1, "build_report": 1, "all": 1}
+    snakemake(study, config=changed)
+    for experiment, (metrics, predictions) in before.items():
+        log = study / "results/logs/evaluate" / f"{experiment.relative_to(study / 'results/experiments')}.log"
+        assert "no staged evaluation: evaluating in full" in log.read_text()
+        assert read_json(experiment / "metrics.json") == metrics
+        np.testing.assert_array_equal(np.load(experiment / "test_predictions.npz")["probabilities"],
+                                      predictions["probabilities"])
+        assert read_json(experiment / "figures" / "figures.json")["filters"]["tiles"] <= 16
+    snakemake(study)  # back to the study's own settings, for the tests after this one
+
+
 def test_changing_the_template_reruns_only_the_report(study):
     template = study / "workflow" / "notebooks" / "report.ipynb"
     template.write_text(template.read_text().replace("architecture comparison", "architecture comparison (v2)"))

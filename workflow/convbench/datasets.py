@@ -87,11 +87,11 @@ def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction
     return np.sort(train_index), np.sort(val_index), None if test_index is None else np.sort(test_index)
 
 
-RESIZE_TENSORFLOW = "bilinear, antialiased"  # tf.image.resize; the name older manifests carry
+RESIZE_TENSORFLOW = "bilinear, antialiased"  # tf.image.resize: how data prepared before Pillow was resized
 
 
 def resize_images(images, size, channels, batch=4096):
-    """Resize to size x size (bilinear, antialiased) and convert channels, in batches to bound memory."""
+    """RESIZE_TENSORFLOW, for prediction with models whose data was prepared that way (their manifest says so)."""
     import tensorflow as tf
 
     out = np.empty((len(images), size, size, channels), np.uint8)
@@ -124,9 +124,10 @@ def scaling_parameters(train_images, scaling, chunk_values=1 << 22):
 
 
 class ArraySource:
-    """A dataset decoded into memory (MNIST, CIFAR: at most a few hundred MB)."""
+    """A dataset decoded into memory (MNIST, CIFAR: at most a few hundred MB), resized as image folders
+    are (Pillow): preparing data needs no TensorFlow, whose start alone costs ~5 s."""
 
-    resize = RESIZE_TENSORFLOW
+    resize = formats.RESIZE_PILLOW
 
     def __init__(self, info, paths):
         self.source_hashes = verify_raw_files(info, paths)
@@ -144,7 +145,7 @@ class ArraySource:
 
     def images(self, part, index, size, channels):
         images = self.decoded.images if part == "train" else self.decoded.test_images
-        return resize_images(images if index is None else images[index], size, channels)
+        return formats.resize_array(images if index is None else images[index], size, channels)
 
 
 class FolderSource:

@@ -8,6 +8,7 @@ No heavy imports here: the Snakefile reads this table while it parses.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,18 @@ FIGURES = (
 )
 
 NAMES = tuple(figure.name for figure in FIGURES)
+
+# Every file evaluate_model writes for one experiment, relative to the experiment's folder: the rule's
+# outputs and the training job's staged copy (convbench.assessment) are both laid out from it.
+EVALUATION_FILES = {
+    "metrics": "metrics.json",
+    "predictions": "test_predictions.npz",
+    "figures": "figures/figures.json",
+    "anatomy": "anatomy.json",
+    **{figure.name: f"figures/{figure.name}.png" for figure in FIGURES},
+}
+
+
+def evaluation_files(directory):
+    """{key: path} of EVALUATION_FILES under `directory`."""
+    return {key: Path(directory) / name for key, name in EVALUATION_FILES.items()}

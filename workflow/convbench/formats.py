@@ -348,6 +348,24 @@ def decode_image(path, size, channels):
     return pixels.reshape(*pixels.shape[:2], channels)
 
 
+def resize_array(images, size, channels):
+    """uint8 (N, H, W, 1|3) images as (N, size, size, channels), the way image files are
+    (RESIZE_PILLOW; grayscale repeated to RGB, RGB to luminance), one at a time into one array."""
+    from PIL import Image
+
+    out = np.empty((len(images), size, size, channels), np.uint8)
+    if images.shape[1:] == out.shape[1:]:
+        out[...] = images
+        return out
+    for i, pixels in enumerate(images):
+        image = Image.fromarray(pixels[..., 0], "L") if pixels.shape[-1] == 1 else Image.fromarray(pixels, "RGB")
+        image = image.convert("L" if channels == 1 else "RGB")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(image, np.uint8).reshape(size, size, channels)
+    return out
+
+
 def to_8bit(image, channels, path):
     """Any PNG/JPEG mode as 8-bit grayscale ("L") or RGB.
 

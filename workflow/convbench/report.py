@@ -284,11 +284,12 @@ def gallery(summary, kind, report_dir="results"):
     inlined; the other seeds' figures are linked (relative to report.html, which lives in results/)."""
     blocks = []
     for experiment, others in representatives(summary):
-        path = read_json(Path(experiment.experiment_dir) / "figures" / "figures.json")[kind]["path"]
+        figures = Path(experiment.experiment_dir) / "figures"
+        path = figures / read_json(figures / "figures.json")[kind]["file"]
         seeds = len(others) + 1
         note = f"seed {experiment.seed}" + (f", the median of {seeds} seeds" if seeds > 2 else "")
         links = ", ".join(
-            f'<a href="{os.path.relpath(Path(other.experiment_dir) / "figures" / Path(path).name, report_dir)}">'
+            f'<a href="{os.path.relpath(Path(other.experiment_dir) / "figures" / path.name, report_dir)}">'
             f"seed {other.seed}</a>" for other in others.itertuples())
         blocks.append(
             f"<details><summary><b>{experiment.model}</b> on {experiment.dataset} ({note})</summary>"

@@ -30,3 +30,17 @@ def architecture_from_params(name, custom=None, transfer=None) -> Architecture:
     if transfer:
         return transfer_architectures({name: transfer})[name]
     return get_architecture(name)
+
+
+def evaluation_settings(render, architecture: Architecture):
+    """What an experiment's metrics and figures depend on besides its model and data: the evaluate
+    rule's param, and what the training job stamps its own evaluation with (convbench.assessment).
+    Only this architecture's layer choices, so that naming a layer for one architecture reruns only its
+    evaluations."""
+    per_architecture = ("filter_layers", "feature_map_layers")
+    return {
+        "render": {key: value for key, value in render.items() if key not in per_architecture},
+        "filter_layer": render["filter_layers"].get(architecture.name),
+        "feature_map_layers": render["feature_map_layers"].get(architecture.name),
+        "about": {"description": architecture.description, "idea": architecture.idea},
+    }

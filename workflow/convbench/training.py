@@ -201,7 +201,7 @@ class Phases:
 
 def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path,
                      checkpoint_dir, weights=None, variant="default", variant_overrides=None, tensorboard=None,
-                     precision_reason=None):
+                     precision_reason=None, on_saved=None):
     """Train one (dataset, architecture, variant, seed) experiment and write model, history and metadata.
 
     `architecture`: an Architecture (convbench.study resolves the study's) or a built-in's name.
@@ -212,7 +212,9 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     Transfer-learning architectures train in two phases (convbench.transfer): `epochs` with the
     base frozen, then fine_tune.epochs with its last layers unfrozen; `weights` is "imagenet" or
     a weights file for their base. `tensorboard`: {"directory", "graph", "histograms"} to log
-    the run for TensorBoard as it trains (convbench.tensorboard_log), or None.
+    the run for TensorBoard as it trains (convbench.tensorboard_log), or None. `on_saved(model)` runs
+    once the outputs are written, before the checkpoint is removed: a job killed meanwhile resumes
+    from its last epoch instead of training again.
     """
     arch = as_architecture(architecture)
     phases = Phases.of(settings, arch.transfer)
@@ -235,6 +237,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
                   meta_path=meta_path, seed=seed, settings=settings, variant=variant,
                   variant_overrides=variant_overrides, resumed_after=len(resumed.history), runtime=runtime,
                   precision_reason=precision_reason)
+    if on_saved is not None:
+        on_saved(model)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return model
 

@@ -312,7 +312,7 @@ def plot_augmentation_preview(data, augmentation, path, title, per_row=7):
 def render_experiment(model, data, history_csv, metrics, predictions, out, title, settings, filter_layer=None,
                       feature_map_layers=None):
     """Every figure of convbench.figures for one experiment, into out[name]; returns a manifest of
-    what each PNG holds (figures.json)."""
+    what each PNG holds (figures.json; file names relative to its folder, which may be moved)."""
     x_test, y_test = data.scaled("test")
     # the first test images (the same for every architecture), as the model takes them (input_size)
     fixed = fit_to_model(x_test[: settings["feature_map_images"]], model)
@@ -333,4 +333,4 @@ def render_experiment(model, data, history_csv, metrics, predictions, out, title
     }
     if set(draw) != set(FIGURE_NAMES):
         raise RuntimeError(f"convbench.figures lists {sorted(FIGURE_NAMES)}, render_experiment draws {sorted(draw)}")
-    return {name: {"path": str(out[name]), **(draw[name](out[name]) or {})} for name in FIGURE_NAMES}
+    return {name: {"file": Path(out[name]).name, **(draw[name](out[name]) or {})} for name in FIGURE_NAMES}

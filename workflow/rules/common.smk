@@ -20,12 +20,12 @@ from convbench.config import (
     varied_settings,
 )
 from convbench.devices import local_resource_limits, visible_gpu_count
-from convbench.figures import FIGURES
+from convbench.figures import EVALUATION_FILES, FIGURES
 from convbench.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
 from convbench.formats import file_digest, folder_fingerprint
 from convbench.fetch import imagenet_weights_sources, transfer_weights
 from convbench.summary import best_experiments
-from convbench.study import resolve_architectures
+from convbench.study import evaluation_settings, resolve_architectures
 from convbench.transfer import KERAS_HOME, check_transfer, weights_source
 from convbench.validation import check_recipe, validate_config
 
@@ -135,10 +135,9 @@ def experiment_files(pattern):
     return [pattern.format(**experiment) for experiment in experiments()]
 
 
-def architecture_about(wildcards):
-    """What the report's famous-architectures table says of an architecture (its description and key idea)."""
-    arch = ARCHITECTURES[wildcards.arch]
-    return {"description": arch.description, "idea": arch.idea}
+def experiment_evaluation_settings(wildcards):
+    """What an experiment's metrics and figures depend on besides its model and data (convbench.study)."""
+    return evaluation_settings(config["render"], ARCHITECTURES[wildcards.arch])
 
 
 def cost_subjects(wildcards):
@@ -253,18 +252,19 @@ def prepared_manifests():
                    for arch in config["architectures"]})
 
 
-def experiment_figures():
-    """Every figure PNG of one experiment (convbench.figures), tagged for `snakemake --report`."""
-    return {
-        figure.name: report(
-            f"{EXPERIMENT}/figures/{figure.name}.png",
+def evaluation_outputs():
+    """Every file evaluate_model writes for one experiment (convbench.figures.EVALUATION_FILES), the
+    figures tagged for `snakemake --report`."""
+    outputs = {key: f"{EXPERIMENT}/{name}" for key, name in EVALUATION_FILES.items()}
+    for figure in FIGURES:
+        outputs[figure.name] = report(
+            outputs[figure.name],
             category=figure.category,
             subcategory="{dataset}",
             caption=f"../report/{figure.caption}",
             labels={"architecture": "{arch}", "variant": "{variant}", "seed": "{seed}"},
         )
-        for figure in FIGURES
-    }
+    return outputs
 
 
 def prediction_files(wildcards):

@@ -1,24 +1,18 @@
 # Test-split metrics and figures per experiment, and one tidy summary table for the whole study.
 
 
-# One job per experiment for the metrics and the figures: TensorFlow starts and the model loads once
-# (each start costs ~5 s, more than evaluating and drawing a small model).
+# One job per experiment for the metrics and the figures. The training job already made them while its
+# model was in memory (TensorFlow's start costs ~5 s, more than evaluating a small model); this job
+# adopts them without starting TensorFlow unless its settings changed since (convbench.assessment).
 rule evaluate_model:
     input:
         unpack(prepared_data),
         model=f"{EXPERIMENT}/model.keras",
         history=f"{EXPERIMENT}/history.csv",
     output:
-        metrics=f"{EXPERIMENT}/metrics.json",
-        predictions=f"{EXPERIMENT}/test_predictions.npz",
-        figures=f"{EXPERIMENT}/figures/figures.json",
-        anatomy=f"{EXPERIMENT}/anatomy.json",
-        **experiment_figures(),
+        **evaluation_outputs(),
     params:
-        render=config["render"],
-        filter_layer=lambda wildcards: config["render"]["filter_layers"].get(wildcards.arch),
-        feature_map_layers=lambda wildcards: config["render"]["feature_map_layers"].get(wildcards.arch),
-        about=architecture_about,
+        settings=experiment_evaluation_settings,
     log:
         f"results/logs/evaluate/{EXPERIMENT_ID}.log",
     benchmark:

@@ -11,14 +11,27 @@ from convbench.runtime import configure_tensorflow, set_precision
 seed = int(sm.wildcards.seed)
 strategy = configure_tensorflow(threads=sm.threads, seed=seed, deterministic=sm.params.training["deterministic"])
 
+from convbench.assessment import experiment_title, stage_assessment, staging_directory
 from convbench.prepared import load_prepared
-from convbench.study import architecture_from_params
+from convbench.study import architecture_from_params, evaluation_settings
 from convbench.training import train_experiment
 
 architecture = architecture_from_params(sm.wildcards.arch, custom=sm.params.custom, transfer=sm.params.transfer)
 _, precision_reason = set_precision(sm.params.training["precision"], architecture.bf16_keeps_accuracy)
+data = load_prepared(sm.input.data, sm.input.manifest)
+
+
+def evaluate_while_in_memory(model):
+    """The evaluate job's work, done here where TensorFlow runs and the model is loaded; that job
+    adopts it if nothing it depends on changed (convbench.assessment). Evaluation settings are read
+    from the config, not params: a figure setting must not retrain."""
+    stage_assessment(model, sm.output.model, data, sm.output.history, sm.input.manifest,
+                     staging_directory(sm.output.model), evaluation_settings(sm.config["render"], architecture),
+                     experiment_title(sm.wildcards))
+
+
 train_experiment(
-    load_prepared(sm.input.data, sm.input.manifest),
+    data,
     architecture,
     seed=seed,
     settings=dict(sm.params.training),
@@ -33,4 +46,5 @@ train_experiment(
     precision_reason=precision_reason,
     # read from the config, not params: how a run is watched does not change what it trains
     tensorboard={"directory": sm.params.tensorboard_dir, **sm.config["tensorboard"]} if sm.config["tensorboard"]["enabled"] else None,
+    on_saved=evaluate_while_in_memory,
 )
