@@ -41,13 +41,13 @@ def small_settings(**changes):
             "augmentation": {**OFF, "rotation_range": 5}, **changes}
 
 
-def run(tmp_path, data, name="run", arch="simple_cnn", tensorboard=None, **changes):
+def run(tmp_path, data, name="run", arch="simple_cnn", tensorboard=None, checkpoint_interval=0.0, **changes):
     out = tmp_path / name
     seed_everything(3)
     model = train_experiment(
         data, arch, seed=3, settings=small_settings(**changes), strategy=tf.distribute.get_strategy(),
         model_path=out / "model.keras", history_path=out / "history.csv", meta_path=out / "meta.json",
-        checkpoint_dir=out / "checkpoint", tensorboard=tensorboard,
+        checkpoint_dir=out / "checkpoint", tensorboard=tensorboard, checkpoint_interval=checkpoint_interval,
     )
     return model, out
 
@@ -201,6 +201,24 @@ def test_tensorboard_logs_every_epoch_once_across_a_kill_and_resume(tmp_path, di
     np.testing.assert_allclose(speed, len(digits_prepared.raw("train")[1]) / history["seconds"], rtol=1e-6)
     histograms = {tag for (run_name, tag) in scalars if run_name == "train" and tag.endswith("kernel")}
     assert histograms and all([step for step, _ in scalars[("train", tag)]] == [3] for tag in histograms)
+
+
+def test_epochs_shorter_than_the_checkpoint_interval_are_not_saved(tmp_path, digits_prepared):
+    """checkpoints.min_interval_s: a run killed before the interval passed has nothing to resume and
+    trains again from the start, to the same weights."""
+    import keras
+
+    keras.backend.clear_session()
+    reference, _ = run(tmp_path, digits_prepared, "whole", epochs=3)
+    keras.backend.clear_session()
+    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3, checkpoint_interval=3600)
+    out = tmp_path / "killed"
+    assert not (out / "checkpoint" / "state.json").exists()
+    keras.backend.clear_session()
+    again, _ = run(tmp_path, digits_prepared, "killed", epochs=3, checkpoint_interval=3600)
+    assert read_json(out / "meta.json")["resumed_after_epoch"] == 0
+    for a, b in zip(reference.get_weights(), again.get_weights(), strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_a_checkpoint_from_another_thread_count_is_not_resumed(tmp_path, digits_prepared):

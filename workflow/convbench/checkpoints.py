@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,11 @@ class CheckpointTakenOver(RuntimeError):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch, saves what a resumed run needs: model and optimizer, the dropout
-    generators' states (Keras does not restore them on load) and the history so far.
+    """After an epoch, saves what a resumed run needs: model and optimizer, the dropout
+    generators' states (Keras does not restore them on load) and the history so far. Every epoch
+    by default; with `min_interval` only epochs ending that many seconds after the last save (and
+    the one early stopping ends): sub-second epochs would otherwise spend more time saving than
+    a kill could lose, and write a file per second to a cluster's shared file system.
 
     The directory lies outside the rule's outputs, which Snakemake deletes when a job fails.
     Safe with two writers (a job orphaned on an unreachable node still training while SLURM or
@@ -78,8 +82,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
     owns the checkpoint: an older one stops at its next epoch instead of writing.
     """
 
-    def __init__(self, directory, fingerprint, timer, history=(), resumable=None, runtime=None):
+    def __init__(self, directory, fingerprint, timer, history=(), resumable=None, runtime=None, min_interval=0.0):
         super().__init__()
+        self.min_interval = min_interval  # seconds; epochs ending sooner after the last save are not saved
+        self.last_saved = time.monotonic()
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self.runtime = runtime or {}
@@ -98,6 +104,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         owner = read_json(self.directory / "owner.json")["attempt"]
         if owner != self.attempt:
             raise CheckpointTakenOver(f"{self.directory} now belongs to {owner}; this attempt stops")
+        if time.monotonic() - self.last_saved < self.min_interval and not self.model.stop_training:
+            return  # saved recently: a kill redoes at most min_interval seconds, and short epochs skip the I/O
         name = f"{self.attempt}/epoch{epoch + 1:04d}"
         with atomic_path(self.directory / f"{name}.keras") as tmp:
             save_model(self.model, tmp)
@@ -120,6 +128,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         for folder in self.directory.glob("attempt-*"):
             if folder.name != self.attempt and not any(folder.iterdir()):
                 folder.rmdir()
+        self.last_saved = time.monotonic()
 
 
 def seed_states(model):

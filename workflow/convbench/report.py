@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .atomic import atomic_path, read_json
 from .metrics import METRICS, leaderboard_columns
@@ -525,6 +524,7 @@ def build_report(template, notebook, html, parameters, show_code=False):
 def accuracy_interval(accuracy, confidence=0.95):
     """t interval of the mean accuracy over seeds, clipped to [0, 1] (the t interval knows no
     bounds: 0.99 +- 0.02 would claim 101 %); identical seeds give the point itself."""
+    from scipy import stats  # here, not at the top: scipy.stats alone takes 0.4 s to import
 
     mean, sem = float(np.mean(accuracy)), float(stats.sem(accuracy))
     if sem == 0:
@@ -539,6 +539,7 @@ def seed_statistics(summary, dataset, confidence=0.95, by="architecture"):
 
     Returns None with fewer than three seeds: two points give no usable spread.
     """
+    from scipy import stats
 
     data = summary[summary["dataset"] == dataset]
     if data.groupby(by, observed=True)["seed"].nunique().min() < 3:
@@ -570,6 +571,7 @@ def variant_effects(summary, dataset, confidence=0.95):
     shared seeds) and the paired t-test's p-value (three or more). None when no architecture has
     two variants.
     """
+    from scipy import stats
 
     data = summary[summary["dataset"] == dataset]
     rows = []

@@ -26,12 +26,15 @@ def png_bytes(fig, colors=256):
     bytes than matplotlib's RGBA PNG — what keeps a report of a hundred experiments' figures small."""
     import io
 
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    image = Image.open(buffer).convert("RGB").quantize(colors, method=Image.Quantize.FASTOCTREE,
-                                                       dither=Image.Dither.NONE)
+    # the drawn pixels straight from the canvas: savefig would encode them as a PNG only to decode it here
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    image = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors, method=Image.Quantize.FASTOCTREE,
+                                                                dither=Image.Dither.NONE)
     compressed = io.BytesIO()
     image.save(compressed, format="png", optimize=True)
     return compressed.getvalue()

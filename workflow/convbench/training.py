@@ -201,7 +201,7 @@ class Phases:
 
 def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path,
                      checkpoint_dir, weights=None, variant="default", variant_overrides=None, tensorboard=None,
-                     precision_reason=None, on_saved=None):
+                     precision_reason=None, on_saved=None, checkpoint_interval=0.0):
     """Train one (dataset, architecture, variant, seed) experiment and write model, history and metadata.
 
     `architecture`: an Architecture (convbench.study resolves the study's) or a built-in's name.
@@ -214,7 +214,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     a weights file for their base. `tensorboard`: {"directory", "graph", "histograms"} to log
     the run for TensorBoard as it trains (convbench.tensorboard_log), or None. `on_saved(model)` runs
     once the outputs are written, before the checkpoint is removed: a job killed meanwhile resumes
-    from its last epoch instead of training again.
+    from its last checkpoint instead of training again. `checkpoint_interval`: seconds between
+    checkpoints at least (0: every epoch; convbench.checkpoints.EpochCheckpoint).
     """
     arch = as_architecture(architecture)
     phases = Phases.of(settings, arch.transfer)
@@ -225,7 +226,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
         model, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime)
     history, callbacks = fit_phases(model, resumed, data, settings, phases, seed=seed, strategy=strategy,
                                     checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, runtime=runtime,
-                                    tensorboard=tensorboard, name=arch.name)
+                                    tensorboard=tensorboard, name=arch.name, checkpoint_interval=checkpoint_interval)
     stopping = callbacks.get("early_stopping")
     if resumed.stopped and stopping is not None:  # the job died after early stopping, before its outputs
         stopping.set_model(model)
@@ -258,8 +259,8 @@ def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint,
 
 
 def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkpoint_dir, fingerprint, runtime,
-               tensorboard, name=None):
-    """model.fit over each phase's epochs still to run, checkpointing every epoch; returns the
+               tensorboard, name=None, checkpoint_interval=0.0):
+    """model.fit over each phase's epochs still to run, checkpointing as it goes; returns the
     history rows of every epoch (resumed ones first) and the resumable callbacks."""
     x_train, y_train = data.raw("train")
     x_val, y_val = data.scaled("val")
@@ -269,7 +270,8 @@ def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkp
     val_ds = evaluation_dataset(x_val, y_val, data.num_classes, max(batch_size, 256), input_size=side)
     timer = EpochTimer(len(y_train))
     resumable = make_callbacks(settings, resumed.callbacks)
-    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, resumed.history, resumable, runtime)
+    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, resumed.history, resumable, runtime,
+                                 min_interval=checkpoint_interval)
     # after the checkpoint: it logs the row the checkpoint has just recorded
     watchers = [TensorBoardLog(tensorboard["directory"], checkpoint, len(y_train), graph=tensorboard["graph"],
                                histograms=tensorboard["histograms"])] if tensorboard else []

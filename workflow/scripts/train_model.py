@@ -47,4 +47,5 @@ train_experiment(
     # read from the config, not params: how a run is watched does not change what it trains
     tensorboard={"directory": sm.params.tensorboard_dir, **sm.config["tensorboard"]} if sm.config["tensorboard"]["enabled"] else None,
     on_saved=evaluate_while_in_memory,
+    checkpoint_interval=sm.config["checkpoints"]["min_interval_s"],  # config, not params: it changes no result
 )
