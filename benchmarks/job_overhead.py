@@ -1,6 +1,6 @@
 """What a study pays besides `model.fit`: wall time and summed job time of two commits, side by side.
 
-    python benchmarks/job_overhead.py [--old 9945acf] [--new HEAD] [--studies default twelve] [--cores 2]
+    python benchmarks/job_overhead.py [--old 9945acf] [--new HEAD] [--studies default twelve] [--cores 2] [--repeats 1]
 
 Each commit's tracked files are copied to a fresh folder and run there with this Python's packages,
 `precision: float32` forced so both do the same arithmetic. *job time* sums every job's wall time
@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,19 +77,26 @@ def run_study(commit, study, cores):
         return {"commit": label, "wall": wall, "fit": fit, "rules": job_seconds(results)}
 
 
-def print_study(study, old, new):
-    old_jobs = sum(seconds for _, seconds in old["rules"].values())
-    new_jobs = sum(seconds for _, seconds in new["rules"].values())
-    rows = [("wall", old["wall"], new["wall"]), ("job time", old_jobs, new_jobs), ("model.fit", old["fit"], new["fit"]),
-            ("job time besides fit", old_jobs - old["fit"], new_jobs - new["fit"])]
-    print(f"\n### {study}: {old['commit']} (old) vs {new['commit']} (new)\n")
+def totals(run):
+    jobs = sum(seconds for _, seconds in run["rules"].values())
+    return {"wall": run["wall"], "job time": jobs, "model.fit": run["fit"], "job time besides fit": jobs - run["fit"]}
+
+
+def print_study(study, olds, news):
+    """Medians over the repeats (each repeat ran old then new), and each repeat's ratio besides fit."""
+    old_totals, new_totals = [totals(run) for run in olds], [totals(run) for run in news]
+    print(f"\n### {study}: {olds[0]['commit']} (old) vs {news[0]['commit']} (new), median of {len(olds)}\n")
     print("| seconds | old | new | new / old |\n|---|---|---|---|")
-    for name, before, after in rows:
+    for name in old_totals[0]:
+        before = statistics.median(run[name] for run in old_totals)
+        after = statistics.median(run[name] for run in new_totals)
         print(f"| {name} | {before:.1f} | {after:.1f} | {after / before:.2f}× |")
+    ratios = [new["job time besides fit"] / old["job time besides fit"] for old, new in zip(old_totals, new_totals)]
+    print("\nbesides fit, new / old per repeat: " + ", ".join(f"{ratio:.2f}×" for ratio in ratios))
     print("\n| rule | old: jobs, s | new: jobs, s |\n|---|---|---|")
-    for rule in sorted(set(old["rules"]) | set(new["rules"])):
-        cells = [f"{old_or_new['rules'][rule][0]}, {old_or_new['rules'][rule][1]:.1f}" if rule in old_or_new["rules"]
-                 else "—" for old_or_new in (old, new)]
+    for rule in sorted(set(olds[0]["rules"]) | set(news[0]["rules"])):
+        cells = [f"{runs[0]['rules'][rule][0]}, {statistics.median(run['rules'][rule][1] for run in runs):.1f}"
+                 if rule in runs[0]["rules"] else "—" for runs in (olds, news)]
         print(f"| {rule} | {cells[0]} | {cells[1]} |")
 
 
@@ -98,12 +106,15 @@ def main():
     parser.add_argument("--new", default="HEAD")
     parser.add_argument("--studies", nargs="+", choices=["default", "twelve"], default=["default", "twelve"])
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each commit, alternating; medians shown")
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; snakemake --cores {args.cores}")
     for study in args.studies:
-        old = run_study(args.old, study, args.cores)
-        new = run_study(args.new, study, args.cores)
-        print_study(study, old, new)
+        olds, news = [], []
+        for _ in range(args.repeats):
+            olds.append(run_study(args.old, study, args.cores))
+            news.append(run_study(args.new, study, args.cores))
+        print_study(study, olds, news)
 
 
 if __name__ == "__main__":

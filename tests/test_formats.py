@@ -345,3 +345,21 @@ def test_the_schema_offers_exactly_the_declarable_formats():
     schema = yaml.safe_load((PROJECT / "workflow/schemas/config.schema.yaml").read_text())
     offered = schema["properties"]["custom_datasets"]["additionalProperties"]["properties"]["format"]["enum"]
     assert offered == [name for name, form in FORMATS.items() if form.declarable] + ["image_folder"]
+
+
+@pytest.mark.parametrize("native, size, channels", [((8, 8, 1), 28, 1), ((8, 8, 1), 32, 3), ((32, 32, 3), 16, 3),
+                                                     ((32, 32, 3), 32, 1), ((28, 28, 1), 28, 1)])
+def test_arrays_are_resized_as_image_files_are(tmp_path, native, size, channels):
+    """MNIST/CIFAR arrays and image folders go through the same resize, so a model sees the same
+    pixels whichever way its data came (and prediction on a PNG matches)."""
+    from PIL import Image
+
+    from convbench.formats import decode_image, resize_array
+
+    images = np.random.default_rng(0).integers(0, 256, (3, *native), dtype=np.uint8)
+    resized = resize_array(images, size, channels)
+    assert resized.shape == (3, size, size, channels) and resized.dtype == np.uint8
+    for image, expected in zip(images, resized):
+        path = tmp_path / "image.png"
+        Image.fromarray(image[..., 0] if native[-1] == 1 else image).save(path)
+        np.testing.assert_array_equal(decode_image(path, size, channels), expected)

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from .atomic import read_json, write_json
@@ -83,6 +84,7 @@ def stage_assessment(model, model_path, data, history_path, manifest_path, direc
     shutil.rmtree(directory, ignore_errors=True)
     # as in the evaluate job: anything built while evaluating computes in float32 (the model's layers keep their policy)
     keras.mixed_precision.set_global_policy("float32")
+    start = time.perf_counter()
     try:
         assess_experiment(model, model_path, data, history_path, evaluation_files(directory), settings, title)
         write_json(directory / STAMP, assessment_stamp(settings, model_path, manifest_path))
@@ -90,7 +92,8 @@ def stage_assessment(model, model_path, data, history_path, manifest_path, direc
         log.exception("evaluating the model in the training job failed; the evaluate job will evaluate it again")
         shutil.rmtree(directory, ignore_errors=True)
         return False
-    log.info("evaluated in the training job; staged in %s for the evaluate job", directory)
+    log.info("evaluated in the training job in %.1f s; staged in %s for the evaluate job",
+             time.perf_counter() - start, directory)
     return True
 
 
