@@ -1,5 +1,6 @@
 """First import of every rule script: routes all output to the rule's log, makes convbench importable,
-and for rules that declare GPUs claims free device slots (convbench.devices).
+and for rules that declare GPUs claims free device slots (convbench.devices). `finish()` ends a
+TensorFlow job once its outputs are written.
 
 Snakemake puts this directory on sys.path; the package lives one level up, in workflow/.
 """
@@ -25,3 +26,13 @@ def start(snakemake):
         from convbench.devices import claim_gpus
 
         claim_gpus(int(snakemake.resources.gpu), Path(".snakemake") / "convbench-gpu-slots")
+
+
+def finish():
+    """Ends a job that ran TensorFlow, its outputs written and closed: Python's own shutdown of
+    TensorFlow's modules and threads takes ~1.2 s per process (BENCHMARKS.md), more than many jobs'
+    real work. Only on success: an exception ends the script before this, with its traceback."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

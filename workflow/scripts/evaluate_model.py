@@ -1,4 +1,4 @@
-from _bootstrap import start
+from _bootstrap import finish, start
 
 start(snakemake)
 from convbench.assessment import adopt_staged, assess_experiment, experiment_title, staging_directory
@@ -16,3 +16,4 @@ if not adopt_staged(staging_directory(sm.input.model), sm.output, settings, sm.i
     model = load_model(sm.input.model)  # once, for the metrics and the figures
     assess_experiment(model, sm.input.model, load_prepared(sm.input.data, sm.input.manifest), sm.input.history,
                       sm.output, settings, experiment_title(sm.wildcards))
+finish()

@@ -1,4 +1,4 @@
-from _bootstrap import start
+from _bootstrap import finish, start
 
 start(snakemake)
 from convbench.runtime import configure_tensorflow
@@ -13,3 +13,4 @@ for name, path in sm.input.items():
     arch, variant = name.split("/")
     models.append(({"dataset": sm.wildcards.dataset, "architecture": arch, "variant": variant}, path))
 write_cost(models, sm.output[0], sm.params.threads, rounds=sm.params.rounds)
+finish()

@@ -1,4 +1,4 @@
-from _bootstrap import start
+from _bootstrap import finish, start
 
 start(snakemake)
 from convbench.runtime import configure_tensorflow
@@ -9,3 +9,4 @@ configure_tensorflow(threads=sm.threads)
 from convbench.predict import predict
 
 predict(sm.input.model, [sm.params.images], sm.output[0], top_k=sm.params.top_k, skip_bad=sm.params.skip_bad)
+finish()

@@ -1,4 +1,4 @@
-from _bootstrap import start
+from _bootstrap import finish, start
 
 start(snakemake)
 from convbench.runtime import configure_tensorflow
@@ -16,3 +16,4 @@ plot_augmentation_preview(
     sm.output[0],
     f"Augmentation preview — {sm.wildcards.dataset}",
 )
+finish()

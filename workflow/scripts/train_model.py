@@ -1,4 +1,4 @@
-from _bootstrap import start
+from _bootstrap import finish, start
 
 start(snakemake)
 import os
@@ -49,3 +49,4 @@ train_experiment(
     on_saved=evaluate_while_in_memory,
     checkpoint_interval=sm.config["checkpoints"]["min_interval_s"],  # config, not params: it changes no result
 )
+finish()
