@@ -98,3 +98,21 @@ def test_staged_predictions_equal_those_of_the_saved_model(trained, digits_prepa
                                   np.load(tmp_path / "p.npz")["probabilities"])
     assert read_json(directory / EVALUATION_FILES["metrics"]) == read_json(tmp_path / "metrics.json")
     shutil.rmtree(directory)
+
+
+def test_the_training_job_stamps_with_the_settings_the_evaluate_rule_gets():
+    """The rule's param comes from the Snakefile's resolved architectures, the training job's stamp
+    from the architecture it builds from its params: equal for built-in, custom and transfer ones,
+    or every evaluate job would evaluate in full."""
+    from convbench.study import architecture_from_params, resolve_architectures
+
+    custom = {"tiny": {"layers": ["Flatten"], "description": "a flat net"}}
+    transfer = {"tl": {"base": "mobilenetv2", "weights": "imagenet"}}
+    study = resolve_architectures(custom, transfer)
+    render = {**RENDER, "filter_layers": {"tiny": "conv1"}, "feature_map_layers": {"tl": ["block_1_add"]}}
+    for name in ("simple_cnn", "tiny", "tl"):
+        built = architecture_from_params(name, custom=custom.get(name), transfer=transfer.get(name))
+        assert evaluation_settings(render, built) == evaluation_settings(render, study[name])
+    assert evaluation_settings(render, study["tiny"])["filter_layer"] == "conv1"
+    assert evaluation_settings(render, study["tl"])["feature_map_layers"] == ["block_1_add"]
+    assert "filter_layers" not in evaluation_settings(render, study["tl"])["render"]  # only its own layers
