@@ -31,14 +31,13 @@ def staged(trained, digits_prepared, settings=SETTINGS):
     model, out = trained
     directory = staging_directory(out / "m.keras")
     assert stage_assessment(model, out / "m.keras", digits_prepared, out / "h.csv", out / "manifest.json",
-                            directory, settings, "simple_cnn on digits, seed 0")
+                            settings, "simple_cnn on digits, seed 0")
     return directory
 
 
 def adopt(trained, target, settings=SETTINGS):
     _, out = trained
-    return adopt_staged(staging_directory(out / "m.keras"), evaluation_files(target), settings, out / "m.keras",
-                        out / "manifest.json")
+    return adopt_staged(evaluation_files(target), settings, out / "m.keras", out / "manifest.json")
 
 
 def test_staged_files_are_moved_into_the_outputs(trained, digits_prepared, tmp_path):
@@ -82,7 +81,7 @@ def test_a_failed_staging_leaves_nothing_and_does_not_raise(trained, digits_prep
     broken = {**SETTINGS, "feature_map_layers": ["no_such_layer"]}
     with caplog.at_level(logging.INFO, logger="convbench.assessment"):
         assert not stage_assessment(model, out / "m.keras", digits_prepared, out / "h.csv",
-                                    out / "manifest.json", directory, broken, "t")
+                                    out / "manifest.json", broken, "t")
     assert not directory.exists()
     assert "the evaluate job will evaluate it again" in caplog.text
 

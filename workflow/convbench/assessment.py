@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from .atomic import read_json, write_json
+from .catalog import sha256
 from .figures import evaluation_files
 
 log = logging.getLogger(__name__)
@@ -28,20 +29,12 @@ log = logging.getLogger(__name__)
 STAMP = "stamp.json"
 
 
-def file_sha256(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def assessment_stamp(settings, model_path, manifest_path):
     """What a staged evaluation is valid for."""
     return {
         "settings": hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest(),
-        "model": file_sha256(model_path),
-        "data": file_sha256(manifest_path),
+        "model": sha256(model_path),
+        "data": sha256(manifest_path),
     }
 
 
@@ -74,13 +67,13 @@ def assess_experiment(model, model_path, data, history_path, outputs, settings, 
     write_json(outputs["anatomy"], {"about": dict(settings["about"]), **anatomy(model, by_hand)})
 
 
-def stage_assessment(model, model_path, data, history_path, manifest_path, directory, settings, title):
-    """assess_experiment into `directory`, stamped once every file is written. A failure is logged, not
+def stage_assessment(model, model_path, data, history_path, manifest_path, settings, title):
+    """assess_experiment into the model's staging_directory, stamped once every file is written. A failure is logged, not
     raised: the training itself succeeded, and the evaluate job evaluates again and reports the error
     in its own log."""
     import keras
 
-    directory = Path(directory)
+    directory = staging_directory(model_path)
     shutil.rmtree(directory, ignore_errors=True)
     # as in the evaluate job: anything built while evaluating computes in float32 (the model's layers keep their policy)
     keras.mixed_precision.set_global_policy("float32")
@@ -97,10 +90,10 @@ def stage_assessment(model, model_path, data, history_path, manifest_path, direc
     return True
 
 
-def adopt_staged(directory, outputs, settings, model_path, manifest_path):
-    """Moves the staged evaluation in `directory` into `outputs` if it was made from this model, data
-    and settings and is complete; returns whether it did (if not, nothing was moved)."""
-    directory = Path(directory)
+def adopt_staged(outputs, settings, model_path, manifest_path):
+    """Moves the evaluation staged beside `model_path` into `outputs` if it was made from this model,
+    data and settings and is complete; returns whether it did (if not, nothing was moved)."""
+    directory = staging_directory(model_path)
     staged = evaluation_files(directory)
     reason = None
     if not (directory / STAMP).exists():

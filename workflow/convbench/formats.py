@@ -358,7 +358,7 @@ def resize_array(images, size, channels):
         out[...] = images
         return out
     for i, pixels in enumerate(images):
-        image = Image.fromarray(pixels[..., 0], "L") if pixels.shape[-1] == 1 else Image.fromarray(pixels, "RGB")
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)  # mode L or RGB
         image = image.convert("L" if channels == 1 else "RGB")
         if image.size != (size, size):
             image = image.resize((size, size), Image.Resampling.BILINEAR)

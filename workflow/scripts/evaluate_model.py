@@ -1,12 +1,12 @@
 from _bootstrap import finish, start
 
 start(snakemake)
-from convbench.assessment import adopt_staged, assess_experiment, experiment_title, staging_directory
+from convbench.assessment import adopt_staged, assess_experiment, experiment_title
 
 sm = snakemake
 settings = dict(sm.params.settings)
 # The training job evaluated this model already, unless a setting changed since: then TensorFlow starts here.
-if not adopt_staged(staging_directory(sm.input.model), sm.output, settings, sm.input.model, sm.input.manifest):
+if not adopt_staged(sm.output, settings, sm.input.model, sm.input.manifest):
     from convbench.runtime import configure_tensorflow
 
     configure_tensorflow(threads=sm.threads)

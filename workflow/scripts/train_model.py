@@ -11,7 +11,7 @@ from convbench.runtime import configure_tensorflow, set_precision
 seed = int(sm.wildcards.seed)
 strategy = configure_tensorflow(threads=sm.threads, seed=seed, deterministic=sm.params.training["deterministic"])
 
-from convbench.assessment import experiment_title, stage_assessment, staging_directory
+from convbench.assessment import experiment_title, stage_assessment
 from convbench.prepared import load_prepared
 from convbench.study import architecture_from_params, evaluation_settings
 from convbench.training import train_experiment
@@ -26,8 +26,7 @@ def evaluate_while_in_memory(model):
     adopts it if nothing it depends on changed (convbench.assessment). Evaluation settings are read
     from the config, not params: a figure setting must not retrain."""
     stage_assessment(model, sm.output.model, data, sm.output.history, sm.input.manifest,
-                     staging_directory(sm.output.model), evaluation_settings(sm.config["render"], architecture),
-                     experiment_title(sm.wildcards))
+                     evaluation_settings(sm.config["render"], architecture), experiment_title(sm.wildcards))
 
 
 train_experiment(
