@@ -162,6 +162,20 @@ def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path,
     assert (tmp_path / "whole" / "model.keras").stat().st_size == (out / "model.keras").stat().st_size
 
 
+def test_batchnorm_trains_on_the_fused_kernel_and_resumes_identically(tmp_path, digits_prepared):
+    import keras
+
+    keras.backend.clear_session()
+    reference, out = run(tmp_path, digits_prepared, "whole", arch="bn_cnn", epochs=3, batch_size=128)
+    assert read_json(out / "meta.json")["batchnorm"] == "fused"
+    keras.backend.clear_session()
+    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", arch="bn_cnn", epochs=3, batch_size=128)
+    keras.backend.clear_session()
+    resumed, _ = run(tmp_path, digits_prepared, "killed", arch="bn_cnn", epochs=3, batch_size=128)
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):  # moving statistics included
+        assert np.array_equal(a, b)
+
+
 def tensorboard_events(directory):
     """{(run, tag): [(step, value), ...]} of a TensorBoard log folder, and whether it holds a graph."""
     scalars, graph = {}, False

@@ -18,6 +18,7 @@ import tensorflow as tf
 from .architectures import as_architecture, create_model, save_model
 from .atomic import atomic_path, write_json
 from .checkpoints import EpochCheckpoint, make_callbacks, restore_checkpoint, runtime_facts
+from .fused_batchnorm import fuse_batchnorm
 from .inference import evaluation_dataset, resize_batch, without_autotune
 from .runtime import environment_facts
 from .schedules import learning_rate_schedule
@@ -224,6 +225,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     runtime = runtime_facts()
     with strategy.scope():
         model, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime)
+    if runtime["batchnorm"] == "fused":
+        fuse_batchnorm(model)
     history, callbacks = fit_phases(model, resumed, data, settings, phases, seed=seed, strategy=strategy,
                                     checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, runtime=runtime,
                                     tensorboard=tensorboard, name=arch.name, checkpoint_interval=checkpoint_interval)
@@ -358,6 +361,7 @@ def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, his
             "precision": runtime["precision"],
             "precision_reason": precision_reason,  # why this precision (runtime.choose_precision)
             "threads": runtime["threads"],  # with the precision and TensorFlow version, part of the exact result
+            "batchnorm": runtime["batchnorm"],  # BatchNormalization trained on the fused kernel or Keras' ops
             "environment": environment_facts(),
         },
     )
