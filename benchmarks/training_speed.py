@@ -6,7 +6,8 @@ Runs, for each case, the plain fit and the engine one after the other in fresh p
   plain    x = images.astype("float32") / 255; model.fit(x, y, batch_size=128, epochs=E, shuffle=True)
   engine   convbench.training.training_dataset (uint8 in memory, per-epoch stateless shuffle, one
            stream with steps_per_epoch, autotune off) + model.fit, as train_model runs it, with op
-           determinism on (the default)
+           determinism on (the default) and BatchNormalization on the fused kernel
+           (convbench.fused_batchnorm)
 
 Cases (the issue's): simple_cnn on MNIST-shaped data (60,000 x 28x28x1) and bn_cnn on
 CIFAR-shaped data (50,000 x 32x32x3); synthetic pixels, since only speed is measured.
@@ -16,7 +17,11 @@ CIFAR-shaped data (50,000 x 32x32x3); synthetic pixels, since only speed is meas
 `auto` is what `precision: auto` picks for the architecture on this machine. Each row also gives the
 engine's best epoch as achieved GFLOP/s: FLOPs of one forward pass (TensorFlow's profiler, as the
 report's FLOPs column) x 3 for training (forward, and backward for inputs and weights) x images/s,
-next to the CPU's peak (printed with the facts it is computed from).
+next to the CPU's peak (printed with the facts it is computed from) and to the measured ceiling: a
+2048x2048 matrix product in the same precision on the same 2 threads (TensorFlow, oneDNN), the densest
+work these cores do. (A VM's cores may run above the clock /proc/cpuinfo reports, so the measured
+ceiling is the fairer yardstick.) `--breakdown` also times one 128-image step of each case in parts (forward; forward and
+gradients; the whole step with the optimizer) to show where a step's time goes.
 """
 
 import argparse
@@ -39,6 +44,7 @@ set_precision({precision!r})  # an explicit precision: no auto choice
 import keras
 from convbench.architectures import create_model
 from convbench.evaluation import count_flops
+from convbench.fused_batchnorm import batchnorm_kernel, fuse_batchnorm
 from convbench.training import training_dataset, make_optimizer
 
 rng = np.random.default_rng(0)
@@ -62,12 +68,107 @@ if {method!r} == "plain":
     y = keras.utils.to_categorical(labels, 10)
     model.fit(x, y, batch_size=128, epochs={epochs}, shuffle=True, verbose=0, callbacks=[timer])
 else:
+    if {batchnorm!r} == "fused" and batchnorm_kernel() == "fused":  # as train_experiment does
+        fuse_batchnorm(model)
     manifest = {{"preprocessing": {{"offset": [0.0] * channels, "scale": [1 / 255] * channels}}}}
     ds = training_dataset(images, labels, manifest, num_classes=10, batch_size=128, seed=0, first_epoch=0,
                           epochs={epochs})
     model.fit(ds, epochs={epochs}, steps_per_epoch=-(-count // 128), verbose=0, callbacks=[timer])
 print("RESULT", json.dumps({{"rates": [count / s for s in timer.seconds], "flops": count_flops(model)}}))
 """
+
+
+CEILING = r"""
+import json, sys, time
+sys.path.insert(0, {package!r})
+from convbench.runtime import configure_tensorflow
+configure_tensorflow(threads=2)
+import tensorflow as tf
+a, b = (tf.cast(tf.random.normal((2048, 2048)), {dtype!r}) for _ in range(2))
+product = tf.function(lambda: tf.matmul(a, b), autograph=False)
+product().numpy()
+seconds = []
+for _ in range(5):
+    start = time.perf_counter()
+    for _ in range(10):
+        result = product()
+    result.numpy()
+    seconds.append((time.perf_counter() - start) / 10)
+print("RESULT", json.dumps(2 * 2048**3 / min(seconds) / 1e9))
+"""
+
+BREAKDOWN = r"""
+import json, sys, time
+sys.path.insert(0, {package!r})
+import numpy as np
+from convbench.runtime import configure_tensorflow, set_precision
+configure_tensorflow(threads=2, seed=0, deterministic=True)
+set_precision({precision!r})
+import tensorflow as tf, keras
+from convbench.architectures import create_model
+from convbench.fused_batchnorm import batchnorm_kernel, fuse_batchnorm
+from convbench.training import make_optimizer
+
+size, channels = {size}, {channels}
+rng = np.random.default_rng(0)
+x = tf.constant(rng.random((128, size, size, channels), dtype=np.float32))
+y = tf.one_hot(rng.integers(0, 10, 128), 10)
+model = create_model({arch!r}, (size, size, channels), 10)
+if {batchnorm!r} == "fused" and batchnorm_kernel() == "fused":  # as the engine trains it
+    fuse_batchnorm(model)
+optimizer = make_optimizer({{"optimizer": "adam"}}, 1e-3)
+optimizer.build(model.trainable_variables)
+loss_of = keras.losses.CategoricalCrossentropy()
+
+def part(name):
+    @tf.function(autograph=False)
+    def run():
+        with tf.GradientTape() as tape:
+            loss = loss_of(y, model(x, training=True))
+        if name == "forward":
+            return loss
+        gradients = tape.gradient(loss, model.trainable_variables)
+        if name == "step":
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            return loss
+        return tf.add_n([loss] + [tf.reduce_sum(g) * 0 for g in gradients])  # keeps every gradient
+    return run
+
+timings = {{}}
+for name in ("forward", "gradients", "step"):
+    run = part(name)
+    for _ in range(3):
+        run()
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range({steps}):
+            loss = run()
+        float(loss)
+        seconds.append((time.perf_counter() - start) / {steps})
+    timings[name] = min(seconds) * 1000
+print("RESULT", json.dumps(timings))
+"""
+
+
+def run_worker(code):
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(result.stderr[-3000:])
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
+    return json.loads(line.split(" ", 1)[1])
+
+
+def measured_ceiling(dtype):
+    """GFLOP/s of a 2048x2048 matrix product in `dtype` on the train rule's 2 threads (best of 5)."""
+    return run_worker(CEILING.format(package=str(PROJECT / "workflow"), dtype=dtype))
+
+
+def step_breakdown(arch, precision, batchnorm):
+    """Milliseconds of one 128-image step: forward, forward + gradients, the whole step (Adam)."""
+    _, size, channels = CASES[arch]
+    return run_worker(BREAKDOWN.format(package=str(PROJECT / "workflow"), arch=arch, precision=precision,
+                                       batchnorm=batchnorm, size=size, channels=channels, steps=40 if arch == "simple_cnn" else 8))
 
 
 def cpu_facts():
@@ -113,16 +214,12 @@ def resolve_precision(precision, arch):
     return choose_precision("auto", ARCHITECTURES[arch].bf16_keeps_accuracy, 0, cpu_bf16_flags())[0]
 
 
-def measure(method, arch, precision, epochs, count):
+def measure(method, arch, precision, epochs, count, batchnorm="fused"):
     _, size, channels = CASES[arch]
     code = WORKER.format(package=str(PROJECT / "workflow"), method=method, arch=arch, precision=precision,
-                         epochs=epochs, count=count, size=size, channels=channels,
+                         epochs=epochs, count=count, size=size, channels=channels, batchnorm=batchnorm,
                          deterministic=method == "engine")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(result.stderr[-3000:])
-    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
-    return json.loads(line.split(" ", 1)[1])  # {"rates": images/s per epoch, "flops": per image, forward}
+    return run_worker(code)  # {"rates": images/s per epoch, "flops": per image, forward}
 
 
 def fmt(rates):
@@ -137,24 +234,37 @@ def main():
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--precisions", nargs="+", default=["float32"],
                         choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"])
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time one step in parts: forward, gradients, optimizer")
+    parser.add_argument("--batchnorm", choices=["fused", "keras"], default="fused",
+                        help="keras: the engine trains BatchNormalization with Keras' own ops, as before the fused kernel")
     args = parser.parse_args()
     peaks, machine = cpu_facts()
     print(f"CPU peak: {machine}")
+    ceilings = {dtype: measured_ceiling(dtype) for dtype in peaks}
+    print("Measured ceiling: 2048x2048 matrix product on 2 threads, " + ", ".join(
+        f"{dtype} {ceiling:.0f} GFLOP/s ({ceiling / peaks[dtype]:.0%} of its peak)" for dtype, ceiling in ceilings.items()))
 
     for arch in args.cases:
         count = args.images or CASES[arch][0]
         for requested in args.precisions:
             precision = resolve_precision(requested, arch)
-            peak = peaks["bfloat16" if "bfloat16" in precision else "float32"]
+            unit = "bfloat16" if "bfloat16" in precision else "float32"
+            peak, ceiling = peaks[unit], ceilings[unit]
             print(f"\n{arch}, {count} images of {CASES[arch][1]}x{CASES[arch][1]}x{CASES[arch][2]}, {precision}"
-                  f"{' (auto)' if requested == 'auto' else ''}, {args.epochs} epochs;"
+                  f"{' (auto)' if requested == 'auto' else ''}, {args.epochs} epochs, BatchNorm {args.batchnorm};"
                   f" images/s per epoch (epoch 1 includes tracing)")
+            if args.breakdown:
+                parts = step_breakdown(arch, precision, args.batchnorm)
+                print(f"one 128-image step, engine's precision: forward {parts['forward']:.1f} ms;"
+                      f" forward and gradients {parts['gradients']:.1f} ms;"
+                      f" whole step with Adam {parts['step']:.1f} ms")
             print(f"{'run':>4} {'plain model.fit':>{8 * args.epochs}} {'engine':>{8 * args.epochs}}"
-                  f" {'best':>7} {'total':>7} {'GFLOP/s':>8} {'of peak':>8}")
+                  f" {'best':>7} {'total':>7} {'GFLOP/s':>8} {'of peak':>8} {'of ceiling':>10}")
             ratios_best, ratios_total, achieved = [], [], []
             for run in range(1, args.runs + 1):
                 plain = measure("plain", arch, "float32", args.epochs, count)["rates"]
-                engine = measure("engine", arch, precision, args.epochs, count)
+                engine = measure("engine", arch, precision, args.epochs, count, args.batchnorm)
                 rates = engine["rates"]
                 best = max(rates) / max(plain)  # best epoch vs best epoch
                 total = sum(count / r for r in plain) / sum(count / r for r in rates)  # wall time, stalls included
@@ -162,12 +272,13 @@ def main():
                 ratios_best.append(best)
                 ratios_total.append(total)
                 achieved.append(gflops)
-                print(f"{run:>4} {fmt(plain)} {fmt(rates)} {best:6.2f}x {total:6.2f}x {gflops:8.1f} {gflops / peak:7.0%}",
+                print(f"{run:>4} {fmt(plain)} {fmt(rates)} {best:6.2f}x {total:6.2f}x {gflops:8.1f} {gflops / peak:7.0%} {gflops / ceiling:9.0%}",
                       flush=True)
             print(f"engine / plain: best epoch min {min(ratios_best):.2f}x, median {statistics.median(ratios_best):.2f}x;"
                   f" whole fit min {min(ratios_total):.2f}x, median {statistics.median(ratios_total):.2f}x;"
                   f" engine {statistics.median(achieved):.1f} GFLOP/s (median of best epochs) ="
-                  f" {statistics.median(achieved) / peak:.0%} of the {peak:.0f} GFLOP/s peak"
+                  f" {statistics.median(achieved) / peak:.0%} of the {peak:.0f} GFLOP/s peak,"
+                  f" {statistics.median(achieved) / ceiling:.0%} of the measured {unit} ceiling"
                   f" ({engine['flops'] / 1e6:.1f} MFLOPs per image forward)")
 
 

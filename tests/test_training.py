@@ -61,6 +61,7 @@ def test_outputs_and_metadata(tmp_path, digits_prepared):
     assert meta["parameters"] == model.count_params()
     assert meta["epochs_run"] == 2 and 1 <= meta["best_epoch"] <= 2
     assert meta["seed"] == 3 and len(meta["config_hash"]) == 12
+    assert meta["batchnorm_fused_layers"] == 0  # simple_cnn has none
     assert meta["images_per_second"] > 0 and meta["environment"]["tensorflow"] == tf.__version__
 
 
@@ -167,7 +168,7 @@ def test_batchnorm_trains_on_the_fused_kernel_and_resumes_identically(tmp_path, 
 
     keras.backend.clear_session()
     reference, out = run(tmp_path, digits_prepared, "whole", arch="bn_cnn", epochs=3, batch_size=128)
-    assert read_json(out / "meta.json")["batchnorm"] == "fused"
+    assert read_json(out / "meta.json")["batchnorm_fused_layers"] == 7  # all of bn_cnn's
     keras.backend.clear_session()
     run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", arch="bn_cnn", epochs=3, batch_size=128)
     keras.backend.clear_session()

@@ -29,6 +29,7 @@ def summary_row(metrics_path, meta_path, benchmark_path=None, costs=None, varied
         "threads": meta.get("threads"),
         "precision": meta.get("precision"),
         "precision_reason": meta.get("precision_reason"),
+        "batchnorm_fused_layers": meta.get("batchnorm_fused_layers"),
         "hardware": _hardware(meta["environment"]),
         "cost_measured_on": None if cost is None else cost["measured_on"],
         "tensorflow": meta["environment"]["tensorflow"],

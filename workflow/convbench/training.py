@@ -225,8 +225,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     runtime = runtime_facts()
     with strategy.scope():
         model, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime)
-    if runtime["batchnorm"] == "fused":
-        fuse_batchnorm(model)
+    fused_layers = fuse_batchnorm(model) if runtime["batchnorm"] == "fused" else 0
     history, callbacks = fit_phases(model, resumed, data, settings, phases, seed=seed, strategy=strategy,
                                     checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, runtime=runtime,
                                     tensorboard=tensorboard, name=arch.name, checkpoint_interval=checkpoint_interval)
@@ -240,7 +239,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     write_outputs(model, frame, data, arch, phases, stopping, model_path=model_path, history_path=history_path,
                   meta_path=meta_path, seed=seed, settings=settings, variant=variant,
                   variant_overrides=variant_overrides, resumed_after=len(resumed.history), runtime=runtime,
-                  precision_reason=precision_reason)
+                  precision_reason=precision_reason, fused_layers=fused_layers)
     if on_saved is not None:
         on_saved(model)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -323,7 +322,7 @@ def history_frame(history, architecture):
 
 
 def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, history_path, meta_path, seed, settings,
-                  variant, variant_overrides, resumed_after, runtime, precision_reason):
+                  variant, variant_overrides, resumed_after, runtime, precision_reason, fused_layers):
     """model.keras, history.csv and train_meta.json, each written atomically."""
     with atomic_path(model_path) as tmp:
         save_model(model, tmp)
@@ -361,7 +360,7 @@ def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, his
             "precision": runtime["precision"],
             "precision_reason": precision_reason,  # why this precision (runtime.choose_precision)
             "threads": runtime["threads"],  # with the precision and TensorFlow version, part of the exact result
-            "batchnorm": runtime["batchnorm"],  # BatchNormalization trained on the fused kernel or Keras' ops
+            "batchnorm_fused_layers": fused_layers,  # BatchNormalization layers trained on the fused kernel
             "environment": environment_facts(),
         },
     )
