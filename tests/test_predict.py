@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_snakemake
-from convbench.predict import PredictError, load_predictor, predict
+from convbench.predict import PredictError, Predictor, load_predictor, predict
 from convbench.prepared import load_prepared
 
 pytestmark = pytest.mark.integration
@@ -68,6 +68,18 @@ def test_any_size_and_colour_mode_is_converted_like_the_training_data(local_stud
         assert image.max() > 200 and image[:, :8].max() < 30  # resized to the model's size, bar in the middle
     rows, skipped = predict(local_study / EXPERIMENT.format(arch="simple_cnn"), [tmp_path], top_k=2)
     assert len(rows) == 3 and not skipped and list(rows[0]) == ["file", "class_1", "probability_1", "class_2", "probability_2"]
+
+
+def test_a_model_prepared_before_pillow_resizing_gets_tensorflows_resize(tmp_path):
+    import tensorflow as tf
+
+    gray = np.zeros((60, 100), np.uint8)
+    gray[10:50, 45:55] = 250
+    Image.fromarray(gray).save(tmp_path / "wide.png")
+    old = Predictor(model=None, class_names=["0", "1"], input_shape=(28, 28, 1),
+                    preprocessing={"offset": [0.0], "scale": [1 / 255]}, source="old")  # no "resize": prepared by TF
+    expected = tf.image.resize(gray[..., None].astype(np.float32), (28, 28), antialias=True).numpy()
+    np.testing.assert_array_equal(old.image(tmp_path / "wide.png"), np.round(expected).astype(np.uint8))
 
 
 def bad_inputs(tmp_path):

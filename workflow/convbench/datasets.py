@@ -87,24 +87,6 @@ def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction
     return np.sort(train_index), np.sort(val_index), None if test_index is None else np.sort(test_index)
 
 
-RESIZE_TENSORFLOW = "bilinear, antialiased"  # tf.image.resize: how data prepared before Pillow was resized
-
-
-def resize_images(images, size, channels, batch=4096):
-    """RESIZE_TENSORFLOW, for prediction with models whose data was prepared that way (their manifest says so)."""
-    import tensorflow as tf
-
-    out = np.empty((len(images), size, size, channels), np.uint8)
-    for start in range(0, len(images), batch):
-        chunk = tf.convert_to_tensor(images[start : start + batch])
-        if chunk.shape[1:3] != (size, size):
-            chunk = tf.image.resize(tf.cast(chunk, tf.float32), (size, size), antialias=True)
-        if chunk.shape[-1] == 1 and channels == 3:
-            chunk = tf.image.grayscale_to_rgb(chunk)
-        out[start : start + batch] = np.clip(np.round(chunk.numpy()), 0, 255).astype(np.uint8)
-    return out
-
-
 def scaling_parameters(train_images, scaling, chunk_values=1 << 22):
     """Per-channel (offset, scale) with x_scaled = (x - offset) * scale, from the training split only."""
     channels = train_images.shape[-1]

@@ -20,13 +20,27 @@ import numpy as np
 from .architectures import load_model
 from .atomic import atomic_path, read_json
 from .catalog import spec_name
-from .datasets import resize_images
 from .formats import RESIZE_PILLOW, DatasetError, decode_image, is_metadata
 from .prepared import scale_images
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024  # images decoded at once: bounded memory; a multiple of inference.BATCH_SIZE, so the same batches as evaluation
+
+
+RESIZE_TENSORFLOW = "bilinear, antialiased"  # tf.image.resize: how data prepared before Pillow was resized
+
+
+def resize_like_tensorflow(image, size, channels):
+    """One uint8 image resized the RESIZE_TENSORFLOW way, for models whose manifest does not say RESIZE_PILLOW."""
+    import tensorflow as tf
+
+    resized = tf.convert_to_tensor(image)
+    if resized.shape[:2] != (size, size):
+        resized = tf.image.resize(tf.cast(resized, tf.float32), (size, size), antialias=True)
+    if resized.shape[-1] == 1 and channels == 3:
+        resized = tf.image.grayscale_to_rgb(resized)
+    return np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
 
 
 class PredictError(ValueError):
@@ -47,7 +61,7 @@ class Predictor:
         if self.preprocessing.get("resize") == RESIZE_PILLOW:
             return decode_image(path, size, channels)
         native = decode_image(path, None, channels)
-        return native if native.shape == self.input_shape else resize_images(native[np.newaxis], size, channels)[0]
+        return native if native.shape == self.input_shape else resize_like_tensorflow(native, size, channels)
 
     def probabilities(self, images):
         from .inference import class_probabilities
