@@ -10,7 +10,8 @@ Runs, for each case, the plain fit and the engine one after the other in fresh p
            (convbench.fused_batchnorm)
 
 Cases (the issue's): simple_cnn on MNIST-shaped data (60,000 x 28x28x1) and bn_cnn on
-CIFAR-shaped data (50,000 x 32x32x3); synthetic pixels, since only speed is measured.
+CIFAR-shaped data (50,000 x 32x32x3); synthetic pixels, since only speed is measured. resnet20
+(CIFAR-shaped, 19 BatchNorm layers) on request.
 
     python benchmarks/training_speed.py [--runs 5] [--epochs 3] [--images N] [--precisions float32 auto]
 
@@ -32,7 +33,8 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-CASES = {"simple_cnn": (60_000, 28, 1), "bn_cnn": (50_000, 32, 3)}
+CASES = {"simple_cnn": (60_000, 28, 1), "bn_cnn": (50_000, 32, 3), "resnet20": (50_000, 32, 3)}
+DEFAULT_CASES = ["simple_cnn", "bn_cnn"]
 
 WORKER = r"""
 import json, sys, time
@@ -231,7 +233,7 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--images", type=int, help="use this many images instead of the full 60,000 / 50,000")
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(CASES))
     parser.add_argument("--precisions", nargs="+", default=["float32"],
                         choices=["float32", "mixed_bfloat16", "mixed_float16", "auto"])
     parser.add_argument("--breakdown", action="store_true",
