@@ -46,7 +46,7 @@ set_precision({precision!r})  # an explicit precision: no auto choice
 import keras
 from convbench.architectures import create_model
 from convbench.evaluation import count_flops
-from convbench.fused_batchnorm import batchnorm_kernel, fuse_batchnorm
+from convbench.fused_batchnorm import fuse_batchnorm
 from convbench.training import training_dataset, make_optimizer
 
 rng = np.random.default_rng(0)
@@ -70,7 +70,7 @@ if {method!r} == "plain":
     y = keras.utils.to_categorical(labels, 10)
     model.fit(x, y, batch_size=128, epochs={epochs}, shuffle=True, verbose=0, callbacks=[timer])
 else:
-    if {batchnorm!r} == "fused" and batchnorm_kernel() == "fused":  # as train_experiment does
+    if {batchnorm!r} == "fused":  # as train_experiment does
         fuse_batchnorm(model)
     manifest = {{"preprocessing": {{"offset": [0.0] * channels, "scale": [1 / 255] * channels}}}}
     ds = training_dataset(images, labels, manifest, num_classes=10, batch_size=128, seed=0, first_epoch=0,
@@ -108,7 +108,7 @@ configure_tensorflow(threads=2, seed=0, deterministic=True)
 set_precision({precision!r})
 import tensorflow as tf, keras
 from convbench.architectures import create_model
-from convbench.fused_batchnorm import batchnorm_kernel, fuse_batchnorm
+from convbench.fused_batchnorm import fuse_batchnorm
 from convbench.training import make_optimizer
 
 size, channels = {size}, {channels}
@@ -116,7 +116,7 @@ rng = np.random.default_rng(0)
 x = tf.constant(rng.random((128, size, size, channels), dtype=np.float32))
 y = tf.one_hot(rng.integers(0, 10, 128), 10)
 model = create_model({arch!r}, (size, size, channels), 10)
-if {batchnorm!r} == "fused" and batchnorm_kernel() == "fused":  # as the engine trains it
+if {batchnorm!r} == "fused":  # as the engine trains it
     fuse_batchnorm(model)
 optimizer = make_optimizer({{"optimizer": "adam"}}, 1e-3)
 optimizer.build(model.trainable_variables)

@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from .architectures import load_model, save_model
 from .atomic import atomic_path, read_json, write_json
-from .fused_batchnorm import batchnorm_kernel
 from .tensorboard_log import current_learning_rate
 
 log = logging.getLogger(__name__)
@@ -151,14 +150,12 @@ class CheckpointMismatch(RuntimeError):
 
 def runtime_facts():
     """What besides the settings decides the exact result: TensorFlow's thread count (it changes
-    the order of floating-point sums), the precision policy, the TensorFlow version and which kernel
-    trains BatchNormalization (convbench.fused_batchnorm)."""
+    the order of floating-point sums), the precision policy and the TensorFlow version."""
     import keras
 
     # 0 means "TensorFlow's default": one thread per CPU it sees
     return {"threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
-            "precision": keras.mixed_precision.global_policy().name, "tensorflow": tf.__version__,
-            "batchnorm": batchnorm_kernel()}
+            "precision": keras.mixed_precision.global_policy().name, "tensorflow": tf.__version__}
 
 
 def restore_checkpoint(directory, fingerprint, runtime=None):

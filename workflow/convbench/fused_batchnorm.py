@@ -8,6 +8,10 @@ trains the fused kernel for their training call: the same normalization and the 
 update, and bn_cnn's training step about 1.3x faster on a CPU (BENCHMARKS.md). Only those layers'
 call in that process changes: a saved model holds plain Keras layers and loads, evaluates and
 exports as before.
+
+Inference stays on Keras' ops. That matters on GPUs under op determinism: TensorFlow has a
+deterministic GPU kernel for the fused gradient in training mode, but none with training off, which
+is what saliency and Grad-CAM differentiate through.
 """
 
 import types
@@ -17,19 +21,6 @@ import tensorflow as tf
 
 # TensorFlow raises a smaller epsilon to cuDNN's minimum, which would normalize differently.
 MIN_EPSILON = 1.001e-5
-
-
-def batchnorm_kernel():
-    """"fused" when training may use the fused kernel in this process, else "keras".
-
-    Not on GPUs under op determinism: TensorFlow lists the fused kernel's gradient among the ops
-    without a deterministic GPU implementation.
-    """
-    from tensorflow.python.framework.config import is_op_determinism_enabled  # no public getter
-
-    if tf.config.list_logical_devices("GPU") and is_op_determinism_enabled():
-        return "keras"
-    return "fused"
 
 
 def fuse_batchnorm(model):

@@ -225,7 +225,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     runtime = runtime_facts()
     with strategy.scope():
         model, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime)
-    fused_layers = fuse_batchnorm(model) if runtime["batchnorm"] == "fused" else 0
+    fused_layers = fuse_batchnorm(model)
     history, callbacks = fit_phases(model, resumed, data, settings, phases, seed=seed, strategy=strategy,
                                     checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, runtime=runtime,
                                     tensorboard=tensorboard, name=arch.name, checkpoint_interval=checkpoint_interval)
