@@ -21,8 +21,8 @@ report's FLOPs column) x 3 for training (forward, and backward for inputs and we
 next to the CPU's peak (printed with the facts it is computed from) and to the measured ceiling: a
 2048x2048 matrix product in the same precision on the same 2 threads (TensorFlow, oneDNN), the densest
 work these cores do. (A VM's cores may run above the clock /proc/cpuinfo reports, so the measured
-ceiling is the fairer yardstick.) `--breakdown` also times one 128-image step of each case in parts (forward; forward and
-gradients; the whole step with the optimizer) to show where a step's time goes.
+ceiling is the fairer yardstick.) `--breakdown` also times one 128-image step of each case in parts
+(forward; forward and gradients; the whole step with the optimizer) to show where a step's time goes.
 """
 
 import argparse
@@ -170,7 +170,8 @@ def step_breakdown(arch, precision, batchnorm):
     """Milliseconds of one 128-image step: forward, forward + gradients, the whole step (Adam)."""
     _, size, channels = CASES[arch]
     return run_worker(BREAKDOWN.format(package=str(PROJECT / "workflow"), arch=arch, precision=precision,
-                                       batchnorm=batchnorm, size=size, channels=channels, steps=40 if arch == "simple_cnn" else 8))
+                                       batchnorm=batchnorm, size=size, channels=channels,
+                                       steps=40 if arch == "simple_cnn" else 8))
 
 
 def cpu_facts():
@@ -239,13 +240,14 @@ def main():
     parser.add_argument("--breakdown", action="store_true",
                         help="also time one step in parts: forward, gradients, optimizer")
     parser.add_argument("--batchnorm", choices=["fused", "keras"], default="fused",
-                        help="keras: the engine trains BatchNormalization with Keras' own ops, as before the fused kernel")
+                        help="keras: train BatchNormalization with Keras' own ops (before the fused kernel)")
     args = parser.parse_args()
     peaks, machine = cpu_facts()
     print(f"CPU peak: {machine}")
     ceilings = {dtype: measured_ceiling(dtype) for dtype in peaks}
     print("Measured ceiling: 2048x2048 matrix product on 2 threads, " + ", ".join(
-        f"{dtype} {ceiling:.0f} GFLOP/s ({ceiling / peaks[dtype]:.0%} of its peak)" for dtype, ceiling in ceilings.items()))
+        f"{dtype} {ceiling:.0f} GFLOP/s ({ceiling / peaks[dtype]:.0%} of its peak)"
+        for dtype, ceiling in ceilings.items()))
 
     for arch in args.cases:
         count = args.images or CASES[arch][0]
@@ -274,7 +276,8 @@ def main():
                 ratios_best.append(best)
                 ratios_total.append(total)
                 achieved.append(gflops)
-                print(f"{run:>4} {fmt(plain)} {fmt(rates)} {best:6.2f}x {total:6.2f}x {gflops:8.1f} {gflops / peak:7.0%} {gflops / ceiling:9.0%}",
+                print(f"{run:>4} {fmt(plain)} {fmt(rates)} {best:6.2f}x {total:6.2f}x {gflops:8.1f}"
+                      f" {gflops / peak:7.0%} {gflops / ceiling:9.0%}",
                       flush=True)
             print(f"engine / plain: best epoch min {min(ratios_best):.2f}x, median {statistics.median(ratios_best):.2f}x;"
                   f" whole fit min {min(ratios_total):.2f}x, median {statistics.median(ratios_total):.2f}x;"

@@ -28,11 +28,9 @@ log = logging.getLogger(__name__)
 CHUNK = 1024  # images decoded at once: bounded memory; a multiple of inference.BATCH_SIZE, so the same batches as evaluation
 
 
-RESIZE_TENSORFLOW = "bilinear, antialiased"  # tf.image.resize: how data prepared before Pillow was resized
-
-
 def resize_like_tensorflow(image, size, channels):
-    """One uint8 image resized the RESIZE_TENSORFLOW way, for models whose manifest does not say RESIZE_PILLOW."""
+    """One uint8 image resized as data was prepared before the Pillow resize (tf.image.resize, bilinear,
+    antialiased), for models whose manifest does not say RESIZE_PILLOW."""
     import tensorflow as tf
 
     resized = tf.convert_to_tensor(image)
