@@ -164,3 +164,26 @@ def test_a_study_resolves_its_architectures_into_a_read_only_mapping():
     assert architecture_from_params("simple_cnn") is ARCHITECTURES["simple_cnn"]
     with pytest.raises(ValueError, match="'tiny' is also declared under custom_architectures"):
         resolve_architectures(custom, {"tiny": transfer["tl"]})
+
+
+# The weight decay each built-in architecture's paper states; one whose layers carry a weight penalty must be here.
+PAPER_WEIGHT_DECAY = {name: 1e-4 for name in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet20b")}
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_weight_penalties_decay_weights_at_the_papers_rate(name):
+    """Decay d means the penalty's gradient is d * w (He et al.'s 1e-4), i.e. Keras' L2(d / 2)."""
+    import tensorflow as tf
+
+    arch = get_architecture(name)
+    model = create_model(name, (arch.min_size, arch.min_size, 3 if arch.rgb else 1), 10)
+    penalized = [layer.kernel for layer in model.layers if getattr(layer, "kernel_regularizer", None)]
+    if name not in PAPER_WEIGHT_DECAY:
+        assert not penalized, f"{name} penalizes weights: add its paper's decay to PAPER_WEIGHT_DECAY"
+        return
+    assert penalized
+    with tf.GradientTape() as tape:
+        penalty = tf.add_n([layer.kernel_regularizer(layer.kernel) for layer in model.layers
+                            if getattr(layer, "kernel_regularizer", None)])
+    for kernel, gradient in zip(penalized, tape.gradient(penalty, penalized)):
+        np.testing.assert_allclose(gradient.numpy(), PAPER_WEIGHT_DECAY[name] * kernel.numpy(), rtol=1e-5, atol=1e-12)

@@ -261,6 +261,9 @@ def _alexnet(name, input_shape, num_classes, paper_details):
     return model
 
 
+RESNET_WEIGHT_DECAY = 1e-4  # He et al. 2016, Section 4.2: the gradient of the penalty is 1e-4 * w
+
+
 def cifar_resnet(name, depth, input_shape, num_classes, shortcut="identity"):
     """He et al. 2016's CIFAR ResNet of depth 6n+2: a 16-filter 3x3 stem, 3 stages of n basic blocks
     with 16/32/64 filters (stride 2 entering stages 2 and 3), global average pooling, softmax.
@@ -272,7 +275,8 @@ def cifar_resnet(name, depth, input_shape, num_classes, shortcut="identity"):
     import keras
     from keras import layers
 
-    regularizer = keras.regularizers.L2(1e-4)  # the paper's weight decay of 1e-4
+    # Keras' L2(l) adds l*|w|^2 to the loss, whose gradient is 2*l*w: the paper's decay needs l = decay / 2.
+    regularizer = keras.regularizers.L2(RESNET_WEIGHT_DECAY / 2)
 
     def conv(x, filters, strides=1, kernel=3, name=None):
         return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
