@@ -7,7 +7,7 @@ import pytest
 from convbench.architectures import create_model
 from convbench.atomic import read_json
 from convbench.prepared import PreparedData
-from convbench.evaluation import count_flops, evaluate_experiment, expected_calibration_error
+from convbench.evaluation import count_flops, cross_entropy, evaluate_experiment, expected_calibration_error
 
 
 def test_calibration_error_of_perfect_and_overconfident_models():
@@ -43,14 +43,33 @@ def test_metrics_agree_with_model_evaluate(tmp_path, num_classes, label_smoothin
     model.save(tmp_path / "model.keras")
     metrics = evaluate_experiment(tmp_path / "model.keras", data, tmp_path / "m.json", tmp_path / "p.npz")
     x, y = data.scaled("test")
-    loss, accuracy = model.evaluate(x, keras.utils.to_categorical(y, num_classes), verbose=0)
-    assert metrics["accuracy"] == pytest.approx(accuracy) and metrics["loss"] == pytest.approx(loss, rel=1e-5)
+    onehot = keras.utils.to_categorical(y, num_classes)
+    _, accuracy = model.evaluate(x, onehot, verbose=0)
+    plain = float(keras.losses.CategoricalCrossentropy()(onehot, model.predict(x, verbose=0)))
+    assert metrics["accuracy"] == pytest.approx(accuracy) and metrics["loss"] == pytest.approx(plain, rel=1e-5)
     assert (metrics["top5_accuracy"] is None) == (num_classes <= 10)
     assert metrics["parameters"] == model.count_params() and metrics["model_bytes"] > 0
     assert np.sum(metrics["confusion_matrix"]) == len(y)
     saved = read_json(tmp_path / "m.json")
     assert saved["accuracy"] == metrics["accuracy"] and saved["flops_per_image"] == metrics["flops_per_image"]
     assert np.load(tmp_path / "p.npz")["probabilities"].shape == (len(y), num_classes)
+
+
+def test_test_loss_is_plain_cross_entropy_without_smoothing_or_weight_penalties(tmp_path):
+    """A perfect model scores ~0 whatever it trained with; a ResNet's L2 penalty is not in its test loss."""
+    labels = np.array([0, 1, 2, 1])
+    assert cross_entropy(np.eye(3)[labels], labels) == pytest.approx(0, abs=1e-6)
+    assert cross_entropy(np.full((4, 3), 1 / 3), labels) == pytest.approx(np.log(3))
+    data = synthetic(10, size=32)
+    model = create_model("resnet20", (32, 32, 1), 10)
+    model.compile("sgd", keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
+    model.save(tmp_path / "model.keras")
+    metrics = evaluate_experiment(tmp_path / "model.keras", data, tmp_path / "m.json", tmp_path / "p.npz")
+    x, y = data.scaled("test")
+    probabilities = model.predict(x, verbose=0)
+    plain = float(keras.losses.CategoricalCrossentropy()(keras.utils.to_categorical(y, 10), probabilities))
+    assert metrics["loss"] == pytest.approx(plain, rel=1e-5)
+    assert float(sum(model.losses)) > 0.01  # the penalty the compiled loss would have added
 
 
 def test_cost_measures_every_model_in_interleaved_rounds(tmp_path, caplog):

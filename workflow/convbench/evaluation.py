@@ -28,11 +28,18 @@ def expected_calibration_error(probabilities, labels, bins=15):
     return float(error)
 
 
-def test_loss(model, probabilities, labels):
-    """The compiled loss (label smoothing and weight penalties included) from the probabilities already
-    computed: model.evaluate would run the test split through the network a second time."""
-    onehot = tf.one_hot(labels, probabilities.shape[1])
-    return float(model.compute_loss(y=onehot, y_pred=tf.constant(probabilities), training=False))
+CLIP = 1e-7  # Keras' epsilon: the cross-entropy of a probability of 0 is finite, as in training
+
+
+def cross_entropy(probabilities, labels):
+    """Mean categorical cross-entropy of the true classes' probabilities (clipped as Keras clips
+    them): the predictions' own loss. Not the compiled loss, whose label smoothing and weight
+    penalties would make models trained with other settings incomparable (a perfect model scores
+    0.82 under smoothing 0.1, an untrained resnet20 +0.14 from its penalty)."""
+    if not len(labels):
+        return float("nan")
+    true_class = np.asarray(probabilities, np.float64)[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(true_class, CLIP, 1 - CLIP)).mean())
 
 
 def count_flops(model):
@@ -58,7 +65,7 @@ def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_
     predicted = probabilities.argmax(axis=1)
     names = data.class_names
     metrics = {
-        "loss": test_loss(model, probabilities, y_test),
+        "loss": cross_entropy(probabilities, y_test),
         "accuracy": float(accuracy_score(y_test, predicted)),
         "top5_accuracy": (
             float(top_k_accuracy_score(y_test, probabilities, k=5, labels=range(len(data.class_names))))
@@ -75,7 +82,7 @@ def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_
         "confusion_matrix": confusion_matrix(y_test, predicted, labels=range(len(names))).tolist(),
         "class_names": names,
     }
-    log.info("test accuracy %.4f, loss %.4f on %d images", metrics["accuracy"], metrics["loss"], len(y_test))
+    log.info("test accuracy %.4f, cross-entropy %.4f on %d images", metrics["accuracy"], metrics["loss"], len(y_test))
     with atomic_path(predictions_path) as tmp:
         np.savez_compressed(tmp, labels=y_test, probabilities=probabilities)
     write_json(metrics_path, metrics)

@@ -51,7 +51,8 @@ def _from_cost(key):
 
 METRICS = (
     Metric("accuracy", "test accuracy", _from_metrics("accuracy"), higher_is_better=True, aggregate="mean_std"),
-    Metric("loss", "test loss", _from_metrics("loss"), higher_is_better=False, aggregate="mean_std"),
+    # Plain cross-entropy of the test predictions: no label smoothing, no weight penalty (convbench.evaluation).
+    Metric("loss", "test cross-entropy", _from_metrics("loss"), higher_is_better=False, aggregate="mean_std"),
     Metric("top5_accuracy", "top-5 accuracy", _from_metrics("top5_accuracy"), higher_is_better=True),
     Metric("macro_precision", "macro precision", _macro("precision"), higher_is_better=True, in_experiments_table=False),
     Metric("macro_recall", "macro recall", _macro("recall"), higher_is_better=True, in_experiments_table=False),
