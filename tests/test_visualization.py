@@ -1,6 +1,7 @@
 """Figures: tile counts follow the model, PNGs decode, bad layer names are explained."""
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from convbench.architectures import create_model
@@ -164,3 +165,23 @@ def test_every_figure_of_the_table_has_a_caption_for_snakemake_report():
 
     for figure in FIGURES:
         assert (PROJECT / "workflow" / "report" / figure.caption).read_text().strip(), figure.name
+
+
+@pytest.mark.parametrize("classes", [2, 10, 100])
+def test_confusion_matrix_title_is_whole_and_clear_of_the_colour_bar(classes):
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from convbench.visualization import confusion_figure
+
+    title = "Confusion matrix — efficientnetb0_transfer on cifar100, variant learning_rate=0.001,batch_size=64, seed 12"
+    fig = confusion_figure(np.eye(classes, dtype=int) * 5, [f"class {i}" for i in range(classes)], title)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    [text] = [t for t in fig.findobj(Text) if t.get_text() and " ".join(t.get_text().split()) == title]
+    box = text.get_window_extent(renderer)
+    colorbar = fig.axes[1].get_window_extent(renderer)  # its axes and the ticks and label beside it
+    colorbar = colorbar.union([colorbar, fig.axes[1].get_tightbbox(renderer)])
+    assert not box.overlaps(colorbar)
+    assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)  # nothing cut off
+    plt.close(fig)

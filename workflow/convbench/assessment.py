@@ -45,7 +45,7 @@ def staging_directory(model_path):
 
 
 def experiment_title(wildcards):
-    return f"{wildcards.arch} on {wildcards.dataset}, seed {wildcards.seed}"
+    return f"{wildcards.arch} on {wildcards.dataset}, variant {wildcards.variant}, seed {wildcards.seed}"
 
 
 def assess_experiment(model, model_path, data, history_path, outputs, settings, title):

@@ -2,9 +2,11 @@
 filters, feature maps, Grad-CAM, misclassified images; and the augmentation preview."""
 
 import math
+import textwrap
 from pathlib import Path
 
 import keras
+import matplotlib.font_manager
 import matplotlib.pyplot as plt  # picks the file-only Agg backend where there is no display
 from matplotlib.ticker import MaxNLocator
 import numpy as np
@@ -94,6 +96,12 @@ def plot_training_curves(history, path, title):
 
 def plot_confusion_matrix(matrix, class_names, path, title):
     """Row-normalized confusion matrix, annotated with the share of each true class."""
+    fig = confusion_figure(matrix, class_names, title)
+    save_figure(fig, path)
+    return {"classes": len(class_names)}
+
+
+def confusion_figure(matrix, class_names, title):
     matrix = np.asarray(matrix, float)
     normalized = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = max(4, 0.45 * len(class_names) + 2)
@@ -107,10 +115,18 @@ def plot_confusion_matrix(matrix, class_names, path, title):
         ticks = range(len(class_names))
         ax.set_xticks(ticks, class_names, rotation=90 if len(class_names) > 10 else 0)
         ax.set_yticks(ticks, class_names)
-        ax.set(title=title, xlabel="predicted class", ylabel="true class")
+        ax.set(xlabel="predicted class", ylabel="true class")
         fig.colorbar(image, ax=ax, label="share of true class")
-        save_figure(fig, path)
-    return {"classes": len(class_names)}
+        # Above matrix and colour bar both (an axes title is centred on the matrix and ran under the bar),
+        # wrapped to the figure's width.
+        fig.suptitle(wrapped(title, fig, plt.rcParams["figure.titlesize"]))
+    return fig
+
+
+def wrapped(text, fig, fontsize):
+    """`text` broken at spaces into lines that fit the figure's width (a character ~0.6 em wide)."""
+    points = matplotlib.font_manager.FontProperties(size=fontsize).get_size_in_points()
+    return textwrap.fill(text, max(20, int(fig.get_figwidth() * 72 / (0.6 * points))))
 
 
 def plot_filters(model, path, title, layer_name=None, max_filters=64):
