@@ -21,9 +21,25 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/track.smk"
 
 
+onstart:
+    job_errors.clear()
+
+
+onsuccess:
+    remove_empty_folders(CHECKPOINTS)  # a finished experiment's checkpoint folder goes; here no job is creating one
+
+
+onerror:
+    remove_empty_folders(CHECKPOINTS)
+    failed = job_errors.summary()
+    if failed:  # like a config error: one line per job naming the file and the fix; the tracebacks are in the logs
+        print(f"\nconvbench: {len(failed)} job(s) failed:", *failed, sep="\n  ", file=sys.stderr)
+
+
 rule all:
     input:
         "results/report.html",
+        experiment_outputs(rules.train_model, rules.evaluate_model, *([rules.export_model] if config["export"] else [])),
         mlflow_runs(),
     default_target: True
 

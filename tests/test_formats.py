@@ -8,6 +8,7 @@ import pytest
 
 import canonical
 from convbench import catalog
+from convbench.atomic import sha256
 from convbench.catalog import resolve_datasets
 from convbench.datasets import prepare_dataset
 from convbench.prepared import load_prepared
@@ -31,7 +32,7 @@ def declare_datasets(declared):
 
 def declare(name, fmt, files, **extra):
     """Register a custom dataset whose files are already on disk; returns their paths."""
-    entries = [{"url": f"http://127.0.0.1:9/{path.name}", "sha256": catalog.sha256(path)} for path in files]
+    entries = [{"url": f"http://127.0.0.1:9/{path.name}", "sha256": sha256(path)} for path in files]
     declare_datasets({name: {"format": fmt, "files": entries, "color_mode": "rgb", **extra}})
     return [str(path) for path in files]
 
@@ -57,7 +58,7 @@ def test_mnist_npz_keeps_its_test_split(tmp_path):
     data = prepare(tmp_path, "my_mnist", paths, "28x28x1")
     assert [sum(data.manifest["counts"][s]) for s in ("train", "val", "test")] == [180, 20, 50]
     assert data.manifest["class_names"] == [str(i) for i in range(10)]
-    assert data.manifest["source_sha256"]["mnist.npz"] == catalog.sha256(paths[0])
+    assert data.manifest["source_sha256"]["mnist.npz"] == sha256(paths[0])
 
 
 def test_idx_files_decode_to_the_images_written(tmp_path):

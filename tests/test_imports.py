@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "workflow" / "convbench"
 # Lowest first. A new module goes into the lowest layer its imports allow.
 LAYERS = (
     # foundations: files, the config, runtime set-up, the tables of formats, metrics and layers
-    {"atomic", "style", "vcs", "devices", "runtime", "config", "formats", "layers", "fused_batchnorm", "schedules",
-     "metrics", "figures", "tensorboard_log"},
+    {"atomic", "job_errors", "style", "vcs", "devices", "runtime", "config", "formats", "layers", "fused_batchnorm",
+     "schedules", "metrics", "figures", "tensorboard_log"},
     {"validation"},  # parse-time checks of the config
     {"catalog"},  # what each dataset is, read when the workflow is parsed
     {"datasets"},  # preparation

@@ -111,6 +111,18 @@ def test_skip_bad_skips_and_names_each_bad_file(local_study, tmp_path):
     assert len(pd.read_csv(tmp_path / "out.csv")) == 2
 
 
+def test_cli_skip_bad_names_each_skipped_file_once(local_study, tmp_path):
+    images = bad_inputs(tmp_path)
+    result = subprocess.run([str(CONVBENCH), "predict", str(local_study / EXPERIMENT.format(arch="simple_cnn")),
+                             str(images), "--skip-bad", "--output", str(tmp_path / "out.csv"), "--threads", "2"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    skipped = [line for line in lines if line.startswith("skipped ")]
+    assert len(skipped) == 2 and "cut.png" in skipped[0] and "notes.txt" in skipped[1]
+    assert lines == skipped + [f"2 images predicted -> {tmp_path / 'out.csv'} (2 skipped)"]
+
+
 @pytest.mark.parametrize("case, message", [
     ("empty folder", "no images in this folder"),
     ("missing image", "no such file or folder"),

@@ -197,6 +197,53 @@ def test_adding_a_seed_reruns_only_its_experiments_and_the_report(study):
                     "all": 1}
 
 
+def test_no_empty_checkpoint_folders_remain(study):
+    assert not (study / "results" / "checkpoints").exists()  # every job finished: nothing to resume
+
+
+def test_deleted_result_files_are_made_again(study):
+    """Intermediate files are targets too: Snakemake would otherwise remake them only for a job that reruns."""
+    first, second = experiments(study)
+    (first / "metrics.json").unlink()
+    (second / "figures" / "figures.json").unlink()
+    assert planned_jobs(snakemake(study, "--dry-run")) == {"evaluate_model": 2, "summarize": 1, "build_report": 1,
+                                                           "all": 1}
+    snakemake(study)
+    assert (first / "metrics.json").exists() and (second / "figures" / "figures.json").exists()
+
+
+def test_the_wall_time_table_lists_only_the_studys_jobs(study):
+    stale = study / "results/benchmarks/train/digits/removed_arch/default/seed1.tsv"
+    stale.parent.mkdir(parents=True)
+    stale.write_text((study / "results/benchmarks/train/digits/simple_cnn/default/seed1.tsv").read_text())
+    snakemake(study, "--forcerun", "build_report")
+    html = (study / "results" / "report.html").read_text()
+    assert "removed_arch" not in html
+    for job in ("digits/simple_cnn/default/seed1", "digits/bn_cnn/default/seed1", "digits/28x28x1", "summarize"):
+        assert f">{job}<" in html
+
+
+def test_a_damaged_model_is_named_in_one_line_and_retrained_by_the_next_run(study):
+    experiment = study / "results/experiments/digits/simple_cnn/default/seed1"
+    model = experiment / "model.keras"
+    weights = load_model(model).get_weights()
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # e.g. a copy cut short
+    (experiment / "metrics.json").unlink()  # a job that reads the model
+    output = run_snakemake(study, "--cores", "2", check=False)
+    assert "Traceback" not in output
+    failed = output[output.index("convbench: 1 job(s) failed:"):].splitlines()
+    assert failed[0] == "convbench: 1 job(s) failed:" and re.match(
+        rf"  (evaluate_model|measure_cost) \S+: {model.relative_to(study)} is damaged: its SHA-256 differs from the one "
+        r"its training job recorded in train_meta.json. Moved to model.keras.damaged; run snakemake again to retrain it",
+        failed[1])
+    assert not model.exists() and (experiment / "model.keras.damaged").exists()
+    jobs = planned_jobs(snakemake(study, "--dry-run"))
+    assert jobs["train_model"] == 1 and jobs["evaluate_model"] == 1
+    snakemake(study)
+    retrained = load_model(model).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(weights, retrained))  # deterministic: the same model again
+
+
 # ---------------------------------------------------------------- variants
 
 VARIANTS = ["architectures=[simple_cnn]", "training={epochs: 1}", "seeds=[1, 2]",

@@ -9,9 +9,14 @@ Architecture. Keras is imported inside the builders so that Snakemake can read a
 parsing the workflow without paying TensorFlow's import time.
 """
 
+import os
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Callable
+
+from .atomic import read_json, sha256
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,17 @@ def check_names(section, names, catalog=ARCHITECTURES):
                          f"choose from {', '.join(catalog)} or declare them under custom_architectures")
 
 
+class DamagedModel(RuntimeError):
+    """A saved model that is not the file its training job wrote (cut short, overwritten)."""
+
+
 def load_model(path):
-    """A saved convbench model. safe_mode refuses models that would run arbitrary code (Lambda layers)."""
+    """A saved convbench model. safe_mode refuses models that would run arbitrary code (Lambda layers).
+
+    A model.keras whose content differs from the hash its training job recorded in train_meta.json
+    beside it, or that Keras cannot open, is moved aside to model.keras.damaged: the next run of
+    Snakemake finds the training job's output missing and trains it again (DamagedModel says so).
+    """
     import keras
 
     from . import schedules  # noqa: F401  (registers the warm-up schedule a saved optimizer may use)
@@ -75,7 +89,31 @@ def load_model(path):
 
     imagenet_preprocessing_class()  # registers the custom layers convbench models may contain
     local_response_normalization_class()
-    return keras.saving.load_model(path, safe_mode=True)
+    path = Path(path)
+    recorded = recorded_model_hash(path)
+    if recorded and sha256(path) != recorded:
+        raise set_aside(path, "its SHA-256 differs from the one its training job recorded in train_meta.json")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        if not zipfile.is_zipfile(path) and recorded is not None:
+            raise set_aside(path, "Keras cannot open it as a .keras archive") from error
+        raise
+
+
+def recorded_model_hash(path):
+    """The SHA-256 train_meta.json records for an experiment's model.keras ("" for a model trained
+    before it was recorded); None for any other model file."""
+    meta = path.with_name("train_meta.json")
+    if path.name != "model.keras" or not meta.exists():
+        return None
+    return read_json(meta).get("model_sha256", "")
+
+
+def set_aside(path, why):
+    damaged = path.with_name(path.name + ".damaged")
+    os.replace(path, damaged)
+    return DamagedModel(f"{path} is damaged: {why}. Moved to {damaged.name}; run snakemake again to retrain it")
 
 
 def save_model(model, path):

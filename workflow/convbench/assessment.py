@@ -20,8 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .atomic import read_json, write_json
-from .catalog import sha256
+from .atomic import read_json, sha256, write_json
 from .figures import evaluation_files
 
 log = logging.getLogger(__name__)

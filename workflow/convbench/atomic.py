@@ -1,14 +1,36 @@
 """Atomic file output: a job killed half-way never leaves a file that looks finished."""
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 
 UMASK = os.umask(0)
 os.umask(UMASK)
+
+
+class DiskFull(OSError):
+    """No space left while writing a named file."""
+
+    def __init__(self, path):
+        super().__init__(errno.ENOSPC, disk_full_message(path), str(path))
+
+    def __str__(self):
+        return self.strerror
+
+
+def disk_full_message(path):
+    folder = Path(path).parent if Path(path).parent.exists() else Path(".")
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:,.0f} MB free there now"
+    except OSError:
+        free = "free space unknown"
+    return f"disk full while writing {path} ({free}): free space on that disk, then run snakemake again"
 
 
 @contextlib.contextmanager
@@ -26,9 +48,34 @@ def atomic_path(path, suffix=None):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno == errno.ENOSPC and not isinstance(error, DiskFull):
+            raise DiskFull(path) from error  # the kernel's error names no file
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_empty_folders(root):
+    """Remove every folder under `root` (and root) that holds nothing, deepest first. Run only while
+    no job runs: a job may be creating one of them."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for directory, _, _ in sorted(os.walk(root), key=lambda entry: -len(Path(entry[0]).parts)):
+        try:
+            os.rmdir(directory)
+        except OSError:  # not empty
+            pass
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path, data):

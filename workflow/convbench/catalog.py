@@ -8,7 +8,6 @@ whenever a mirror URL is added). Read at parse time, so no heavy imports; prepar
 convbench.datasets, reading a prepared one convbench.prepared.
 """
 
-import hashlib
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -165,11 +164,3 @@ def spec_name(size, channels):
 def parse_spec(spec):
     height, width, channels = (int(part) for part in spec.split("x"))
     return height, width, channels
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from . import formats
-from .atomic import atomic_path, write_json
-from .catalog import DatasetInfo, get_dataset, parse_spec, sha256
+from .atomic import atomic_path, sha256, write_json
+from .catalog import DatasetInfo, get_dataset, parse_spec
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .architectures import load_model
+from .architectures import DamagedModel, load_model
 from .atomic import atomic_path, read_json
 from .catalog import spec_name
 from .formats import RESIZE_PILLOW, DatasetError, decode_image, is_metadata
@@ -72,6 +72,8 @@ def load_predictor(location):
     model_path, data = model_file(location)
     try:
         model = load_model(model_path)
+    except DamagedModel as error:
+        raise PredictError(str(error)) from error
     except Exception as error:  # Keras raises many kinds for a damaged archive
         raise PredictError(f"{model_path}: cannot load the model ({type(error).__name__}: {error})") from error
     shape = tuple(data["input_shape"])  # the prepared data's; the model may take another size (input_size)
@@ -150,8 +152,7 @@ def predict_files(predictor, files, *, top_k=3, skip_bad=False):
             except DatasetError as error:
                 if not skip_bad:
                     raise PredictError(f"{error} (--skip-bad skips such files)") from None
-                skipped.append(str(error))
-                log.warning("skipped %s", error)
+                skipped.append(str(error))  # the caller reports them (the CLI on stderr, the rule in its log)
         if not images:
             continue
         for path, probabilities in zip(kept, predictor.probabilities(np.stack(images))):

@@ -795,10 +795,13 @@ def plot_samples(npz_path, manifest, per_class=6):
     return fig
 
 
-def benchmark_table(root="results/benchmarks"):
-    """Wall time and peak memory of every job, from Snakemake's benchmark files."""
+def benchmark_table(files, root="results/benchmarks"):
+    """Wall time and peak memory of the study's jobs, from Snakemake's benchmark `files` (those that
+    exist: a job that never ran has none), named by their path under `root`."""
     rows = []
-    for path in sorted(Path(root).rglob("*.tsv")):
+    for path in map(Path, files):
+        if not path.exists():
+            continue
         record = pd.read_csv(path, sep="\t").iloc[-1]
         job = path.relative_to(root).with_suffix("")
         rows.append({"stage": job.parts[0], "job": "/".join(job.parts[1:]) or job.parts[0],

@@ -16,7 +16,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .architectures import as_architecture, create_model, save_model
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, sha256, write_json
 from .checkpoints import EpochCheckpoint, make_callbacks, restore_checkpoint, runtime_facts
 from .fused_batchnorm import fuse_batchnorm
 from .inference import evaluation_dataset, resize_batch, without_autotune
@@ -326,6 +326,7 @@ def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, his
     """model.keras, history.csv and train_meta.json, each written atomically."""
     with atomic_path(model_path) as tmp:
         save_model(model, tmp)
+        model_sha256 = sha256(tmp)  # loading checks it (architectures.load_model): a damaged copy is retrained
     with atomic_path(history_path) as tmp:
         frame.to_csv(tmp, index=False)
     seconds = frame["seconds"].to_numpy()
@@ -341,6 +342,7 @@ def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, his
             "settings": settings,
             "config_hash": config_hash(settings),
             "parameters": int(model.count_params()),
+            "model_sha256": model_sha256,
             "input_shape": list(model.input_shape[1:]),  # what the model takes; data.input_shape is the prepared data's
             # what prediction needs to treat a new image as this model's training data was treated
             "data": {key: data.manifest[key] for key in ("class_names", "input_shape", "preprocessing")},

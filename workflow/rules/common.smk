@@ -9,7 +9,9 @@ from snakemake.utils import validate
 
 # The rules read the package's tables from the workflow's own copy (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from convbench import job_errors
 from convbench.architectures import check_custom, check_input_size, check_names, input_spec
+from convbench.atomic import remove_empty_folders
 from convbench.config import (
     augmentation_on,
     coerce_cli_scalars,
@@ -117,6 +119,7 @@ wildcard_constraints:
 # checkpoints all live under this same relative name.
 EXPERIMENT_ID = "{dataset}/{arch}/{variant}/seed{seed}"
 EXPERIMENT = f"results/experiments/{EXPERIMENT_ID}"
+CHECKPOINTS = "results/checkpoints"  # a running training job's checkpoint: f"{CHECKPOINTS}/{EXPERIMENT_ID}"
 
 
 @functools.cache
@@ -133,6 +136,36 @@ def experiments():
 
 def experiment_files(pattern):
     return [pattern.format(**experiment) for experiment in experiments()]
+
+
+def experiment_outputs(*stages):
+    """Every output of the given rules (rules.<name>) for every experiment. The default target asks
+    for them all: Snakemake remakes a deleted intermediate file only when a job after it reruns, so
+    a metrics.json deleted by hand would otherwise stay missing."""
+    return [str(pattern).format(**experiment) for stage in stages for pattern in stage.output
+            for experiment in experiments()]
+
+
+def study_benchmarks(wildcards):
+    """Snakemake's benchmark file of every job of the study, for the report's wall-time table (not
+    every file under results/benchmarks/: those of experiments since removed stay there). A job
+    that never ran (a raw file placed by hand) has none; the report skips it."""
+    per_experiment = [rules.train_model, rules.evaluate_model, *([rules.export_model] if config["export"] else []),
+                      *([rules.log_mlflow] if config["tracking"].get("mlflow") else [])]
+    jobs = [(stage, experiment) for stage in per_experiment for experiment in experiments()]
+    for dataset in config["datasets"]:
+        jobs.append((rules.measure_cost, {"dataset": dataset}))
+        for raw in raw_inputs(DATASETS[dataset]):
+            if raw == rules.fetch_digits.output[0]:
+                jobs.append((rules.fetch_digits, {}))
+            elif raw.startswith("resources/datasets/"):  # not an image folder read in place
+                jobs.append((rules.fetch_file, {"dataset": dataset, "filename": Path(raw).name}))
+    jobs += [(rules.prepare_dataset, dict(zip(("dataset", "spec"), Path(manifest).with_suffix("").parts[-2:])))
+             for manifest in prepared_manifests()]
+    jobs += [(rules.preview_augmentation, preview) for preview in augmentation_previews()]
+    jobs += [(rules.fetch_weights, {"filename": name}) for name in imagenet_weights_sources(config, VARIANTS, DATASETS)]
+    jobs.append((rules.summarize, {}))
+    return [str(stage.benchmark).format(**values) for stage, values in jobs]
 
 
 def experiment_evaluation_settings(wildcards):

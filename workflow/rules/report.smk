@@ -19,6 +19,7 @@ rule build_report:
         config=config,
         variants=VARIANTS,
         augmentation_previews=augmentation_previews(),
+        benchmarks=study_benchmarks,
     log:
         "results/logs/report.log",
     benchmark:

@@ -43,7 +43,7 @@ rule train_model:
         keras_home=KERAS_HOME,
         # Per-epoch checkpoints live outside the outputs (Snakemake deletes a failed job's outputs),
         # so a killed or preempted job resumes at its next epoch when rerun.
-        checkpoint_dir=f"results/checkpoints/{EXPERIMENT_ID}",
+        checkpoint_dir=f"{CHECKPOINTS}/{EXPERIMENT_ID}",
         # Written live while the job trains (tensorboard --logdir results/tensorboard); not an output,
         # so a failed job's curves stay for inspection. A rerun starts them again.
         tensorboard_dir=f"results/tensorboard/{EXPERIMENT_ID}",

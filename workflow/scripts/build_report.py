@@ -15,6 +15,7 @@ build_report(
         "augmentation_previews": list(sm.params.augmentation_previews),
         "config": dict(sm.params.config),
         "variants": dict(sm.params.variants),
+        "benchmark_files": list(sm.params.benchmarks),  # the study's jobs' (results/benchmarks/ may hold others)
     },
     show_code=sm.params.show_code,
 )
