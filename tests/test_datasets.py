@@ -62,3 +62,16 @@ def test_label_outside_class_range_fails_and_leaves_nothing(tmp_path):
         prepare_dataset("digits", [raw], "28x28x1", tmp_path / "d.npz", tmp_path / "d.json",
                         split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.npz"]
+
+
+def test_mean_subtraction_subtracts_the_mean_training_image_pixel_by_pixel(tmp_path, digits_raw):
+    prepare_dataset("digits", [digits_raw], "28x28x1", tmp_path / "d.npz", tmp_path / "d.json",
+                    split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="mean_subtraction")
+    data = load_prepared(tmp_path / "d.npz", tmp_path / "d.json")
+    raw = data.raw("train")[0]
+    assert np.asarray(data.manifest["preprocessing"]["offset"]).shape == raw.shape[1:]
+    train = scale_images(raw, data.manifest)
+    np.testing.assert_allclose(train.mean(axis=0), 0, atol=1e-5)  # every pixel, not only on average
+    np.testing.assert_allclose(train, (raw - raw.mean(axis=0)) / 255, atol=1e-6)  # the std is not divided out
+    test = scale_images(data.raw("test")[0], data.manifest)
+    assert np.abs(test.mean(axis=0)).max() > 1e-3  # the training split's mean, not the test split's

@@ -22,6 +22,24 @@ def batches(first_epoch, epochs, seed=7, n=10, batch_size=4):
     return [x.numpy().ravel().astype(int).tolist() for x, _ in ds]
 
 
+@pytest.mark.parametrize("scaling", ["unit", "standardize", "mean_subtraction"])
+def test_training_batches_are_scaled_as_evaluation_scales(scaling):
+    """The per-pixel offset of mean subtraction broadcasts in the tf.data pipeline as in NumPy."""
+    from convbench.datasets import scaling_parameters
+    from convbench.prepared import scale_images
+
+    images = np.random.default_rng(0).integers(0, 256, (12, 5, 5, 3), np.uint8)
+    offset, scale = scaling_parameters(images, scaling)
+    manifest = {"preprocessing": {"offset": offset, "scale": scale}}
+    ds = training_dataset(images, np.arange(12) % 2, manifest, num_classes=2, batch_size=12, seed=1, first_epoch=0,
+                          epochs=1)
+    [(x, _)] = list(ds)
+    expected = scale_images(images, manifest)
+    batch = x.numpy()
+    order = [int(np.flatnonzero((expected == row).all(axis=(1, 2, 3)))[0]) for row in batch]  # the epoch's shuffle
+    np.testing.assert_allclose(batch, expected[order], atol=1e-6)
+
+
 def test_each_epoch_is_a_full_seeded_permutation():
     stream = batches(0, 3)
     assert len(stream) == 3 * math.ceil(10 / 4)

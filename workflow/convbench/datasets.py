@@ -88,20 +88,27 @@ def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction
 
 
 def scaling_parameters(train_images, scaling, chunk_values=1 << 22):
-    """Per-channel (offset, scale) with x_scaled = (x - offset) * scale, from the training split only."""
+    """(offset, scale) with x_scaled = (x - offset) * scale, from the training split only.
+
+    unit: pixels to [0, 1]. standardize: each channel to mean 0 and std 1 (subtracts the channel's
+    mean and divides by its std). mean_subtraction: the mean training image subtracted pixel by
+    pixel, then /255 (He et al. 2016's "per-pixel mean subtracted"): offset is (H, W, C).
+    """
     channels = train_images.shape[-1]
     if scaling == "unit":
         return [0.0] * channels, [1 / 255] * channels
     # Sums over chunks of ~4M values (32 MB as float64): a float64 copy of a large split would not fit in memory.
     chunk = max(1, chunk_values // max(1, train_images[0].size))
-    total, total_sq, count = np.zeros(channels), np.zeros(channels), 0
+    total, total_sq = np.zeros(train_images.shape[1:]), np.zeros(train_images.shape[1:])
     for start in range(0, len(train_images), chunk):
-        pixels = train_images[start : start + chunk].reshape(-1, channels).astype(np.float64)
+        pixels = train_images[start : start + chunk].astype(np.float64)
         total += pixels.sum(axis=0)
         total_sq += (pixels**2).sum(axis=0)
-        count += len(pixels)
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0))
+    if scaling == "mean_subtraction":
+        return (total / len(train_images)).tolist(), [1 / 255] * channels
+    count = len(train_images) * train_images[0][..., 0].size
+    mean = total.reshape(-1, channels).sum(axis=0) / count
+    std = np.sqrt(np.maximum(total_sq.reshape(-1, channels).sum(axis=0) / count - mean**2, 0))
     return mean.tolist(), (1 / np.maximum(std, 1e-6)).tolist()
 
 
