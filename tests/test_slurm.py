@@ -123,6 +123,7 @@ def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
 
     # The cancelled training resumed from its checkpoint, and every result equals the local run's.
     assert read_json(workdir / "results/experiments/digits/bn_cnn/default/seed1/train_meta.json")["resumed_after_epoch"] >= 1
+    assert not (workdir / "results" / "checkpoints").exists()  # no empty folders left once the run ended
     for arch in ("simple_cnn", "bn_cnn"):
         here = read_json(workdir / f"results/experiments/digits/{arch}/default/seed1/metrics.json")
         there = read_json(local_study / f"results/experiments/digits/{arch}/default/seed1/metrics.json")
