@@ -187,3 +187,28 @@ def test_weight_penalties_decay_weights_at_the_papers_rate(name):
                             if getattr(layer, "kernel_regularizer", None)])
     for kernel, gradient in zip(penalized, tape.gradient(penalty, penalized)):
         np.testing.assert_allclose(gradient.numpy(), PAPER_WEIGHT_DECAY[name] * kernel.numpy(), rtol=1e-5, atol=1e-12)
+
+
+def test_a_damaged_experiment_model_is_named_and_moved_aside(tmp_path):
+    from convbench.architectures import DamagedModel, load_model
+    from convbench.atomic import sha256, write_json
+
+    model = create_model("simple_cnn", (28, 28, 1), 10)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    write_json(tmp_path / "train_meta.json", {"model_sha256": sha256(path)})
+    assert load_model(path).count_params() == model.count_params()  # intact: loads
+
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: zip and Keras might not notice, the hash does
+    path.write_bytes(data)
+    with pytest.raises(DamagedModel, match=rf"^{path} is damaged: its SHA-256 differs .* run snakemake again"):
+        load_model(path)
+    assert not path.exists() and (tmp_path / "model.keras.damaged").read_bytes() == data
+
+    # Trained before hashes were recorded: a file Keras cannot open is set aside all the same.
+    path.write_bytes(data[: len(data) // 3])
+    write_json(tmp_path / "train_meta.json", {})
+    with pytest.raises(DamagedModel, match="Keras cannot open it"):
+        load_model(path)
+    assert not path.exists()
