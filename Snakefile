@@ -39,7 +39,7 @@ onerror:
 rule all:
     input:
         "results/report.html",
-        experiment_outputs(rules.train_model, rules.evaluate_model, *([rules.export_model] if config["export"] else [])),
+        experiment_outputs(rules.train_model, rules.evaluate_model, *[rules.export_model] * bool(config["export"])),
         mlflow_runs(),
     default_target: True
 

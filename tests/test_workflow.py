@@ -233,9 +233,9 @@ def test_a_damaged_model_is_named_in_one_line_and_retrained_by_the_next_run(stud
     assert "Traceback" not in output
     failed = output[output.index("convbench: 1 job(s) failed:"):].splitlines()
     assert failed[0] == "convbench: 1 job(s) failed:" and re.match(
-        rf"  (evaluate_model|measure_cost) \S+: {model.relative_to(study)} is damaged: its SHA-256 differs from the one "
-        r"its training job recorded in train_meta.json. Moved to model.keras.damaged; run snakemake again to retrain it",
-        failed[1])
+        rf"  (evaluate_model|measure_cost) \S+: {model.relative_to(study)} is damaged: its SHA-256 differs from "
+        r"the one its training job recorded in train_meta.json. Moved to model.keras.damaged; run snakemake "
+        r"again to retrain it", failed[1])
     assert not model.exists() and (experiment / "model.keras.damaged").exists()
     jobs = planned_jobs(snakemake(study, "--dry-run"))
     assert jobs["train_model"] == 1 and jobs["evaluate_model"] == 1

@@ -1,6 +1,7 @@
 """First import of every rule script: routes all output to the rule's log, makes convbench importable,
-records an uncaught exception as one line for the end of the run, and for rules that declare GPUs claims free device slots (convbench.devices). `finish()` ends a
-TensorFlow job once its outputs are written.
+records an uncaught exception as one line for the end of the run (convbench.job_errors), and for
+rules that declare GPUs claims free device slots (convbench.devices). `finish()` ends a TensorFlow
+job once its outputs are written.
 
 Snakemake puts this directory on sys.path; the package lives one level up, in workflow/.
 """
