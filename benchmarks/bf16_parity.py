@@ -31,7 +31,7 @@ from convbench.prepared import load_prepared
 from convbench.training import train_experiment
 from convbench.inference import class_probabilities
 out = {out!r}
-data = load_prepared(out + "/data.npz", out + "/data.json")
+data = load_prepared(out + "/data", out + "/data.json")
 settings = {{"epochs": {epochs}, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
             "augmentation": None}}
 start = time.perf_counter()
@@ -53,14 +53,14 @@ def prepare(folder, spec):
         export_digits(raw)
     target = folder / spec
     target.mkdir(exist_ok=True)
-    prepare_dataset("digits", [raw], spec, target / "data.npz", target / "data.json", split_seed=0, test_fraction=0.2,
+    prepare_dataset("digits", [raw], spec, target / "data", target / "data.json", split_seed=0, test_fraction=0.2,
                     validation_fraction=0.1, scaling="unit")
     return target
 
 
 def train(arch, seed, precision, epochs, data_folder):
     with tempfile.TemporaryDirectory() as out:
-        for name in ("data.npz", "data.json"):
+        for name in ("data", "data.json"):
             Path(out, name).symlink_to(data_folder / name)
         code = WORKER.format(package=str(PROJECT / "workflow"), seed=seed, precision=precision, out=out, epochs=epochs,
                              arch=arch)

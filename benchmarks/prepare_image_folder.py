@@ -28,25 +28,27 @@ SIZE = 64
 
 
 def write_images(args):
-    root, start, stop = args
+    root, start, stop, size, png_every = args
     from PIL import Image
 
     rng = np.random.default_rng(start)
     for i in range(start, stop):
         label = i % len(CLASSES)
-        image = rng.integers(0, 40, (SIZE, SIZE, 3), dtype=np.uint8) + np.linspace(0, 150, SIZE, dtype=np.uint8)[:, None, None]
-        image[label * 6 : label * 6 + 6] = 255
-        suffix = "png" if i % 2 else "jpg"
+        image = rng.integers(0, 40, (size, size, 3), dtype=np.uint8) + np.linspace(0, 150, size, dtype=np.uint8)[:, None, None]
+        band = 6 * size // 64  # a bright band per class: 6 rows at 64 px
+        image[label * band : label * band + band] = 255
+        suffix = "png" if i % png_every == 1 else "jpg"
         Image.fromarray(image).save(Path(root) / CLASSES[label] / f"{i:06d}.{suffix}")
 
 
-def generate(root, count):
+def generate(root, count, size=SIZE, png_every=2):
+    """`count` images of size x size RGB in 10 class folders, every png_every-th a PNG, the rest JPEG (once)."""
     marker = root / f".complete-{count}"
     if marker.exists():
         return
     for name in CLASSES:
         (root / name).mkdir(parents=True, exist_ok=True)
-    chunks = [(str(root), start, min(start + 5000, count)) for start in range(0, count, 5000)]
+    chunks = [(str(root), start, min(start + 5000, count), size, png_every) for start in range(0, count, 5000)]
     with ProcessPoolExecutor(os.cpu_count()) as pool:
         list(pool.map(write_images, chunks))
     marker.touch()
@@ -58,7 +60,7 @@ sys.path.insert(0, {package!r})
 from convbench.catalog import resolve_datasets
 from convbench.datasets import prepare_dataset
 study = resolve_datasets({{"bench": {{"format": "image_folder", "path": {root!r}, "image_size": 64, "color_mode": "rgb"}}}})
-prepare_dataset(study["bench"], [{root!r}], "64x64x3", {out!r} + "/c.npz", {out!r} + "/c.json",
+prepare_dataset(study["bench"], [{root!r}], "64x64x3", {out!r} + "/c", {out!r} + "/c.json",
                 split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="standardize")
 """
 

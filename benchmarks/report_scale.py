@@ -114,6 +114,7 @@ def write_study(root, architectures=10, variants=2, seeds=5):
     experiments' folders) and build_report's parameters, as the rules pass them (paths relative to root)."""
     from convbench.config import sweep_variants
     from convbench.datasets import export_digits, prepare_dataset
+    from convbench.prepared import load_prepared
 
     rng = np.random.default_rng(0)
     templates = figure_templates(Path(tempfile.mkdtemp()), rng)
@@ -125,10 +126,9 @@ def write_study(root, architectures=10, variants=2, seeds=5):
     prepared = root / "results/prepared/digits/28x28x1"
     prepared.parent.mkdir(parents=True)
     export_digits(root / "digits.npz")
-    prepare_dataset("digits", [root / "digits.npz"], "28x28x1", f"{prepared}.npz", f"{prepared}.json",
+    prepare_dataset("digits", [root / "digits.npz"], "28x28x1", prepared, f"{prepared}.json",
                     split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
-    with np.load(f"{prepared}.npz") as data:
-        labels = data["y_test"]
+    labels = load_prepared(prepared, f"{prepared}.json").labels("test")
     experiments = [write_experiment(root, "digits", arch, variant, seed, overrides.get("learning_rate", 0.001),
                                     labels, templates, rng)
                    for arch in names for variant, overrides in study_variants.items()

@@ -28,10 +28,22 @@ def digits_prepared(tmp_path_factory, digits_raw):
 
     out = tmp_path_factory.mktemp("prepared")
     prepare_dataset(
-        "digits", [digits_raw], "28x28x1", out / "d.npz", out / "d.json",
+        "digits", [digits_raw], "28x28x1", out / "d", out / "d.json",
         split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit",
     )
-    return load_prepared(out / "d.npz", out / "d.json")
+    return load_prepared(out / "d", out / "d.json")
+
+
+def write_arrays(directory, arrays, *, class_names, scaling="unit", dataset="synthetic"):
+    """Prepared data (convbench.prepared) written from in-memory arrays x_<split>, y_<split>."""
+    from convbench.datasets import write_prepared
+    from convbench.prepared import SPLITS, load_prepared
+
+    manifest = {"dataset": dataset, "class_names": class_names, "num_classes": len(class_names),
+                "input_shape": list(arrays["x_train"].shape[1:]), "preprocessing": {"scaling": scaling}}
+    splits = {split: (arrays[f"y_{split}"], [arrays[f"x_{split}"]]) for split in SPLITS}
+    write_prepared(directory, f"{directory}.json", splits, manifest)
+    return load_prepared(directory, f"{directory}.json")
 
 
 def copy_workflow(destination):

@@ -40,9 +40,9 @@ def test_unit_scaling_maps_pixels_to_the_unit_interval(digits_prepared):
 
 
 def test_standardization_uses_training_statistics_only(tmp_path, digits_raw):
-    prepare_dataset("digits", [digits_raw], "28x28x1", tmp_path / "d.npz", tmp_path / "d.json",
+    prepare_dataset("digits", [digits_raw], "28x28x1", tmp_path / "d", tmp_path / "d.json",
                     split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="standardize")
-    data = load_prepared(tmp_path / "d.npz", tmp_path / "d.json")
+    data = load_prepared(tmp_path / "d", tmp_path / "d.json")
     train = scale_images(data.raw("train")[0], data.manifest)
     assert abs(train.mean()) < 1e-3 and abs(train.std() - 1) < 1e-3
     test = scale_images(data.raw("test")[0], data.manifest)
@@ -59,15 +59,15 @@ def test_label_outside_class_range_fails_and_leaves_nothing(tmp_path):
     np.savez(raw, images=np.zeros((20, 8, 8, 1), np.uint8), labels=np.array([0, 1] * 9 + [0, 12]),
              class_names=np.array([str(i) for i in range(10)]))
     with pytest.raises(ValueError, match=r"digits.npz: label 12 outside the class range 0..9"):
-        prepare_dataset("digits", [raw], "28x28x1", tmp_path / "d.npz", tmp_path / "d.json",
+        prepare_dataset("digits", [raw], "28x28x1", tmp_path / "d", tmp_path / "d.json",
                         split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.npz"]
 
 
 def test_mean_subtraction_subtracts_the_mean_training_image_pixel_by_pixel(tmp_path, digits_raw):
-    prepare_dataset("digits", [digits_raw], "28x28x1", tmp_path / "d.npz", tmp_path / "d.json",
+    prepare_dataset("digits", [digits_raw], "28x28x1", tmp_path / "d", tmp_path / "d.json",
                     split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="mean_subtraction")
-    data = load_prepared(tmp_path / "d.npz", tmp_path / "d.json")
+    data = load_prepared(tmp_path / "d", tmp_path / "d.json")
     raw = data.raw("train")[0]
     assert np.asarray(data.manifest["preprocessing"]["offset"]).shape == raw.shape[1:]
     train = scale_images(raw, data.manifest)

@@ -6,7 +6,7 @@ import pytest
 
 from convbench.architectures import create_model
 from convbench.atomic import read_json
-from convbench.prepared import PreparedData
+from conftest import write_arrays
 from convbench.evaluation import count_flops, cross_entropy, evaluate_experiment, expected_calibration_error
 
 
@@ -23,20 +23,18 @@ def test_flops_match_the_analytic_count_of_simple_cnn():
     assert count_flops(model) == pytest.approx(analytic, rel=0.02)
 
 
-def synthetic(num_classes, size=28, count=60):
+def synthetic(directory, num_classes, size=28, count=60):
     rng = np.random.default_rng(1)
     arrays = {}
     for split in ("train", "val", "test"):
         arrays[f"x_{split}"] = rng.integers(0, 256, (count, size, size, 1), dtype=np.uint8)
         arrays[f"y_{split}"] = np.arange(count) % num_classes
-    manifest = {"class_names": [f"c{i}" for i in range(num_classes)], "num_classes": num_classes,
-                "input_shape": [size, size, 1], "preprocessing": {"offset": [0.0], "scale": [1 / 255]}}
-    return PreparedData(arrays, manifest)
+    return write_arrays(directory, arrays, class_names=[f"c{i}" for i in range(num_classes)])
 
 
 @pytest.mark.parametrize("num_classes, label_smoothing", [(10, 0.0), (12, 0.1)])
 def test_metrics_agree_with_model_evaluate(tmp_path, num_classes, label_smoothing):
-    data = synthetic(num_classes)
+    data = synthetic(tmp_path / "data", num_classes)
     model = create_model("simple_cnn", data.input_shape, num_classes)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     model.compile("adam", loss, metrics=["accuracy"])
@@ -60,7 +58,7 @@ def test_test_loss_is_plain_cross_entropy_without_smoothing_or_weight_penalties(
     labels = np.array([0, 1, 2, 1])
     assert cross_entropy(np.eye(3)[labels], labels) == pytest.approx(0, abs=1e-6)
     assert cross_entropy(np.full((4, 3), 1 / 3), labels) == pytest.approx(np.log(3))
-    data = synthetic(10, size=32)
+    data = synthetic(tmp_path / "data", 10, size=32)
     model = create_model("resnet20", (32, 32, 1), 10)
     model.compile("sgd", keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
     model.save(tmp_path / "model.keras")

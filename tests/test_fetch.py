@@ -154,7 +154,7 @@ def test_wrong_file_placed_by_hand_is_refused(fetched):
     text = (workdir / "results" / "logs" / "prepare" / "by_hand_wrong" / "28x28x1.log").read_text()
     assert f"sha256 {canonical.sha256_bytes(OTHER_NPZ)} does not match the expected {canonical.sha256_bytes(NPZ)}" in text
     assert not (workdir / "results" / "prepared" / "by_hand_wrong").exists() or not any(
-        (workdir / "results" / "prepared" / "by_hand_wrong").glob("*.npz"))
+        (workdir / "results" / "prepared" / "by_hand_wrong").iterdir())
 
 
 def test_image_folder_runs_through_the_whole_study(tmp_path):

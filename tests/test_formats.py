@@ -45,8 +45,8 @@ def write(tmp_path, name, data):
 
 def prepare(tmp_path, name, paths, spec):
     out = tmp_path / "out"
-    prepare_dataset(STUDY.get(name, name), paths, spec, out / "d.npz", out / "d.json", **SPLIT)
-    return load_prepared(out / "d.npz", out / "d.json")
+    prepare_dataset(STUDY.get(name, name), paths, spec, out / "d", out / "d.json", **SPLIT)
+    return load_prepared(out / "d", out / "d.json")
 
 
 def assert_nothing_prepared(tmp_path):

@@ -16,8 +16,8 @@ LAYERS = (
      "schedules", "metrics", "figures", "tensorboard_log"},
     {"validation"},  # parse-time checks of the config
     {"catalog"},  # what each dataset is, read when the workflow is parsed
+    {"prepared"},  # the prepared-data format and its reader, which preparation writes and every later stage reads
     {"datasets"},  # preparation
-    {"prepared"},  # the prepared-data format every later stage reads
     {"inference"},  # the tf.data pipeline and forward pass shared by training, evaluation, figures, prediction
     {"architectures"},  # the models
     {"transfer"},  # ImageNet bases built on the models

@@ -22,7 +22,7 @@ EXPERIMENT = "results/experiments/digits/{arch}/default/seed1"
 @pytest.fixture(scope="module")
 def test_pngs(local_study, tmp_path_factory):
     """The study's test images as PNG files (in a sub-folder, beside a .DS_Store), in test order."""
-    data = load_prepared(local_study / "results/prepared/digits/28x28x1.npz", local_study / "results/prepared/digits/28x28x1.json")
+    data = load_prepared(local_study / "results/prepared/digits/28x28x1", local_study / "results/prepared/digits/28x28x1.json")
     images, _ = data.raw("test")
     folder = tmp_path_factory.mktemp("pngs")
     (folder / "batch").mkdir()

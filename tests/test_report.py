@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import write_arrays
 from convbench.report import leaderboard, pareto_front, provenance, seed_statistics
 
 
@@ -216,8 +217,9 @@ def test_same_image_comparisons_on_colour_images_with_long_class_names(tmp_path)
     rng = np.random.default_rng(0)
     names = [f"aquarium_fish_{i}" for i in range(5)]
     labels = np.arange(40) % 5
-    np.savez(tmp_path / "d.npz", x_test=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_test=labels)
-    write_json(tmp_path / "d.json", {"dataset": "d", "class_names": names})
+    images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    write_arrays(tmp_path / "d", {f"{kind}_{split}": (images if kind == "x" else labels)
+                                  for kind in ("x", "y") for split in ("train", "val", "test")}, class_names=names, dataset="d")
     rows = []
     for model in ("a", "b", "c"):
         folder = tmp_path / model

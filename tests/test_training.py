@@ -12,7 +12,7 @@ from convbench.atomic import read_json
 from convbench.runtime import seed_everything
 from convbench.training import TrainingDiverged, train_experiment, training_dataset
 
-MANIFEST = {"preprocessing": {"offset": [0.0], "scale": [1.0]}}
+MANIFEST = {"input_shape": [1, 1, 1], "preprocessing": {"offset": [0.0], "scale": [1.0]}}
 
 
 def batches(first_epoch, epochs, seed=7, n=10, batch_size=4):
@@ -30,7 +30,7 @@ def test_training_batches_are_scaled_as_evaluation_scales(scaling):
 
     images = np.random.default_rng(0).integers(0, 256, (12, 5, 5, 3), np.uint8)
     offset, scale = scaling_parameters(images, scaling)
-    manifest = {"preprocessing": {"offset": offset, "scale": scale}}
+    manifest = {"input_shape": [5, 5, 3], "preprocessing": {"offset": offset, "scale": scale}}
     ds = training_dataset(images, np.arange(12) % 2, manifest, num_classes=2, batch_size=12, seed=1, first_epoch=0,
                           epochs=1)
     [(x, _)] = list(ds)
@@ -59,13 +59,15 @@ def small_settings(**changes):
             "augmentation": {**OFF, "rotation_range": 5}, **changes}
 
 
-def run(tmp_path, data, name="run", arch="simple_cnn", tensorboard=None, checkpoint_interval=0.0, **changes):
+def run(tmp_path, data, name="run", arch="simple_cnn", tensorboard=None, checkpoint_interval=0.0, in_memory=True,
+        **changes):
     out = tmp_path / name
     seed_everything(3)
     model = train_experiment(
         data, arch, seed=3, settings=small_settings(**changes), strategy=tf.distribute.get_strategy(),
         model_path=out / "model.keras", history_path=out / "history.csv", meta_path=out / "meta.json",
         checkpoint_dir=out / "checkpoint", tensorboard=tensorboard, checkpoint_interval=checkpoint_interval,
+        in_memory=in_memory,
     )
     return model, out
 
@@ -81,6 +83,15 @@ def test_outputs_and_metadata(tmp_path, digits_prepared):
     assert meta["seed"] == 3 and len(meta["config_hash"]) == 12
     assert meta["batchnorm_fused_layers"] == 0  # simple_cnn has none
     assert meta["images_per_second"] > 0 and meta["environment"]["tensorflow"] == tf.__version__
+
+
+def test_reading_the_shards_per_batch_trains_the_same_weights_as_holding_them_in_memory(tmp_path, digits_prepared):
+    """The path for data larger than memory: same batches, so the same model, bit for bit."""
+    in_memory, _ = run(tmp_path, digits_prepared, "memory")
+    streamed, out = run(tmp_path, digits_prepared, "streamed", in_memory=False)
+    for a, b in zip(in_memory.get_weights(), streamed.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    assert read_json(out / "meta.json")["training_data"] == "read from its shards per batch"
 
 
 def test_two_runs_are_bitwise_identical(tmp_path, digits_prepared):
@@ -157,7 +168,9 @@ def run_killed_after_second_epoch(tmp_path, data, name, **changes):
         keras.Model.fit = original_fit
 
 
-def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path, digits_prepared):
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in memory", "read from the shards"])
+def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path, digits_prepared, in_memory):
+    """Compared with an uninterrupted run holding the data in memory, however the killed one read it."""
     import keras
 
     keras.backend.clear_session()  # each run starts as a job does, with fresh layer-name counters
@@ -165,10 +178,10 @@ def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path,
 
     out = tmp_path / "killed"
     keras.backend.clear_session()
-    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3)
+    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3, in_memory=in_memory)
     keras.backend.clear_session()
     assert read_json(out / "checkpoint" / "state.json")["epoch"] == 2 and not (out / "model.keras").exists()
-    resumed, _ = run(tmp_path, digits_prepared, "killed", epochs=3)
+    resumed, _ = run(tmp_path, digits_prepared, "killed", epochs=3, in_memory=in_memory)
     meta = read_json(out / "meta.json")
     assert meta["resumed_after_epoch"] == 2 and meta["threads"] >= 1
     assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2, 3]
@@ -317,14 +330,14 @@ from convbench.runtime import seed_everything
 from convbench.training import train_experiment
 out = sys.argv[1]
 export_digits(out + "/digits.npz")
-prepare_dataset("digits", [out + "/digits.npz"], "28x28x1", out + "/d.npz", out + "/d.json", split_seed=0,
+prepare_dataset("digits", [out + "/digits.npz"], "28x28x1", out + "/d", out + "/d.json", split_seed=0,
                 test_fraction=0.2, validation_fraction=0.1, scaling="unit")
 seed_everything(1)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 settings = {"epochs": 1, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
             "augmentation": {"rotation_range": 5, "width_shift_range": 0, "height_shift_range": 0, "shear_range": 0,
                              "zoom_range": 0, "horizontal_flip": False, "fill_mode": "nearest"}}
-train_experiment(load_prepared(out + "/d.npz", out + "/d.json"), "bn_cnn", seed=1, settings=settings,
+train_experiment(load_prepared(out + "/d", out + "/d.json"), "bn_cnn", seed=1, settings=settings,
                  strategy=strategy, model_path=out + "/m.keras", history_path=out + "/h.csv",
                  meta_path=out + "/meta.json", checkpoint_dir=out + "/ckpt")
 print("replicas", strategy.num_replicas_in_sync)

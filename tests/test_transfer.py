@@ -38,9 +38,9 @@ def digits_rgb(tmp_path_factory, digits_raw):
     from convbench.prepared import load_prepared
 
     out = tmp_path_factory.mktemp("rgb")
-    prepare_dataset("digits", [digits_raw], "32x32x3", out / "d.npz", out / "d.json",
+    prepare_dataset("digits", [digits_raw], "32x32x3", out / "d", out / "d.json",
                     split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
-    return load_prepared(out / "d.npz", out / "d.json")
+    return load_prepared(out / "d", out / "d.json")
 
 
 def train(tmp_path, data, weights, fine_tune_epochs, layers=12, **changes):

@@ -99,7 +99,7 @@ def test_metrics_equal_the_saved_models_own_evaluation(study):
         assert 0 <= metrics["accuracy"] <= 1 and metrics["loss"] >= 0
         model = load_model(experiment / "model.keras")
         spec = "x".join(map(str, model.input_shape[1:]))
-        data = load_prepared(*(study / f"results/prepared/digits/{spec}.{ext}" for ext in ("npz", "json")))
+        data = load_prepared(study / f"results/prepared/digits/{spec}", study / f"results/prepared/digits/{spec}.json")
         x_test, y_test = data.scaled("test")
         loss, accuracy = model.evaluate(x_test, np.eye(10)[y_test], verbose=0)
         assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-6)
@@ -316,10 +316,22 @@ def test_an_application_at_a_raised_input_size_runs_the_whole_chain(tmp_path):
     experiment = workdir / "results/experiments/digits/mobilenetv2/default/seed1"
     meta = read_json(experiment / "train_meta.json")
     assert meta["input_shape"] == [48, 48, 3] and meta["data"]["input_shape"] == [32, 32, 3]
-    assert sorted(path.name for path in (workdir / "results/prepared/digits").glob("*.npz")) == ["32x32x3.npz"]
+    assert sorted(path.name for path in (workdir / "results/prepared/digits").iterdir()) == ["32x32x3", "32x32x3.json"]
     assert load_model(experiment / "model.keras").input_shape == (None, 48, 48, 3)
     figures = read_json(experiment / "figures/figures.json")
     assert figures["gradcam"]["layer"]  # drawn at a layer with space: at 48 px the last maps are 2x2
     assert "48x48x3" in pd.read_csv(workdir / "results/summary.csv")["input_shape"].iloc[0]
     html = (workdir / "results/report.html").read_text()
     assert "published accuracy" in html and "nobody, 2026" in html
+
+
+def test_prepared_data_can_live_on_a_shared_file_system(tmp_path):
+    """storage.prepared_dir: where the shards go, and where every job that reads them looks."""
+    from conftest import copy_workflow
+
+    (tmp_path / "work").mkdir()
+    workdir = copy_workflow(tmp_path / "work")
+    shared = tmp_path / "scratch" / "prepared"
+    plan = run_snakemake(workdir, "--dry-run", "--cores", "2", config=[f"storage={{prepared_dir: {shared}/}}"])
+    assert f"output: {shared}/digits/28x28x1, {shared}/digits/28x28x1.json" in plan
+    assert re.search(rf"rule train_model:\n    input: {shared}/digits/28x28x1, {shared}/digits/28x28x1.json", plan)

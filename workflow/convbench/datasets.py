@@ -1,24 +1,32 @@
 """Preparing datasets: the digits' raw file, raw files checked against the catalog's hashes, and the
 splits per model input spec (convbench.catalog says what each dataset is).
 
-A prepared dataset is one compressed .npz (uint8 images and int labels for the train,
-validation and test splits) plus a manifest JSON that records class names, counts, shapes,
-source hashes and the scaling to apply. Every architecture with the same input spec
-(size, channels) shares it.
+A prepared dataset is a folder of uint8 image shards and int labels for the train, validation and
+test splits, plus a manifest JSON that records class names, counts, shapes, source hashes, the
+scaling to apply and the shards (convbench.prepared). It is written as it is decoded, a chunk at a
+time: preparing needs the memory of a chunk, not of the dataset. Every architecture with the same
+input spec (size, channels) shares it.
 """
 
+import errno
+import hashlib
+import io
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import formats
-from .atomic import atomic_path, sha256, write_json
+from .atomic import UMASK, DiskFull, atomic_path, sha256, write_json
 from .catalog import DatasetInfo, get_dataset, parse_spec
+from .prepared import SHARD_BYTES, SPLITS, load_prepared
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
+CHUNK_IMAGES = 512  # decoded and written at a time
 
 
 # ---------------------------------------------------------------- fetch
@@ -87,29 +95,92 @@ def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction
     return np.sort(train_index), np.sort(val_index), None if test_index is None else np.sort(test_index)
 
 
-def scaling_parameters(train_images, scaling, chunk_values=1 << 22):
-    """(offset, scale) with x_scaled = (x - offset) * scale, from the training split only.
+def scaling_parameters(chunks, scaling):
+    """(offset, scale) with x_scaled = (x - offset) * scale, from the training split only (`chunks`:
+    its uint8 images, an array or an iterable of arrays, read once).
 
     unit: pixels to [0, 1]. standardize: each channel to mean 0 and std 1 (subtracts the channel's
     mean and divides by its std). mean_subtraction: the mean training image subtracted pixel by
     pixel, then /255 (He et al. 2016's "per-pixel mean subtracted"): offset is (H, W, C).
     """
-    channels = train_images.shape[-1]
-    if scaling == "unit":
-        return [0.0] * channels, [1 / 255] * channels
-    # Sums over chunks of ~4M values (32 MB as float64): a float64 copy of a large split would not fit in memory.
-    chunk = max(1, chunk_values // max(1, train_images[0].size))
-    total, total_sq = np.zeros(train_images.shape[1:]), np.zeros(train_images.shape[1:])
-    for start in range(0, len(train_images), chunk):
-        pixels = train_images[start : start + chunk].astype(np.float64)
+    if isinstance(chunks, np.ndarray):
+        chunks = [chunks[start : start + CHUNK_IMAGES] for start in range(0, len(chunks), CHUNK_IMAGES)]
+    total = total_sq = None
+    count = 0
+    for images in chunks:
+        if scaling == "unit":
+            return [0.0] * images.shape[-1], [1 / 255] * images.shape[-1]
+        if total is None:
+            total, total_sq = np.zeros(images.shape[1:]), np.zeros(images.shape[1:])
+        pixels = images.astype(np.float64)
         total += pixels.sum(axis=0)
         total_sq += (pixels**2).sum(axis=0)
+        count += len(images)
+    channels = total.shape[-1]
     if scaling == "mean_subtraction":
-        return (total / len(train_images)).tolist(), [1 / 255] * channels
-    count = len(train_images) * train_images[0][..., 0].size
-    mean = total.reshape(-1, channels).sum(axis=0) / count
-    std = np.sqrt(np.maximum(total_sq.reshape(-1, channels).sum(axis=0) / count - mean**2, 0))
+        return (total / count).tolist(), [1 / 255] * channels
+    values = count * total[..., 0].size
+    mean = total.reshape(-1, channels).sum(axis=0) / values
+    std = np.sqrt(np.maximum(total_sq.reshape(-1, channels).sum(axis=0) / values - mean**2, 0))
     return mean.tolist(), (1 / np.maximum(std, 1e-6)).tolist()
+
+
+class ShardWriter:
+    """One split's uint8 images into .npy shards of at most SHARD_BYTES each, hashed as they are written."""
+
+    def __init__(self, directory, split, count, shape):
+        self.directory, self.split, self.shape = Path(directory), split, tuple(shape)
+        self.per_shard = max(1, SHARD_BYTES // int(np.prod(shape)))
+        self.remaining, self.shards, self.handle = count, [], None
+
+    def write(self, images):
+        try:
+            self._write(images)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise DiskFull(self.handle.name) from error  # the kernel's error names no file
+            raise
+
+    def _write(self, images):
+        while len(images):
+            if self.handle is None or self.left == 0:
+                self._next_shard()
+            part, images = images[: self.left], images[self.left :]
+            data = np.ascontiguousarray(part, np.uint8).tobytes()
+            self.handle.write(data)
+            self.digest.update(data)
+            self.left -= len(part)
+
+    def _next_shard(self):
+        self._finish_shard()
+        images = min(self.per_shard, self.remaining)
+        self.remaining -= images
+        name = f"x_{self.split}-{len(self.shards):05d}.npy"
+        self.handle = open(self.directory / name, "wb")
+        self.digest, self.left = hashlib.sha256(), images
+        header = io.BytesIO()  # a standard .npy header: np.load reads a shard as it is
+        np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (images, *self.shape)})
+        self.handle.write(header.getvalue())
+        self.digest.update(header.getvalue())
+        self.shards.append({"file": name, "images": images})
+
+    def _finish_shard(self):
+        if self.handle is not None:
+            if self.left:
+                raise RuntimeError(f"{self.handle.name}: {self.left} images short")
+            self.handle.close()
+            self.shards[-1]["sha256"] = self.digest.hexdigest()
+
+    def close(self):
+        """The shards' manifest entries ({file, images, sha256}); none for an empty split."""
+        if self.handle is None and self.remaining:
+            raise RuntimeError(f"{self.split}: no images written")
+        self._finish_shard()
+        self.handle = None
+        if self.remaining:
+            raise RuntimeError(f"{self.split}: {self.remaining} images short")
+        return self.shards
 
 
 class ArraySource:
@@ -132,13 +203,15 @@ class ArraySource:
         if tuple(self.native_shape) != expected:
             raise formats.DatasetError(f"{paths[0]}: images are {self.native_shape}, the dataset declares {expected}")
 
-    def images(self, part, index, size, channels):
+    def chunks(self, part, index, size, channels):
         images = self.decoded.images if part == "train" else self.decoded.test_images
-        return formats.resize_array(images if index is None else images[index], size, channels)
+        index = np.arange(len(images)) if index is None else index
+        for start in range(0, len(index), CHUNK_IMAGES):
+            yield formats.resize_array(images[index[start : start + CHUNK_IMAGES]], size, channels)
 
 
 class FolderSource:
-    """An image folder, decoded file by file straight into the output arrays (bounded memory)."""
+    """An image folder, decoded file by file, a chunk at a time (bounded memory)."""
 
     resize = formats.RESIZE_PILLOW
 
@@ -152,18 +225,22 @@ class FolderSource:
         self.native_shape = tuple(info.image_shape)
         self.source_hashes = {"fingerprint": formats.folder_fingerprint([p for p in info.folders if p])}
 
-    def images(self, part, index, size, channels):
+    def chunks(self, part, index, size, channels):
         paths = self.paths if part == "train" else self.test_paths
         chosen = paths if index is None else [paths[i] for i in index]
-        out = np.empty((len(chosen), size, size, channels), np.uint8)
-        return formats.decode_images_into(out, chosen, size, channels, log=log)
+        for start in range(0, len(chosen), CHUNK_IMAGES):
+            batch = chosen[start : start + CHUNK_IMAGES]
+            yield formats.decode_images_into(np.empty((len(batch), size, size, channels), np.uint8), batch, size,
+                                             channels)
+            if (start // CHUNK_IMAGES + 1) % 20 == 0:
+                log.info("decoded %d of %d images", start + len(batch), len(chosen))
 
 
-def prepare_dataset(dataset, raw_paths, spec, out_npz, out_manifest, *, split_seed, test_fraction, validation_fraction,
+def prepare_dataset(dataset, raw_paths, spec, out_dir, out_manifest, *, split_seed, test_fraction, validation_fraction,
                     scaling):
-    """`dataset`: its DatasetInfo (from the study's resolved catalog), or the name of a built-in one."""
+    """Prepared data (convbench.prepared) in `out_dir` and its manifest, written a chunk at a time.
+    `dataset`: its DatasetInfo (from the study's resolved catalog), or the name of a built-in one."""
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
-    name = info.name
     size, _, channels = parse_spec(spec)
     source = (FolderSource if info.format == "image_folder" else ArraySource)(info, raw_paths)
     train_index, val_index, test_index = stratified_splits(
@@ -179,36 +256,53 @@ def prepare_dataset(dataset, raw_paths, spec, out_npz, out_manifest, *, split_se
         "val": (("train", val_index), source.labels[val_index]),
         "test": (test_part, test_labels),
     }
-    arrays = {}
-    for split, ((part, index), labels) in plan.items():
-        arrays[f"x_{split}"] = source.images(part, index, size, channels)
-        arrays[f"y_{split}"] = labels.astype(np.int64)
-        log.info("%s: %d images -> %s", split, len(labels), arrays[f"x_{split}"].shape)
-    offset, scale = scaling_parameters(arrays["x_train"], scaling)
-
-    with atomic_path(out_npz) as tmp:
-        np.savez_compressed(tmp, **arrays)
-    write_json(
-        out_manifest,
-        {
-            "dataset": name,
-            "source": info.source,
-            "source_sha256": source.source_hashes,
-            "class_names": source.class_names,
-            "num_classes": info.num_classes,
-            "native_shape": list(source.native_shape),
-            "input_shape": [size, size, channels],
-            "counts": {
-                split: np.bincount(arrays[f"y_{split}"], minlength=info.num_classes).tolist() for split in SPLITS
-            },
-            "preprocessing": {
-                "split_seed": split_seed,
-                "test_fraction": test_fraction if test_index is not None else None,
-                "validation_fraction": validation_fraction,
-                "resize": source.resize,  # how prediction resizes a new image the same way
-                "scaling": scaling,
-                "offset": offset,
-                "scale": scale,
-            },
+    splits = {split: (labels, source.chunks(part, index, size, channels))
+              for split, ((part, index), labels) in plan.items()}
+    manifest = {
+        "dataset": info.name,
+        "source": info.source,
+        "source_sha256": source.source_hashes,
+        "class_names": source.class_names,
+        "num_classes": info.num_classes,
+        "native_shape": list(source.native_shape),
+        "input_shape": [size, size, channels],
+        "preprocessing": {
+            "split_seed": split_seed,
+            "test_fraction": test_fraction if test_index is not None else None,
+            "validation_fraction": validation_fraction,
+            "resize": source.resize,  # how prediction resizes a new image the same way
+            "scaling": scaling,
         },
-    )
+    }
+    write_prepared(out_dir, out_manifest, splits, manifest)
+
+
+def write_prepared(out_dir, out_manifest, splits, manifest):
+    """Shards and labels of every split ({split: (labels, uint8 image chunks)}) into `out_dir`, then the
+    manifest with counts, shards and the scaling parameters computed from the written training split.
+    The folder is written aside and renamed into place, the manifest last: a killed job leaves nothing
+    that looks finished."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    manifest = {**manifest, "counts": {}, "shards": {}, "preprocessing": dict(manifest["preprocessing"])}
+    try:
+        os.chmod(staging, 0o777 & ~UMASK)
+        for split, (labels, chunks) in splits.items():
+            writer = ShardWriter(staging, split, len(labels), manifest["input_shape"])
+            for chunk in chunks:
+                writer.write(chunk)
+            manifest["shards"][split] = writer.close()
+            np.save(staging / f"y_{split}.npy", np.asarray(labels, np.int64))
+            manifest["counts"][split] = np.bincount(labels, minlength=manifest["num_classes"]).tolist()
+            log.info("%s: %d images of %s in %d shard(s)", split, len(labels),
+                     "x".join(map(str, manifest["input_shape"])), len(manifest["shards"][split]))
+        written = load_prepared(staging, manifest=manifest)
+        offset, scale = scaling_parameters(written.batches("train", CHUNK_IMAGES), manifest["preprocessing"]["scaling"])
+        written.close()
+        manifest["preprocessing"].update(offset=offset, scale=scale)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_json(out_manifest, manifest)  # last: a manifest names complete shards

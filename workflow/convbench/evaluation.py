@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from .architectures import load_model
 from .atomic import atomic_path, write_json
-from .inference import BATCH_SIZE, class_probabilities
+from .inference import BATCH_SIZE, split_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def count_flops(model):
 def evaluate_experiment(model_path, data, metrics_path, predictions_path, batch_size=BATCH_SIZE, model=None):
     """Test-split metrics and class probabilities of the saved model (`model`: it, already loaded)."""
     model = model or load_model(model_path)
-    x_test, y_test = data.scaled("test")
-    probabilities = class_probabilities(model, x_test, batch_size)
+    y_test = data.labels("test")
+    probabilities = split_probabilities(model, data, "test", batch_size)  # read a batch at a time
     predicted = probabilities.argmax(axis=1)
     names = data.class_names
     metrics = {

@@ -9,6 +9,7 @@ export checks all see the same pixels and no upscaled copy of a dataset is ever 
 import numpy as np
 import tensorflow as tf
 
+
 BATCH_SIZE = 256  # batch composition can decide the last bits of a result: keep it the same everywhere
 
 
@@ -28,12 +29,36 @@ def fit_to_model(images, model):
     return np.asarray(resize_batch(tf.convert_to_tensor(images, tf.float32), model_side(model)), np.float32)
 
 
-def evaluation_dataset(images, labels, num_classes, batch_size, input_size=None):
-    """Already-scaled images (resized per batch to input_size) with one-hot labels, in order."""
-    dataset = tf.data.Dataset.from_tensor_slices((images, tf.one_hot(labels, num_classes))).batch(batch_size)
-    if input_size is not None and tuple(images.shape[1:3]) != (input_size, input_size):
-        dataset = dataset.map(lambda x, y: (resize_batch(x, input_size), y))
-    return without_autotune(dataset.prefetch(2))
+def image_gather(images, image_shape):
+    """index (an int tensor) -> those uint8 images: from `images` in memory (a NumPy array, held as a
+    constant), or read from prepared shards (`images`: a function of NumPy indices, such as a
+    split's PreparedData.images) one batch at a time, for data larger than memory."""
+    if isinstance(images, np.ndarray):
+        constant = tf.constant(images)  # uint8: four times smaller than float32
+        return lambda index: tf.gather(constant, index)
+
+    def read(index):
+        batch = tf.numpy_function(images, [index], tf.uint8, stateful=False)
+        batch.set_shape([None, *image_shape])
+        return batch
+
+    return read
+
+
+def split_batches(data, split, batch_size=BATCH_SIZE, input_size=None, with_labels=False):
+    """A prepared split in order, read a batch at a time, scaled (and resized to input_size) per batch:
+    memory is a few batches whatever the split's size. with_labels: (images, one-hot labels)."""
+    labels = data.labels(split)
+    read = image_gather(lambda index: data.images(split, index), data.input_shape)
+    params = data.manifest["preprocessing"]
+    offset, scale = tf.constant(params["offset"], tf.float32), tf.constant(params["scale"], tf.float32)
+
+    def load(index):
+        x = resize_batch((tf.cast(read(index), tf.float32) - offset) * scale, input_size)
+        return (x, tf.one_hot(tf.gather(labels, index), data.num_classes)) if with_labels else x
+
+    batches = tf.data.Dataset.from_tensor_slices(np.arange(len(labels))).batch(batch_size)
+    return without_autotune(batches.map(load, num_parallel_calls=2, deterministic=True).prefetch(2))
 
 
 def without_autotune(dataset):
@@ -42,6 +67,13 @@ def without_autotune(dataset):
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.with_options(options)
+
+
+def split_probabilities(model, data, split, batch_size=BATCH_SIZE):
+    """(n, classes) float32 probabilities of a prepared split, in order, read a batch at a time."""
+    if not data.count(split):
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    return model.predict(split_batches(data, split, batch_size, model_side(model)), verbose=0).astype(np.float32)
 
 
 def class_probabilities(model, images, batch_size=BATCH_SIZE):

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .atomic import atomic_path, read_json
 from .metrics import METRICS, leaderboard_columns
+from .prepared import SplitImages, prepared_beside
 from .summary import SETTING_PREFIX
 
 log = logging.getLogger(__name__)
@@ -301,13 +302,13 @@ def gallery(summary, kind, report_dir="results"):
 
 
 def dataset_test_images(dataset_manifests, dataset):
-    """Test images (uint8), their labels and the class names of `dataset` from its first prepared copy: the split depends
-    only on the labels and split_seed, so every input size holds the same test images in the same order."""
+    """Test images (uint8, read on demand), their labels and the class names of `dataset` from its first
+    prepared copy: the split depends only on the labels and split_seed, so every input size holds the same
+    test images in the same order."""
     for path in dataset_manifests:
-        manifest = read_json(path)
-        if manifest["dataset"] == dataset:
-            with np.load(Path(path).with_suffix(".npz")) as data:
-                return data["x_test"], data["y_test"], manifest["class_names"]
+        if read_json(path)["dataset"] == dataset:
+            data = prepared_beside(path)
+            return SplitImages(data, "test"), data.labels("test"), data.class_names
     raise ValueError(f"no prepared manifest of dataset {dataset!r} among {list(dataset_manifests)}")
 
 
@@ -773,14 +774,14 @@ def plot_cost_vs_accuracy(board, dataset):
 # ---------------------------------------------------------------- study overview and provenance
 
 
-def plot_samples(npz_path, manifest, per_class=6):
+def plot_samples(manifest_path, per_class=6):
     """The first training images of every class, one row per class."""
     import matplotlib.pyplot as plt
 
     from .style import STYLE, displayable
 
-    with np.load(npz_path) as data:
-        images, labels = data["x_train"], data["y_train"]
+    data = prepared_beside(manifest_path)
+    manifest, labels, images = data.manifest, data.labels("train"), SplitImages(data, "train")
     names = manifest["class_names"]
     with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, axes = plt.subplots(len(names), per_class, figsize=(0.9 * per_class + 1, 0.9 * len(names) + 0.5),

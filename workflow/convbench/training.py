@@ -19,7 +19,7 @@ from .architectures import as_architecture, create_model, save_model
 from .atomic import atomic_path, sha256, write_json
 from .checkpoints import EpochCheckpoint, make_callbacks, restore_checkpoint, runtime_facts
 from .fused_batchnorm import fuse_batchnorm
-from .inference import evaluation_dataset, resize_batch, without_autotune
+from .inference import image_gather, resize_batch, split_batches, without_autotune
 from .runtime import environment_facts
 from .schedules import learning_rate_schedule
 from .tensorboard_log import TensorBoardLog
@@ -91,15 +91,18 @@ def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed,
     Epoch e's order (a stateless shuffle) and its augmentation draws depend only on (seed, e), so
     a run resumed at epoch k replays exactly what an uninterrupted run saw. One stream with
     steps_per_epoch also avoids Keras rebuilding (and stalling on) an iterator every epoch.
+    `images`: the uint8 split in memory, or a function reading those of given indices from the
+    prepared shards (convbench.inference.image_gather): the same batches either way.
     """
-    images = tf.constant(images)  # uint8: four times smaller than float32 in memory
+    gather_images = image_gather(images, manifest["input_shape"])
+    image_side = manifest["input_shape"][0]
     labels = tf.constant(labels)
     params = manifest["preprocessing"]
     offset = tf.constant(params["offset"], tf.float32)
     scale = tf.constant(params["scale"], tf.float32)
 
     def gather(index):
-        x = (tf.cast(tf.gather(images, index), tf.float32) - offset) * scale
+        x = (tf.cast(gather_images(index), tf.float32) - offset) * scale
         y = tf.one_hot(tf.gather(labels, index), num_classes)
         return x, y
 
@@ -111,7 +114,7 @@ def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed,
         if augment is not None:
             # Training split only; one call at a time so the seeded draws come in a fixed order.
             batches = batches.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=1)
-        if input_size is not None and tuple(images.shape[1:3]) != (input_size, input_size):
+        if input_size is not None and input_size != image_side:
             batches = batches.map(lambda x, y: (resize_batch(x, input_size), y), num_parallel_calls=2, deterministic=True)
         return batches
 
@@ -202,7 +205,7 @@ class Phases:
 
 def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path,
                      checkpoint_dir, weights=None, variant="default", variant_overrides=None, tensorboard=None,
-                     precision_reason=None, on_saved=None, checkpoint_interval=0.0):
+                     precision_reason=None, on_saved=None, checkpoint_interval=0.0, in_memory=True):
     """Train one (dataset, architecture, variant, seed) experiment and write model, history and metadata.
 
     `architecture`: an Architecture (convbench.study resolves the study's) or a built-in's name.
@@ -216,7 +219,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     the run for TensorBoard as it trains (convbench.tensorboard_log), or None. `on_saved(model)` runs
     once the outputs are written, before the checkpoint is removed: a job killed meanwhile resumes
     from its last checkpoint instead of training again. `checkpoint_interval`: seconds between
-    checkpoints at least (0: every epoch; convbench.checkpoints.EpochCheckpoint).
+    checkpoints at least (0: every epoch; convbench.checkpoints.EpochCheckpoint). `in_memory`: hold the
+    training split in memory (convbench.prepared.fits_in_memory), else read it from its shards per batch.
     """
     arch = as_architecture(architecture)
     phases = Phases.of(settings, arch.transfer)
@@ -228,7 +232,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     fused_layers = fuse_batchnorm(model)
     history, callbacks = fit_phases(model, resumed, data, settings, phases, seed=seed, strategy=strategy,
                                     checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, runtime=runtime,
-                                    tensorboard=tensorboard, name=arch.name, checkpoint_interval=checkpoint_interval)
+                                    tensorboard=tensorboard, name=arch.name, checkpoint_interval=checkpoint_interval,
+                                    in_memory=in_memory)
     stopping = callbacks.get("early_stopping")
     if resumed.stopped and stopping is not None:  # the job died after early stopping, before its outputs
         stopping.set_model(model)
@@ -239,7 +244,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     write_outputs(model, frame, data, arch, phases, stopping, model_path=model_path, history_path=history_path,
                   meta_path=meta_path, seed=seed, settings=settings, variant=variant,
                   variant_overrides=variant_overrides, resumed_after=len(resumed.history), runtime=runtime,
-                  precision_reason=precision_reason, fused_layers=fused_layers)
+                  precision_reason=precision_reason, fused_layers=fused_layers, in_memory=in_memory)
     if on_saved is not None:
         on_saved(model)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -254,22 +259,25 @@ def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint,
         model = create_model(arch, data.input_shape, data.num_classes, input_size=settings.get("input_size"), **options)
         if settings.get("batchnorm_momentum") is not None:
             set_batchnorm_momentum(model, settings["batchnorm_momentum"])
-        steps = math.ceil(len(data.raw("train")[1]) / settings["batch_size"])
+        steps = math.ceil(data.count("train") / settings["batch_size"])
         compile_model(model, settings, settings["learning_rate"], settings.get("schedule", "constant"), steps,
                       settings["epochs"])
     return model, resumed
 
 
 def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkpoint_dir, fingerprint, runtime,
-               tensorboard, name=None, checkpoint_interval=0.0):
+               tensorboard, name=None, checkpoint_interval=0.0, in_memory=True):
     """model.fit over each phase's epochs still to run, checkpointing as it goes; returns the
     history rows of every epoch (resumed ones first) and the resumable callbacks."""
-    x_train, y_train = data.raw("train")
-    x_val, y_val = data.scaled("val")
+    y_train = data.labels("train")
+    # In memory when it fits (the fastest), else read from the shards per batch: the same batches either way.
+    x_train = data.images("train") if in_memory else (lambda index: data.images("train", index))
+    log.info("training split: %d images, %.0f MB, %s", len(y_train), data.nbytes("train") / 2**20,
+             "in memory" if in_memory else "read from its shards per batch")
     batch_size = settings["batch_size"]
     steps = math.ceil(len(y_train) / batch_size)
     side = model.input_shape[1]  # images are resized to it per batch (input_size)
-    val_ds = evaluation_dataset(x_val, y_val, data.num_classes, max(batch_size, 256), input_size=side)
+    val_ds = split_batches(data, "val", max(batch_size, 256), input_size=side, with_labels=True)
     timer = EpochTimer(len(y_train))
     resumable = make_callbacks(settings, resumed.callbacks)
     checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, resumed.history, resumable, runtime,
@@ -322,7 +330,7 @@ def history_frame(history, architecture):
 
 
 def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, history_path, meta_path, seed, settings,
-                  variant, variant_overrides, resumed_after, runtime, precision_reason, fused_layers):
+                  variant, variant_overrides, resumed_after, runtime, precision_reason, fused_layers, in_memory):
     """model.keras, history.csv and train_meta.json, each written atomically."""
     with atomic_path(model_path) as tmp:
         save_model(model, tmp)
@@ -358,11 +366,12 @@ def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, his
                                    and stopping.best_weights is not None else len(frame)),
             "seconds_per_epoch": seconds.tolist(),
             "train_seconds": float(seconds.sum()),
-            "images_per_second": float(len(data.raw("train")[1]) / np.median(seconds)),
+            "images_per_second": float(data.count("train") / np.median(seconds)),
             "precision": runtime["precision"],
             "precision_reason": precision_reason,  # why this precision (runtime.choose_precision)
             "threads": runtime["threads"],  # with the precision and TensorFlow version, part of the exact result
             "batchnorm_fused_layers": fused_layers,  # BatchNormalization layers trained on the fused kernel
+            "training_data": "in memory" if in_memory else "read from its shards per batch",
             "environment": environment_facts(),
         },
     )

@@ -259,10 +259,12 @@ def plot_grad_cam(model, images, labels, class_names, path, title):
 
 
 def plot_misclassified(images, labels, probabilities, class_names, path, title, limit=16):
-    """The most confidently wrong test images, titled true / predicted class and confidence."""
+    """The most confidently wrong test images, titled true / predicted class and confidence. `images`:
+    the test images, or a function giving those at some indices (only the shown ones are read)."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:limit]
+    shown = dict(zip(wrong, images(wrong) if callable(images) else images[wrong]))
     rows, columns = grid_shape(max(len(wrong), 1))
     with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows + 0.6), squeeze=False,
@@ -270,7 +272,7 @@ def plot_misclassified(images, labels, probabilities, class_names, path, title, 
         for ax in axes.flat:
             ax.set_axis_off()
         for ax, index in zip(axes.flat, wrong):
-            ax.imshow(displayable(images[index]), cmap="gray" if images.shape[-1] == 1 else None)
+            ax.imshow(displayable(shown[index]), cmap="gray" if shown[index].shape[-1] == 1 else None)
             ax.set_title(f"true {class_names[labels[index]]}\npred {class_names[predicted[index]]} "
                          f"({probabilities[index, predicted[index]]:.0%})", fontsize=8)
         if not len(wrong):
@@ -306,14 +308,15 @@ def plot_convolution_by_hand(model, image, path, title):
 
 def plot_augmentation_preview(data, augmentation, path, title, per_row=7):
     """One training image per class (up to 8): the original, then augmented draws of it."""
-    images, labels = data.scaled("train")
+    labels = data.labels("train")
     picks = [np.flatnonzero(labels == label)[0] for label in np.unique(labels)[:8]]
+    images = dict(zip(picks, data.scaled("train", picks)[0]))  # only these are read
     rows = len(picks)
     with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, axes = plt.subplots(rows, per_row + 1, figsize=(1.2 * (per_row + 1), 1.25 * rows + 0.7), squeeze=False,
                                  layout="constrained")
         for row, index in enumerate(picks):
-            batch = np.repeat(images[index : index + 1], per_row, axis=0)
+            batch = np.repeat(images[index][np.newaxis], per_row, axis=0)
             augmented = np.asarray(augmentation(batch, training=True)) if augmentation is not None else batch
             axes[row, 0].set_title(data.class_names[labels[index]], fontsize=8)
             for ax, image in zip(axes[row], [images[index], *augmented]):
@@ -329,9 +332,11 @@ def render_experiment(model, data, history_csv, metrics, predictions, out, title
                       feature_map_layers=None):
     """Every figure of convbench.figures for one experiment, into out[name]; returns a manifest of
     what each PNG holds (figures.json; file names relative to its folder, which may be moved)."""
-    x_test, y_test = data.scaled("test")
+    y_test = data.labels("test")
+    shown = min(len(y_test), max(settings["feature_map_images"], settings["gradcam_images"]))
+    first = data.scaled("test", np.arange(shown))[0]  # only the images the figures show are read
     # the first test images (the same for every architecture), as the model takes them (input_size)
-    fixed = fit_to_model(x_test[: settings["feature_map_images"]], model)
+    fixed = fit_to_model(first[: settings["feature_map_images"]], model)
     cam_count = settings["gradcam_images"]
     draw = {
         "curves": lambda path: plot_training_curves(pd.read_csv(history_csv), path, f"Training curves — {title}"),
@@ -341,11 +346,12 @@ def render_experiment(model, data, history_csv, metrics, predictions, out, title
                                              settings["max_filters"]),
         "feature_maps": lambda path: plot_feature_maps(model, fixed, path, f"Feature maps — {title}",
                                                        settings["max_feature_maps"], layer_names=feature_map_layers),
-        "gradcam": lambda path: plot_grad_cam(model, fit_to_model(x_test[:cam_count], model), y_test[:cam_count],
+        "gradcam": lambda path: plot_grad_cam(model, fit_to_model(first[:cam_count], model), y_test[:cam_count],
                                               data.class_names, path, f"Where the network looks — {title}"),
         "by_hand": lambda path: plot_convolution_by_hand(model, fixed[0], path, f"Convolution by hand — {title}"),
-        "misclassified": lambda path: plot_misclassified(x_test, y_test, predictions["probabilities"], data.class_names,
-                                                         path, f"Misclassified — {title}"),
+        "misclassified": lambda path: plot_misclassified(lambda index: data.scaled("test", index)[0], y_test,
+                                                         predictions["probabilities"], data.class_names, path,
+                                                         f"Misclassified — {title}"),
     }
     if set(draw) != set(FIGURE_NAMES):
         raise RuntimeError(f"convbench.figures lists {sorted(FIGURE_NAMES)}, render_experiment draws {sorted(draw)}")

@@ -119,6 +119,7 @@ wildcard_constraints:
 # checkpoints all live under this same relative name.
 EXPERIMENT_ID = "{dataset}/{arch}/{variant}/seed{seed}"
 EXPERIMENT = f"results/experiments/{EXPERIMENT_ID}"
+PREPARED = config["storage"]["prepared_dir"].rstrip("/")  # shards and manifests; every node must read it
 CHECKPOINTS = "results/checkpoints"  # a running training job's checkpoint: f"{CHECKPOINTS}/{EXPERIMENT_ID}"
 
 
@@ -258,14 +259,14 @@ def weights_hash(wildcards):
 
 
 def prepared_prefix(dataset, arch):
-    """Prepared data the architecture needs, e.g. results/prepared/digits/28x28x1."""
+    """Prepared data the architecture needs, e.g. results/prepared/digits/28x28x1 (storage.prepared_dir)."""
     height, _, channels = DATASETS[dataset].image_shape
-    return f"results/prepared/{dataset}/{spec_name(*input_spec(ARCHITECTURES[arch], height, channels))}"
+    return f"{PREPARED}/{dataset}/{spec_name(*input_spec(ARCHITECTURES[arch], height, channels))}"
 
 
 def prepared_files(dataset, arch):
     prefix = prepared_prefix(dataset, arch)
-    return {"data": f"{prefix}.npz", "manifest": f"{prefix}.json"}
+    return {"data": prefix, "manifest": f"{prefix}.json"}
 
 
 def prepared_data(wildcards):

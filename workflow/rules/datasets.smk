@@ -51,8 +51,8 @@ rule prepare_dataset:
     input:
         raw=lambda wildcards: raw_inputs(DATASETS[wildcards.dataset]),
     output:
-        data="results/prepared/{dataset}/{spec}.npz",
-        manifest="results/prepared/{dataset}/{spec}.json",
+        data=directory(f"{PREPARED}/{{dataset}}/{{spec}}"),  # image shards and labels (convbench.prepared)
+        manifest=f"{PREPARED}/{{dataset}}/{{spec}}.json",
     params:
         data=config["data"],
         definition=dataset_definition,

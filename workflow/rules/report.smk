@@ -8,7 +8,7 @@ rule build_report:
         histories=experiment_files(f"{EXPERIMENT}/history.csv"),
         figures=experiment_files(f"{EXPERIMENT}/figures/figures.json"),
         manifests=prepared_manifests(),
-        prepared=[manifest.removesuffix(".json") + ".npz" for manifest in prepared_manifests()],
+        prepared=[manifest.removesuffix(".json") for manifest in prepared_manifests()],
         augmentation_previews=[preview["path"] for preview in augmentation_previews()],
         exports=experiment_files(f"{EXPERIMENT}/export") if config["export"] else [],
     output:

@@ -6,9 +6,12 @@ from convbench.runtime import configure_tensorflow
 sm = snakemake
 configure_tensorflow(threads=sm.threads)
 
-from convbench.export import export_experiment
+import numpy as np
+
+from convbench.export import CHECK_IMAGES, export_experiment
 from convbench.prepared import load_prepared
 
-test_images, _ = load_prepared(sm.input.data, sm.input.manifest).scaled("test")
+data = load_prepared(sm.input.data, sm.input.manifest)
+test_images, _ = data.scaled("test", np.arange(min(CHECK_IMAGES, data.count("test"))))  # the ones the checks use
 export_experiment(sm.input.model, test_images, sm.params.formats, sm.output[0])
 finish()

@@ -12,7 +12,7 @@ seed = int(sm.wildcards.seed)
 strategy = configure_tensorflow(threads=sm.threads, seed=seed, deterministic=sm.params.training["deterministic"])
 
 from convbench.assessment import experiment_title, stage_assessment
-from convbench.prepared import load_prepared
+from convbench.prepared import fits_in_memory, load_prepared
 from convbench.study import architecture_from_params, evaluation_settings
 from convbench.training import train_experiment
 
@@ -47,5 +47,6 @@ train_experiment(
     tensorboard={"directory": sm.params.tensorboard_dir, **sm.config["tensorboard"]} if sm.config["tensorboard"]["enabled"] else None,
     on_saved=evaluate_while_in_memory,
     checkpoint_interval=sm.config["checkpoints"]["min_interval_s"],  # config, not params: it changes no result
+    in_memory=fits_in_memory(data, sm.resources.mem_mb),  # or read per batch from the shards: the same weights
 )
 finish()

@@ -1,0 +1,152 @@
+"""Datasets larger than memory: prepared shards read per batch (convbench.prepared) vs held in memory.
+
+    python benchmarks/larger_than_memory.py throughput [--epochs 3]
+    python benchmarks/larger_than_memory.py folder [--images 50000 200000] [--size 160]
+
+throughput: training images/s of the same run (simple_cnn, float32, batch 128) with the training split
+    held in memory (the default for data that fits) and read from its shards per batch, on digits
+    (28x28x1) and on a CIFAR-sized set (50,000 generated 32x32x3 images); each run in its own process,
+    the median epoch of `--epochs`, best of 2 processes per mode.
+folder: a generated image folder of N images at `--size` px (JPEG, every 10th PNG; generated once,
+    cached in --folder), prepared by convbench, then one epoch trained reading the shards per batch;
+    wall time and peak resident memory (ru_maxrss from wait4) of each in its own process. Run it for
+    N and 4N: the peaks stay the same when memory does not grow with the dataset.
+Prints the machine's CPU.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
+
+from prepare_image_folder import generate, measure  # noqa: E402
+
+PROJECT = Path(__file__).resolve().parent.parent
+PACKAGE = str(PROJECT / "workflow")
+# A small convnet for 160 px inputs: the benchmark is about data, not about a model's FLOPs.
+SMALL = {"layers": [{"Conv2D": {"filters": 32, "kernel_size": 3, "strides": 2, "activation": "relu"}},
+                    {"MaxPooling2D": {"pool_size": 2}},
+                    {"Conv2D": {"filters": 64, "kernel_size": 3, "activation": "relu"}},
+                    "GlobalAveragePooling2D"], "rgb": True, "min_size": 32}
+
+TRAIN = """
+import json, sys
+sys.path.insert(0, {package!r})
+from convbench.runtime import configure_tensorflow
+strategy = configure_tensorflow(threads=2, seed=1, deterministic=True)
+from convbench.architectures import custom_architectures
+from convbench.prepared import load_prepared
+from convbench.training import train_experiment
+arch = {arch!r} if isinstance({arch!r}, str) else custom_architectures({{"small": {arch!r}}})["small"]
+data = load_prepared({data!r}, {data!r} + ".json")
+settings = {{"epochs": {epochs}, "batch_size": {batch}, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
+             "augmentation": None, "precision": "float32"}}
+train_experiment(data, arch, seed=1, settings=settings, strategy=strategy, model_path={out!r} + "/m.keras",
+                 history_path={out!r} + "/h.csv", meta_path={out!r} + "/meta.json", checkpoint_dir={out!r} + "/ckpt",
+                 checkpoint_interval=1e9, in_memory={in_memory})
+"""
+
+PREPARE = """
+import sys
+sys.path.insert(0, {package!r})
+from convbench.catalog import resolve_datasets
+from convbench.datasets import prepare_dataset
+study = resolve_datasets({{"bench": {{"format": "image_folder", "path": {root!r}, "image_size": {size}, "color_mode": "rgb"}}}})
+prepare_dataset(study["bench"], [{root!r}], "{size}x{size}x3", {data!r}, {data!r} + ".json",
+                split_seed=0, test_fraction=0.1, validation_fraction=0.05, scaling="unit")
+"""
+
+
+def train(data, out, *, arch="simple_cnn", epochs=3, batch=128, in_memory=True):
+    """(images/s of the median epoch, wall s, peak RSS MB) of one training process."""
+    code = TRAIN.format(package=PACKAGE, arch=arch, data=str(data), epochs=epochs, batch=batch, out=str(out),
+                        in_memory=in_memory)
+    seconds, rss = measure(code)
+    meta = json.loads((Path(out) / "meta.json").read_text())
+    expected = "in memory" if in_memory else "read from its shards per batch"
+    assert meta["training_data"] == expected, meta["training_data"]
+    return meta["images_per_second"], seconds, rss
+
+
+def cifar_sized(directory, count=50_000):
+    """A prepared CIFAR-sized set: `count` generated 32x32x3 images of 10 classes (45k/5k split + a small test)."""
+    import numpy as np
+
+    from convbench.datasets import write_prepared
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(count) % 10
+    images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+    cut = int(count * 0.9)
+    splits = {"train": (labels[:cut], [images[:cut]]), "val": (labels[cut:], [images[cut:]]),
+              "test": (labels[:1000], [images[:1000]])}
+    manifest = {"dataset": "cifar_sized", "class_names": [str(i) for i in range(10)], "num_classes": 10,
+                "input_shape": [32, 32, 3], "preprocessing": {"scaling": "unit"}}
+    write_prepared(directory, f"{directory}.json", splits, manifest)
+    return directory
+
+
+def digits(directory):
+    from convbench.datasets import export_digits, prepare_dataset
+
+    export_digits(directory.parent / "digits.npz")
+    prepare_dataset("digits", [directory.parent / "digits.npz"], "28x28x1", directory, f"{directory}.json",
+                    split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
+    return directory
+
+
+def throughput(args):
+    print(f"{'data':<34}{'in memory img/s':>16}{'from shards img/s':>19}{'ratio':>8}")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        for name, data, epochs in (("digits 28x28x1 (1,293 train)", digits(work / "digits" / "d"), args.epochs * 4),
+                                   ("CIFAR-sized 32x32x3 (45,000 train)", cifar_sized(work / "cifar"), args.epochs)):
+            best = {}
+            for in_memory in (True, False, True, False):  # alternated: drift on the machine hits both alike
+                speed, _, _ = train(data, work / f"run-{in_memory}", epochs=epochs, in_memory=in_memory)
+                best[in_memory] = max(best.get(in_memory, 0), speed)
+            print(f"{name:<34}{best[True]:>16,.0f}{best[False]:>19,.0f}{best[False] / best[True]:>8.2f}", flush=True)
+
+
+def folder(args):
+    print(f"{'images':>8}{'GB as uint8':>12}{'prepare s':>11}{'prepare peak MB':>17}"
+          f"{'train s':>9}{'train img/s':>13}{'train peak MB':>15}")
+    for count in args.images:
+        root = args.folder / f"{count}-{args.size}"
+        generate(root, count, size=args.size, png_every=10)
+        with tempfile.TemporaryDirectory(dir=args.folder) as work:
+            data = Path(work) / "prepared"
+            prepare_seconds, prepare_rss = measure(PREPARE.format(package=PACKAGE, root=str(root), size=args.size,
+                                                                  data=str(data)))
+            speed, train_seconds, train_rss = train(data, Path(work), arch=SMALL, epochs=1, batch=64, in_memory=False)
+        gigabytes = count * args.size**2 * 3 / 1e9
+        print(f"{count:>8,}{gigabytes:>12.2f}{prepare_seconds:>11.0f}{prepare_rss:>17,.0f}"
+              f"{train_seconds:>9.0f}{speed:>13,.0f}{train_rss:>15,.0f}", flush=True)
+
+
+def main():
+    from convbench.runtime import cpu_model
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    speed = commands.add_parser("throughput")
+    speed.add_argument("--epochs", type=int, default=3)
+    large = commands.add_parser("folder")
+    large.add_argument("--images", type=int, nargs="+", default=[50_000, 200_000])
+    large.add_argument("--size", type=int, default=160)
+    large.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "convbench-large-folder")
+    args = parser.parse_args()
+    print(f"CPU: {cpu_model()}, 2 threads")
+    if args.command == "throughput":
+        throughput(args)
+    else:
+        args.folder.mkdir(parents=True, exist_ok=True)
+        folder(args)
+
+
+if __name__ == "__main__":
+    main()
