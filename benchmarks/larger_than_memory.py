@@ -65,7 +65,8 @@ def train(data, out, *, arch="simple_cnn", epochs=3, batch=128, in_memory=True):
     """(images/s of the median epoch, wall s, peak RSS MB) of one training process."""
     code = TRAIN.format(package=PACKAGE, arch=arch, data=str(data), epochs=epochs, batch=batch, out=str(out),
                         in_memory=in_memory)
-    seconds, rss = measure(code)
+    with open(Path(out).parent / "worker.log", "a") as log:  # TensorFlow's start-up lines
+        seconds, rss = measure(code, log)
     meta = json.loads((Path(out) / "meta.json").read_text())
     expected = "in memory" if in_memory else "read from its shards per batch"
     assert meta["training_data"] == expected, meta["training_data"]
@@ -84,8 +85,8 @@ def cifar_sized(directory, count=50_000):
     cut = int(count * 0.9)
     splits = {"train": (labels[:cut], [images[:cut]]), "val": (labels[cut:], [images[cut:]]),
               "test": (labels[:1000], [images[:1000]])}
-    manifest = {"dataset": "cifar_sized", "class_names": [str(i) for i in range(10)], "num_classes": 10,
-                "input_shape": [32, 32, 3], "preprocessing": {"scaling": "unit"}}
+    manifest = {"dataset": "cifar_sized", "source_sha256": {"generated": "seed 0"},
+                "class_names": [str(i) for i in range(10)], "num_classes": 10, "input_shape": [32, 32, 3], "preprocessing": {"scaling": "unit"}}
     write_prepared(directory, f"{directory}.json", splits, manifest)
     return directory
 
@@ -121,7 +122,7 @@ def folder(args):
         with tempfile.TemporaryDirectory(dir=args.folder) as work:
             data = Path(work) / "prepared"
             prepare_seconds, prepare_rss = measure(PREPARE.format(package=PACKAGE, root=str(root), size=args.size,
-                                                                  data=str(data)))
+                                                                  data=str(data)), open(Path(work) / "prepare.log", "w"))
             speed, train_seconds, train_rss = train(data, Path(work), arch=SMALL, epochs=1, batch=64, in_memory=False)
         gigabytes = count * args.size**2 * 3 / 1e9
         print(f"{count:>8,}{gigabytes:>12.2f}{prepare_seconds:>11.0f}{prepare_rss:>17,.0f}"

@@ -83,10 +83,10 @@ np.savez_compressed({out!r} + "/b.npz", x_train=images[train], x_val=images[val]
 """
 
 
-def measure(code):
-    """Wall seconds and peak RSS (MB) of `code` run in a fresh Python process."""
+def measure(code, log=None):
+    """Wall seconds and peak RSS (MB) of `code` run in a fresh Python process (its stderr to `log`, a file)."""
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", code])
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=log)
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
         raise SystemExit(f"benchmark process failed with status {status}")

@@ -39,7 +39,7 @@ def write_arrays(directory, arrays, *, class_names, scaling="unit", dataset="syn
     from convbench.datasets import write_prepared
     from convbench.prepared import SPLITS, load_prepared
 
-    manifest = {"dataset": dataset, "class_names": class_names, "num_classes": len(class_names),
+    manifest = {"dataset": dataset, "source_sha256": {}, "class_names": class_names, "num_classes": len(class_names),
                 "input_shape": list(arrays["x_train"].shape[1:]), "preprocessing": {"scaling": scaling}}
     splits = {split: (arrays[f"y_{split}"], [arrays[f"x_{split}"]]) for split in SPLITS}
     write_prepared(directory, f"{directory}.json", splits, manifest)

@@ -185,3 +185,19 @@ def test_confusion_matrix_title_is_whole_and_clear_of_the_colour_bar(classes):
     assert not box.overlaps(colorbar)
     assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)  # nothing cut off
     plt.close(fig)
+
+
+def test_a_long_figure_title_wraps_inside_the_figure():
+    """Every figure's title goes through style.suptitle (the report's variant plot cut its title at both edges)."""
+    import matplotlib.pyplot as plt
+
+    from convbench.style import suptitle
+
+    fig, _ = plt.subplots(figsize=(4, 3), layout="constrained")
+    text = suptitle(fig, "Test accuracy per variant — cifar100_with_a_long_name (bars: mean, points: seeds, grey: "
+                         "baseline)\nsecond line kept as its own line")
+    fig.canvas.draw()
+    box = text.get_window_extent(fig.canvas.get_renderer())
+    assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
+    assert text.get_text().count("\n") >= 2 and text.get_text().endswith("\nsecond line kept as its own line")
+    plt.close(fig)

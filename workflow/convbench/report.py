@@ -12,6 +12,7 @@ import pandas as pd
 from .atomic import atomic_path, read_json
 from .metrics import METRICS, leaderboard_columns
 from .prepared import SplitImages, prepared_beside
+from .style import suptitle
 from .summary import SETTING_PREFIX
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ def plot_curves_small_multiples(histories, dataset, metric, columns=PANEL_COLUMN
             ax.set_xlabel("epoch")
         for ax in axes[:, 0]:
             ax.set_ylabel(metric)
-        fig.suptitle(f"{metric.capitalize()} per epoch — {dataset}: validation (solid, band: seeds' range), "
+        suptitle(fig, f"{metric.capitalize()} per epoch — {dataset}: validation (solid, band: seeds' range), "
                      "training (dotted), the other models' validation (grey)", fontsize=10)
     return fig
 
@@ -366,7 +367,7 @@ def plot_hardest_images(summary, dataset, test_images, count=8):
         table.tick_params(length=0)
         for spine in table.spines.values():
             spine.set_visible(False)
-        fig.suptitle(f"The hardest test images of {dataset} for every model: predicted class and confidence "
+        suptitle(fig, f"The hardest test images of {dataset} for every model: predicted class and confidence "
                      "(green right, red wrong)", fontsize=10)
     return fig
 
@@ -407,7 +408,7 @@ def plot_gradcam_side_by_side(summary, dataset, test_images):
             axes[row, 0].set_ylabel(model, rotation=0, ha="right", va="center", fontsize=8)
         for column, ax in enumerate(axes[-1]):
             ax.set_xlabel(f"true {shortened(class_names[labels[column]])}", fontsize=7)
-        fig.suptitle(f"Where every model looks on the same test images of {dataset} (Grad-CAM; title: predicted class, red when wrong)",
+        suptitle(fig, f"Where every model looks on the same test images of {dataset} (Grad-CAM; title: predicted class, red when wrong)",
                      fontsize=10)
     return fig
 
@@ -643,7 +644,7 @@ def plot_variant_accuracy(summary, dataset):
             ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
             ax.set(title=architecture, ylabel="test accuracy")
             ax.set_ylim(max(0.0, data["accuracy"].min() - 0.05), min(1.0, data["accuracy"].max() + 0.02))
-        fig.suptitle(f"Test accuracy per variant — {dataset} (bars: mean, points: seeds, grey: baseline)")
+        suptitle(fig, f"Test accuracy per variant — {dataset} (bars: mean, points: seeds, grey: baseline)")
     return fig
 
 
@@ -683,7 +684,7 @@ def plot_sweep(summary, dataset, keys, variants):
             ax.grid(False)
             ax.set(xlabel=keys[1], ylabel=keys[0], title=architecture)
             fig.colorbar(image, ax=ax, label="mean test accuracy")
-        fig.suptitle(f"Sweep over {keys[0]} × {keys[1]} — {dataset}")
+        suptitle(fig, f"Sweep over {keys[0]} × {keys[1]} — {dataset}")
     return fig
 
 
@@ -767,7 +768,7 @@ def plot_cost_vs_accuracy(board, dataset):
             axes[3].set_axis_off()
             key = "\n".join(f"{number:>2}  {name}" for number, name in zip(labels, names))
             axes[3].text(0, 0.5, key, fontsize=8, family="monospace", va="center", ha="left")
-        fig.suptitle(f"Cost vs accuracy — {dataset} (red: the Pareto front; bars: ± std over seeds)")
+        suptitle(fig, f"Cost vs accuracy — {dataset} (red: the Pareto front; bars: ± std over seeds)")
     return fig
 
 
@@ -792,7 +793,7 @@ def plot_samples(manifest_path, per_class=6):
             for ax in axes[row]:
                 ax.set_xticks([]), ax.set_yticks([])
             axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center")
-        fig.suptitle(f"{manifest['dataset']}: training samples at {'x'.join(map(str, manifest['input_shape']))}")
+        suptitle(fig, f"{manifest['dataset']}: training samples at {'x'.join(map(str, manifest['input_shape']))}")
     return fig
 
 

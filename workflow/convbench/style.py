@@ -13,6 +13,20 @@ STYLE = {
 }
 
 
+def suptitle(fig, text, **kwargs):
+    """fig.suptitle with each line broken at spaces to fit the figure's width (a character taken as
+    0.6 em wide): constrained layout makes room above the axes for a title, not beside them, so a
+    longer line would run past the figure's edges."""
+    import textwrap
+
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+
+    points = FontProperties(size=kwargs.get("fontsize", matplotlib.rcParams["figure.titlesize"])).get_size_in_points()
+    width = max(20, int(fig.get_figwidth() * 72 / (0.6 * points)))
+    return fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")), **kwargs)
+
+
 def displayable(image):
     """Any image scaled to [0, 1] for imshow; single-channel images as 2-D."""
     image = np.asarray(image, float)

@@ -2,11 +2,9 @@
 filters, feature maps, Grad-CAM, misclassified images; and the augmentation preview."""
 
 import math
-import textwrap
 from pathlib import Path
 
 import keras
-import matplotlib.font_manager
 import matplotlib.pyplot as plt  # picks the file-only Agg backend where there is no display
 from matplotlib.ticker import MaxNLocator
 import numpy as np
@@ -18,7 +16,7 @@ from .anatomy import (SOBEL_X, conv2d_numpy, conv_layers, find_conv_layer, first
 from .atomic import atomic_path
 from .figures import NAMES as FIGURE_NAMES
 from .inference import fit_to_model
-from .style import STYLE, displayable, png_bytes
+from .style import STYLE, displayable, png_bytes, suptitle
 
 def save_figure(fig, path):
     data = png_bytes(fig)
@@ -90,7 +88,7 @@ def plot_training_curves(history, path, title):
             ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
             ax.legend()
-        fig.suptitle(title)
+        suptitle(fig, title)
         save_figure(fig, path)
 
 
@@ -119,14 +117,8 @@ def confusion_figure(matrix, class_names, title):
         fig.colorbar(image, ax=ax, label="share of true class")
         # Above matrix and colour bar both (an axes title is centred on the matrix and ran under the bar),
         # wrapped to the figure's width.
-        fig.suptitle(wrapped(title, fig, plt.rcParams["figure.titlesize"]))
+        suptitle(fig, title)
     return fig
-
-
-def wrapped(text, fig, fontsize):
-    """`text` broken at spaces into lines that fit the figure's width (a character ~0.6 em wide)."""
-    points = matplotlib.font_manager.FontProperties(size=fontsize).get_size_in_points()
-    return textwrap.fill(text, max(20, int(fig.get_figwidth() * 72 / (0.6 * points))))
 
 
 def plot_filters(model, path, title, layer_name=None, max_filters=64):
@@ -142,7 +134,7 @@ def plot_filters(model, path, title, layer_name=None, max_filters=64):
         fig, ax = plt.subplots(figsize=(1.1 * columns, 1.1 * rows + 0.6), layout="constrained")
         ax.imshow(mosaic(normalised(tiles), columns), interpolation="nearest")
         ax.set_axis_off()
-        fig.suptitle(f"{title}\n{layer.name}: {count} of {kernel.shape[-1]} filters")
+        suptitle(fig, f"{title}\n{layer.name}: {count} of {kernel.shape[-1]} filters")
         save_figure(fig, path)
     return {"layer": layer.name, "tiles": count, "grid": [rows, columns]}
 
@@ -202,7 +194,7 @@ def plot_feature_maps(model, images, path, title, max_maps=16, max_blocks=4, lay
                 picture.set_axis_off()
                 strip.set_axis_off()
         chosen = "layers named in render.feature_map_layers" if layer_names else "first conv layer of each block"
-        fig.suptitle(f"{title}\n{chosen}: {', '.join(layer.name for layer in layers)}")
+        suptitle(fig, f"{title}\n{chosen}: {', '.join(layer.name for layer in layers)}")
         save_figure(fig, path)
     return {"layers": [layer.name for layer in layers], "tiles": rows * (count + 1), "grid": [rows, count + 1]}
 
@@ -249,7 +241,7 @@ def plot_grad_cam(model, images, labels, class_names, path, title):
             ax.imshow(displayable(images[index]), cmap="gray" if images.shape[-1] == 1 else None)
             ax.imshow(upscaled[index], cmap="jet", alpha=0.45, vmin=0, vmax=1)
             ax.set_title(f"true {class_names[labels[index]]} / pred {class_names[predicted[index]]}", fontsize=8)
-        fig.suptitle(f"{title}\nGrad-CAM at {layer_name}")
+        suptitle(fig, f"{title}\nGrad-CAM at {layer_name}")
         save_figure(fig, path)
     # the heat maps themselves (at most 28x28, 2 decimals: a few kB), so that the report can put every
     # model's look at the same test images side by side
@@ -277,7 +269,7 @@ def plot_misclassified(images, labels, probabilities, class_names, path, title, 
                          f"({probabilities[index, predicted[index]]:.0%})", fontsize=8)
         if not len(wrong):
             axes.flat[0].text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
-        fig.suptitle(f"{title}\n{len(wrong)} most confident of {int((predicted != labels).sum())} errors")
+        suptitle(fig, f"{title}\n{len(wrong)} most confident of {int((predicted != labels).sum())} errors")
         save_figure(fig, path)
     return {"tiles": len(wrong), "errors": int((predicted != labels).sum())}
 
@@ -300,7 +292,7 @@ def plot_convolution_by_hand(model, image, path, title):
             ax.imshow(picture, cmap=cmap if picture.ndim == 2 else None, interpolation="nearest")
             ax.set_title(label, fontsize=8)
             ax.set_axis_off()
-        fig.suptitle(f"{title}\nlargest |difference| over all {by_hand.shape[-1]} filters: "
+        suptitle(fig, f"{title}\nlargest |difference| over all {by_hand.shape[-1]} filters: "
                      f"{facts['max_abs_difference']:.1e} ({facts['precision']})")
         save_figure(fig, path)
     return facts
@@ -323,7 +315,7 @@ def plot_augmentation_preview(data, augmentation, path, title, per_row=7):
                 ax.imshow(displayable(image), cmap="gray" if image.shape[-1] == 1 else None)
                 ax.set_axis_off()
         state = "as trained" if augmentation is not None else "augmentation is off (training.augmentation)"
-        fig.suptitle(f"{title}\noriginal, then {per_row} augmented draws — {state}")
+        suptitle(fig, f"{title}\noriginal, then {per_row} augmented draws — {state}")
         save_figure(fig, path)
     return {"tiles": rows * (per_row + 1), "grid": [rows, per_row + 1]}
 
