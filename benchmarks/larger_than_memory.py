@@ -5,8 +5,8 @@
 
 throughput: training images/s of the same run (simple_cnn, float32, batch 128) with the training split
     held in memory (the default for data that fits) and read from its shards per batch, on digits
-    (28x28x1) and on a CIFAR-sized set (50,000 generated 32x32x3 images); each run in its own process,
-    the median epoch of `--epochs`, best of 2 processes per mode.
+    (28x28x1, 8 x --epochs epochs: they are short) and on a CIFAR-sized set (50,000 generated 32x32x3
+    images); each run in its own process, the median epoch, best of --rounds processes per mode.
 folder: a generated image folder of N images at `--size` px (JPEG, every 10th PNG; generated once,
     cached in --folder), prepared by convbench, then one epoch trained reading the shards per batch;
     wall time and peak resident memory (ru_maxrss from wait4) of each in its own process. Run it for
@@ -104,10 +104,12 @@ def throughput(args):
     print(f"{'data':<34}{'in memory img/s':>16}{'from shards img/s':>19}{'ratio':>8}")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        for name, data, epochs in (("digits 28x28x1 (1,293 train)", digits(work / "digits" / "d"), args.epochs * 4),
-                                   ("CIFAR-sized 32x32x3 (45,000 train)", cifar_sized(work / "cifar"), args.epochs)):
-            best = {}
-            for in_memory in (True, False, True, False):  # alternated: drift on the machine hits both alike
+        cases = {"digits": ("digits 28x28x1 (1,293 train)", lambda: digits(work / "digits" / "d"), args.epochs * 8),
+                 "cifar": ("CIFAR-sized 32x32x3 (45,000 train)", lambda: cifar_sized(work / "cifar"), args.epochs)}
+        for key in args.data:
+            name, make, epochs = cases[key]
+            data, best = make(), {}
+            for in_memory in (True, False) * args.rounds:  # alternated: drift on the machine hits both alike
                 speed, _, _ = train(data, work / f"run-{in_memory}", epochs=epochs, in_memory=in_memory)
                 best[in_memory] = max(best.get(in_memory, 0), speed)
             print(f"{name:<34}{best[True]:>16,.0f}{best[False]:>19,.0f}{best[False] / best[True]:>8.2f}", flush=True)
@@ -136,6 +138,8 @@ def main():
     commands = parser.add_subparsers(dest="command", required=True)
     speed = commands.add_parser("throughput")
     speed.add_argument("--epochs", type=int, default=3)
+    speed.add_argument("--rounds", type=int, default=2, help="processes per mode; the best counts")
+    speed.add_argument("--data", nargs="+", choices=["digits", "cifar"], default=["digits", "cifar"])
     large = commands.add_parser("folder")
     large.add_argument("--images", type=int, nargs="+", default=[50_000, 200_000])
     large.add_argument("--size", type=int, default=160)

@@ -3,8 +3,9 @@
 Generates N images of 64x64 RGB (PNG and JPEG, 10 classes) once, then prepares them twice, each
 in its own process so that its peak resident memory (ru_maxrss) is measured alone:
 
-  convbench  prepare_dataset: lists the files, splits by label, decodes each image straight into
-             the preallocated split arrays, writes the compressed npz in chunks.
+  convbench  prepare_dataset: lists the files, splits by label, decodes 512 images at a time and
+             writes them to the split's .npy shards (convbench.prepared), then reads the training
+             shards back a chunk at a time for the scaling statistics.
   baseline   what a first script does: decode every image into a Python list, np.stack,
              index the splits, np.savez_compressed.
 

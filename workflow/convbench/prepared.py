@@ -67,9 +67,10 @@ class PreparedData:
             breaks = np.flatnonzero((np.diff(local) != 1) | (np.diff(positions) != 1)) + 1
             for run_positions, run_local in zip(np.split(positions, breaks), np.split(local, breaks)):
                 first, count = int(run_positions[0]), len(run_positions)
-                view = memoryview(out[first : first + count]).cast("B")
-                if os.preadv(fd, [view], header + int(run_local[0]) * size) != count * size:
+                data = os.pread(fd, count * size, header + int(run_local[0]) * size)  # thread-safe: no file offset
+                if len(data) != count * size:
                     raise OSError(f"{self.directory / shards[shard]['file']}: cut short; prepare the dataset again")
+                out[first : first + count] = np.frombuffer(data, np.uint8).reshape(count, *self.input_shape)
         return out
 
     def batches(self, split, batch_size):
