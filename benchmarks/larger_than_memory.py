@@ -50,6 +50,22 @@ train_experiment(data, arch, seed=1, settings=settings, strategy=strategy, model
                  checkpoint_interval=1e9, in_memory={in_memory})
 """
 
+# The same run at the commit given by --before, whose prepared data was one .npz held in memory.
+TRAIN_BEFORE = """
+import sys
+sys.path.insert(0, {package!r})
+from convbench.runtime import configure_tensorflow
+strategy = configure_tensorflow(threads=2, seed=1, deterministic=True)
+from convbench.prepared import load_prepared
+from convbench.training import train_experiment
+data = load_prepared({data!r} + ".npz", {data!r} + ".json")
+settings = {{"epochs": {epochs}, "batch_size": {batch}, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
+             "augmentation": None, "precision": "float32"}}
+train_experiment(data, {arch!r}, seed=1, settings=settings, strategy=strategy, model_path={out!r} + "/m.keras",
+                 history_path={out!r} + "/h.csv", meta_path={out!r} + "/meta.json", checkpoint_dir={out!r} + "/ckpt",
+                 checkpoint_interval=1e9)
+"""
+
 PREPARE = """
 import sys
 sys.path.insert(0, {package!r})
@@ -61,15 +77,17 @@ prepare_dataset(study["bench"], [{root!r}], "{size}x{size}x3", {data!r}, {data!r
 """
 
 
-def train(data, out, *, arch="simple_cnn", epochs=3, batch=128, in_memory=True):
-    """(images/s of the median epoch, wall s, peak RSS MB) of one training process."""
-    code = TRAIN.format(package=PACKAGE, arch=arch, data=str(data), epochs=epochs, batch=batch, out=str(out),
-                        in_memory=in_memory)
+def train(data, out, *, arch="simple_cnn", epochs=3, batch=128, in_memory=True, before=None):
+    """(images/s of the median epoch, wall s, peak RSS MB) of one training process; `before`: the
+    package folder of an earlier checkout, trained on the .npz beside `data` (before_format)."""
+    template, package = (TRAIN_BEFORE, before) if before else (TRAIN, PACKAGE)
+    code = template.format(package=package, arch=arch, data=str(data), epochs=epochs, batch=batch, out=str(out),
+                           in_memory=in_memory)
     with open(Path(out).parent / "worker.log", "a") as log:  # TensorFlow's start-up lines
         seconds, rss = measure(code, log)
     meta = json.loads((Path(out) / "meta.json").read_text())
     expected = "in memory" if in_memory else "read from its shards per batch"
-    assert meta["training_data"] == expected, meta["training_data"]
+    assert before or meta["training_data"] == expected, meta["training_data"]
     return meta["images_per_second"], seconds, rss
 
 
@@ -100,19 +118,54 @@ def digits(directory):
     return directory
 
 
+def before_format(data):
+    """The prepared data as the commit before shards stored it: one .npz of every split, beside the manifest."""
+    import numpy as np
+
+    from convbench.prepared import load_prepared
+
+    prepared = load_prepared(data, f"{data}.json")
+    arrays = {}
+    for split in ("train", "val", "test"):
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = prepared.raw(split)
+    np.savez(f"{data}.npz", **arrays)
+
+
+def checkout(commit, folder):
+    """The package folder of `commit`, checked out as a git worktree in `folder`."""
+    import subprocess
+
+    subprocess.run(["git", "-C", str(PROJECT), "worktree", "add", "--detach", str(folder), commit], check=True,
+                   capture_output=True)
+    return str(folder / "workflow")
+
+
 def throughput(args):
-    print(f"{'data':<34}{'in memory img/s':>16}{'from shards img/s':>19}{'ratio':>8}")
+    before_header = f"{'before img/s':>14}" if args.before else ""
+    print(f"{'data':<34}{before_header}{'in memory img/s':>16}{'from shards img/s':>19}{'shards / memory':>17}"
+          + (f"{'memory / before':>17}" if args.before else ""))
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
+        package_before = checkout(args.before, work / "before") if args.before else None
         cases = {"digits": ("digits 28x28x1 (1,293 train)", lambda: digits(work / "digits" / "d"), args.epochs * 8),
                  "cifar": ("CIFAR-sized 32x32x3 (45,000 train)", lambda: cifar_sized(work / "cifar"), args.epochs)}
         for key in args.data:
             name, make, epochs = cases[key]
             data, best = make(), {}
-            for in_memory in (True, False) * args.rounds:  # alternated: drift on the machine hits both alike
-                speed, _, _ = train(data, work / f"run-{in_memory}", epochs=epochs, in_memory=in_memory)
-                best[in_memory] = max(best.get(in_memory, 0), speed)
-            print(f"{name:<34}{best[True]:>16,.0f}{best[False]:>19,.0f}{best[False] / best[True]:>8.2f}", flush=True)
+            modes = (True, False, "before") if args.before else (True, False)
+            if args.before:
+                before_format(data)
+            for mode in modes * args.rounds:  # alternated: drift on the machine hits every mode alike
+                speed, _, _ = train(data, work / f"run-{mode}", epochs=epochs, in_memory=mode is True,
+                                    before=package_before if mode == "before" else None)
+                best[mode] = max(best.get(mode, 0), speed)
+            line = f"{name:<34}" + (f"{best['before']:>14,.0f}" if args.before else "")
+            line += f"{best[True]:>16,.0f}{best[False]:>19,.0f}{best[False] / best[True]:>17.2f}"
+            print(line + (f"{best[True] / best['before']:>17.2f}" if args.before else ""), flush=True)
+    if args.before:
+        import subprocess
+
+        subprocess.run(["git", "-C", str(PROJECT), "worktree", "prune"], check=True)
 
 
 def folder(args):
@@ -140,6 +193,7 @@ def main():
     speed.add_argument("--epochs", type=int, default=3)
     speed.add_argument("--rounds", type=int, default=2, help="processes per mode; the best counts")
     speed.add_argument("--data", nargs="+", choices=["digits", "cifar"], default=["digits", "cifar"])
+    speed.add_argument("--before", help="a commit to compare with (e.g. the one before shards), checked out aside")
     large = commands.add_parser("folder")
     large.add_argument("--images", type=int, nargs="+", default=[50_000, 200_000])
     large.add_argument("--size", type=int, default=160)

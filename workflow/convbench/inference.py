@@ -45,11 +45,13 @@ def image_gather(images, image_shape):
     return read
 
 
-def split_batches(data, split, batch_size=BATCH_SIZE, input_size=None, with_labels=False):
+def split_batches(data, split, batch_size=BATCH_SIZE, input_size=None, with_labels=False, in_memory=False):
     """A prepared split in order, read a batch at a time, scaled (and resized to input_size) per batch:
-    memory is a few batches whatever the split's size. with_labels: (images, one-hot labels)."""
+    memory is a few batches whatever the split's size (in_memory: the split is read once and held,
+    for splits read every epoch that fit). with_labels: (images, one-hot labels)."""
     labels = data.labels(split)
-    read = image_gather(lambda index: data.images(split, index), data.input_shape)
+    read = image_gather(data.images(split) if in_memory else (lambda index: data.images(split, index)),
+                        data.input_shape)
     params = data.manifest["preprocessing"]
     offset, scale = tf.constant(params["offset"], tf.float32), tf.constant(params["scale"], tf.float32)
 

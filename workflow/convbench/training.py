@@ -277,7 +277,7 @@ def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkp
     batch_size = settings["batch_size"]
     steps = math.ceil(len(y_train) / batch_size)
     side = model.input_shape[1]  # images are resized to it per batch (input_size)
-    val_ds = split_batches(data, "val", max(batch_size, 256), input_size=side, with_labels=True)
+    val_ds = split_batches(data, "val", max(batch_size, 256), input_size=side, with_labels=True, in_memory=in_memory)
     timer = EpochTimer(len(y_train))
     resumable = make_callbacks(settings, resumed.callbacks)
     checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, resumed.history, resumable, runtime,
