@@ -9,7 +9,6 @@ export checks all see the same pixels and no upscaled copy of a dataset is ever 
 import numpy as np
 import tensorflow as tf
 
-
 BATCH_SIZE = 256  # batch composition can decide the last bits of a result: keep it the same everywhere
 
 

@@ -27,6 +27,7 @@ class PreparedData:
     directory: Path
     _files: dict = field(default_factory=dict, repr=False)  # shard path -> (open file descriptor, header bytes)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _labels: dict = field(default_factory=dict, repr=False)
 
     @property
     def class_names(self):
@@ -47,7 +48,9 @@ class PreparedData:
         return self.count(split) * int(np.prod(self.input_shape))
 
     def labels(self, split):
-        return np.load(self.directory / f"y_{split}.npy", allow_pickle=False)
+        if split not in self._labels:  # read once: evaluation, figures and batches all ask for them
+            self._labels[split] = np.load(self.directory / f"y_{split}.npy", allow_pickle=False)
+        return self._labels[split]
 
     def images(self, split, index=None):
         """uint8 images of a split at the given indices, in their order (all of them when None)."""
