@@ -7,7 +7,7 @@ through convbench's own train_experiment and evaluates on the test split, once p
 precision, each run in a fresh process with 2 threads. Prints mean ± std per precision, the
 seed-paired difference (bf16 - float32) with its 95 % t interval, and the verdict precision `auto`
 uses: bfloat16 "keeps accuracy" unless the interval lies entirely below 0 (worse beyond seed noise).
-The architectures it keeps accuracy for are marked bf16_keeps_accuracy in convbench.architectures.
+The architectures it keeps accuracy for are marked bf16_keeps_accuracy in convbench.models.architectures.
 """
 
 import argparse
@@ -23,13 +23,13 @@ PROJECT = Path(__file__).resolve().parent.parent
 WORKER = r"""
 import json, sys, time
 sys.path.insert(0, {package!r})
-from convbench.runtime import configure_tensorflow, set_precision
+from convbench.base.runtime import configure_tensorflow, set_precision
 strategy = configure_tensorflow(threads=2, seed={seed}, deterministic=True)
 set_precision({precision!r})
 import numpy as np
-from convbench.prepared import load_prepared
-from convbench.training import train_experiment
-from convbench.inference import class_probabilities
+from convbench.data.prepared import load_prepared
+from convbench.train.training import train_experiment
+from convbench.evaluate.inference import class_probabilities
 out = {out!r}
 data = load_prepared(out + "/data", out + "/data.json")
 settings = {{"epochs": {epochs}, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
@@ -46,7 +46,7 @@ print(json.dumps({{"accuracy": accuracy, "images_per_second": meta["images_per_s
 
 def prepare(folder, spec):
     sys.path.insert(0, str(PROJECT / "workflow"))
-    from convbench.datasets import export_digits, prepare_dataset
+    from convbench.data.datasets import export_digits, prepare_dataset
 
     raw = folder / "digits.npz"
     if not raw.exists():
@@ -85,8 +85,8 @@ def main():
     parser.add_argument("--architectures", nargs="+", default=["simple_cnn", "bn_cnn", "resnet20"])
     args = parser.parse_args()
     sys.path.insert(0, str(PROJECT / "workflow"))
-    from convbench.architectures import input_spec
-    from convbench.runtime import cpu_bf16_flags, cpu_model
+    from convbench.models.architectures import input_spec
+    from convbench.base.runtime import cpu_bf16_flags, cpu_model
 
     print(f"CPU: {cpu_model()}; BF16 flags: {', '.join(cpu_bf16_flags()) or 'none'}; 2 threads per run; "
           f"digits, {args.epochs} epochs, {args.seeds} seeds", flush=True)

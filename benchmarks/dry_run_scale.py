@@ -21,7 +21,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "workflow"))
 
-from convbench.runtime import cpu_model  # noqa: E402
+from convbench.base.runtime import cpu_model  # noqa: E402
 ARCHITECTURES = ["simple_cnn", "bn_cnn", "lenet5", "alexnet", "resnet20", "vgg16", "vgg19", "resnet50", "resnet101",
                  "inceptionv3", "mobilenetv2", "efficientnetb0"]
 

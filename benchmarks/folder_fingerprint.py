@@ -46,7 +46,7 @@ def main():
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "convbench-image-folder")
     args = parser.parse_args()
     generate(args.folder, args.images)
-    from convbench.formats import folder_fingerprint
+    from convbench.data.formats import folder_fingerprint
 
     cache = Path(tempfile.mkdtemp(prefix="fingerprint-cache-"))
     size = sum(path.stat().st_size for path in args.folder.rglob("*.*") if path.is_file()) / 1e6
@@ -55,7 +55,7 @@ def main():
         ("content, first run", timed(folder_fingerprint, [args.folder], cache_dir=cache)),
         ("content, cached", timed(folder_fingerprint, [args.folder], cache_dir=cache)),
     ]
-    from convbench.runtime import cpu_model
+    from convbench.base.runtime import cpu_model
 
     print(f"{args.images:,} images, {size:,.0f} MB; CPU: {cpu_model()}")
     print(f"{'fingerprint':>20} {'seconds':>8}")

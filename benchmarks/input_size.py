@@ -21,19 +21,19 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "workflow"))
 
-from convbench.runtime import cpu_model  # noqa: E402  (no TensorFlow import: the measured child imports it)
+from convbench.base.runtime import cpu_model  # noqa: E402  (no TensorFlow import: the measured child imports it)
 
 
 def run_mode(mode, images, size, steps, batch):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
-    from convbench.runtime import configure_tensorflow, seed_everything
+    from convbench.base.runtime import configure_tensorflow, seed_everything
 
     configure_tensorflow(threads=os.cpu_count())
     seed_everything(0)
-    from convbench.architectures import create_model
-    from convbench.training import compile_model, training_dataset
+    from convbench.models.architectures import create_model
+    from convbench.train.training import compile_model, training_dataset
 
     rng = np.random.default_rng(0)
     used = (steps + 2) * batch  # warm-up steps + timed steps

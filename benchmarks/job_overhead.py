@@ -27,7 +27,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "workflow"))
 
-from convbench.runtime import cpu_model  # noqa: E402
+from convbench.base.runtime import cpu_model  # noqa: E402
 FLOAT32 = "training={precision: float32}"
 TWELVE_WITH_VARIANTS = ["training={precision: float32, epochs: 2}", "seeds=[1, 2, 3]",
                         "variants={default: {}, low_lr: {learning_rate: 0.0003}}"]

@@ -1,4 +1,4 @@
-"""Datasets larger than memory: prepared shards read per batch (convbench.prepared) vs held in memory.
+"""Datasets larger than memory: prepared shards read per batch (convbench.data.prepared) vs held in memory.
 
     python benchmarks/larger_than_memory.py throughput [--epochs 3]
     python benchmarks/larger_than_memory.py folder [--images 50000 200000] [--size 160]
@@ -36,11 +36,11 @@ SMALL = {"layers": [{"Conv2D": {"filters": 32, "kernel_size": 3, "strides": 2, "
 TRAIN = """
 import json, sys
 sys.path.insert(0, {package!r})
-from convbench.runtime import configure_tensorflow
+from convbench.base.runtime import configure_tensorflow
 strategy = configure_tensorflow(threads=2, seed=1, deterministic=True)
-from convbench.architectures import custom_architectures
-from convbench.prepared import load_prepared
-from convbench.training import train_experiment
+from convbench.models.custom import custom_architectures
+from convbench.data.prepared import load_prepared
+from convbench.train.training import train_experiment
 arch = {arch!r} if isinstance({arch!r}, str) else custom_architectures({{"small": {arch!r}}})["small"]
 data = load_prepared({data!r}, {data!r} + ".json")
 settings = {{"epochs": {epochs}, "batch_size": {batch}, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
@@ -54,10 +54,10 @@ train_experiment(data, arch, seed=1, settings=settings, strategy=strategy, model
 TRAIN_BEFORE = """
 import sys
 sys.path.insert(0, {package!r})
-from convbench.runtime import configure_tensorflow
+from convbench.base.runtime import configure_tensorflow
 strategy = configure_tensorflow(threads=2, seed=1, deterministic=True)
-from convbench.prepared import load_prepared
-from convbench.training import train_experiment
+from convbench.data.prepared import load_prepared
+from convbench.train.training import train_experiment
 data = load_prepared({data!r} + ".npz", {data!r} + ".json")
 settings = {{"epochs": {epochs}, "batch_size": {batch}, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
              "augmentation": None, "precision": "float32"}}
@@ -69,8 +69,8 @@ train_experiment(data, {arch!r}, seed=1, settings=settings, strategy=strategy, m
 PREPARE = """
 import sys
 sys.path.insert(0, {package!r})
-from convbench.catalog import resolve_datasets
-from convbench.datasets import prepare_dataset
+from convbench.data.catalog import resolve_datasets
+from convbench.data.datasets import prepare_dataset
 study = resolve_datasets({{"bench": {{"format": "image_folder", "path": {root!r}, "image_size": {size}, "color_mode": "rgb"}}}})
 prepare_dataset(study["bench"], [{root!r}], "{size}x{size}x3", {data!r}, {data!r} + ".json",
                 split_seed=0, test_fraction=0.1, validation_fraction=0.05, scaling="unit")
@@ -95,7 +95,7 @@ def cifar_sized(directory, count=50_000):
     """A prepared CIFAR-sized set: `count` generated 32x32x3 images of 10 classes (45k/5k split + a small test)."""
     import numpy as np
 
-    from convbench.datasets import write_prepared
+    from convbench.data.datasets import write_prepared
 
     rng = np.random.default_rng(0)
     labels = np.arange(count) % 10
@@ -110,7 +110,7 @@ def cifar_sized(directory, count=50_000):
 
 
 def digits(directory):
-    from convbench.datasets import export_digits, prepare_dataset
+    from convbench.data.datasets import export_digits, prepare_dataset
 
     export_digits(directory.parent / "digits.npz")
     prepare_dataset("digits", [directory.parent / "digits.npz"], "28x28x1", directory, f"{directory}.json",
@@ -122,7 +122,7 @@ def before_format(data):
     """The prepared data as the commit before shards stored it: one .npz of every split, beside the manifest."""
     import numpy as np
 
-    from convbench.prepared import load_prepared
+    from convbench.data.prepared import load_prepared
 
     prepared = load_prepared(data, f"{data}.json")
     arrays = {}
@@ -185,7 +185,7 @@ def folder(args):
 
 
 def main():
-    from convbench.runtime import cpu_model
+    from convbench.base.runtime import cpu_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)

@@ -4,7 +4,7 @@ Generates N images of 64x64 RGB (PNG and JPEG, 10 classes) once, then prepares t
 in its own process so that its peak resident memory (ru_maxrss) is measured alone:
 
   convbench  prepare_dataset: lists the files, splits by label, decodes 512 images at a time and
-             writes them to the split's .npy shards (convbench.prepared), then reads the training
+             writes them to the split's .npy shards (convbench.data.prepared), then reads the training
              shards back a chunk at a time for the scaling statistics.
   baseline   what a first script does: decode every image into a Python list, np.stack,
              index the splits, np.savez_compressed.
@@ -58,8 +58,8 @@ def generate(root, count, size=SIZE, png_every=2):
 CONVBENCH = """
 import sys
 sys.path.insert(0, {package!r})
-from convbench.catalog import resolve_datasets
-from convbench.datasets import prepare_dataset
+from convbench.data.catalog import resolve_datasets
+from convbench.data.datasets import prepare_dataset
 study = resolve_datasets({{"bench": {{"format": "image_folder", "path": {root!r}, "image_size": 64, "color_mode": "rgb"}}}})
 prepare_dataset(study["bench"], [{root!r}], "64x64x3", {out!r} + "/c", {out!r} + "/c.json",
                 split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="standardize")
@@ -70,8 +70,8 @@ import sys
 import numpy as np
 from PIL import Image
 sys.path.insert(0, {package!r})
-from convbench.formats import class_folders, list_image_folder
-from convbench.datasets import stratified_splits
+from convbench.data.formats import class_folders, list_image_folder
+from convbench.data.datasets import stratified_splits
 classes = class_folders({root!r})
 paths, labels = list_image_folder({root!r}, classes)
 images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]

@@ -5,9 +5,9 @@ but valid) result files.
 
 Writes every file the summarize and build_report rules read for architectures x variants x seeds
 experiments on digits (metrics.json, test_predictions.npz, train_meta.json, history.csv, anatomy.json,
-every figure of convbench.figures with figures.json, the cost table, Snakemake benchmark files), with
-the variants as a learning-rate sweep; then times convbench.summary.write_summary and
-convbench.report.build_report exactly as the rules call them, and prints the figures with the CPU
+every figure of convbench.evaluate.figures with figures.json, the cost table, Snakemake benchmark files), with
+the variants as a learning-rate sweep; then times convbench.report.summary.write_summary and
+convbench.report.build.build_report exactly as the rules call them, and prints the figures with the CPU
 they ran on. tests/test_report_scale.py builds the same study and checks the page's structure.
 """
 
@@ -26,15 +26,15 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "workflow"))
 
-from convbench.figures import NAMES as FIGURE_NAMES  # noqa: E402
-from convbench.runtime import cpu_model  # noqa: E402
+from convbench.evaluate.figures import NAMES as FIGURE_NAMES  # noqa: E402
+from convbench.base.runtime import cpu_model  # noqa: E402
 
 
 def figure_templates(out, rng):
-    """One PNG per figure of convbench.figures, drawn by the real plotting code where it needs no model."""
+    """One PNG per figure of convbench.evaluate.figures, drawn by the real plotting code where it needs no model."""
     import matplotlib.pyplot as plt
 
-    from convbench.visualization import mosaic, normalised, plot_confusion_matrix, plot_training_curves, save_figure
+    from convbench.evaluate.visualization import (mosaic, normalised, plot_confusion_matrix, plot_training_curves, save_figure)
 
     epochs = np.arange(1, 21)
     history = pd.DataFrame({"epoch": epochs, "loss": 1 / epochs, "val_loss": 1.1 / epochs,
@@ -112,9 +112,9 @@ def write_experiment(root, dataset, arch, variant, seed, learning_rate, labels, 
 def write_study(root, architectures=10, variants=2, seeds=5):
     """Every result file of a generated study under `root`; returns the summary's inputs (the
     experiments' folders) and build_report's parameters, as the rules pass them (paths relative to root)."""
-    from convbench.config import sweep_variants
-    from convbench.datasets import export_digits, prepare_dataset
-    from convbench.prepared import load_prepared
+    from convbench.base.config import sweep_variants
+    from convbench.data.datasets import export_digits, prepare_dataset
+    from convbench.data.prepared import load_prepared
 
     rng = np.random.default_rng(0)
     templates = figure_templates(Path(tempfile.mkdtemp()), rng)
@@ -152,8 +152,8 @@ def write_study(root, architectures=10, variants=2, seeds=5):
 def build(root, experiments, parameters):
     """summary.csv and report.html of a written study, as the summarize and build_report rules make
     them; returns the seconds each took."""
-    from convbench.report import build_report
-    from convbench.summary import write_summary
+    from convbench.report.build import build_report
+    from convbench.report.summary import write_summary
 
     here = os.getcwd()
     os.chdir(root)

@@ -4,10 +4,10 @@ Runs, for each case, the plain fit and the engine one after the other in fresh p
 (2 threads each, the train rule's default), and prints images/s per epoch and their ratio:
 
   plain    x = images.astype("float32") / 255; model.fit(x, y, batch_size=128, epochs=E, shuffle=True)
-  engine   convbench.training.training_dataset (uint8 in memory, per-epoch stateless shuffle, one
+  engine   convbench.train.training.training_dataset (uint8 in memory, per-epoch stateless shuffle, one
            stream with steps_per_epoch, autotune off) + model.fit, as train_model runs it, with op
            determinism on (the default) and BatchNormalization on the fused kernel
-           (convbench.fused_batchnorm)
+           (convbench.models.fused_batchnorm)
 
 Cases (the issue's): simple_cnn on MNIST-shaped data (60,000 x 28x28x1) and bn_cnn on
 CIFAR-shaped data (50,000 x 32x32x3); synthetic pixels, since only speed is measured. resnet20
@@ -40,14 +40,14 @@ WORKER = r"""
 import json, sys, time
 sys.path.insert(0, {package!r})
 import numpy as np
-from convbench.runtime import configure_tensorflow, set_precision
+from convbench.base.runtime import configure_tensorflow, set_precision
 configure_tensorflow(threads=2, seed=0, deterministic={deterministic})
 set_precision({precision!r})  # an explicit precision: no auto choice
 import keras
-from convbench.architectures import create_model
-from convbench.evaluation import count_flops
-from convbench.fused_batchnorm import fuse_batchnorm
-from convbench.training import training_dataset, make_optimizer
+from convbench.models.architectures import create_model
+from convbench.evaluate.evaluation import count_flops
+from convbench.models.fused_batchnorm import fuse_batchnorm
+from convbench.train.training import training_dataset, make_optimizer
 
 rng = np.random.default_rng(0)
 count, size, channels = {count}, {size}, {channels}
@@ -83,7 +83,7 @@ print("RESULT", json.dumps({{"rates": [count / s for s in timer.seconds], "flops
 CEILING = r"""
 import json, sys, time
 sys.path.insert(0, {package!r})
-from convbench.runtime import configure_tensorflow
+from convbench.base.runtime import configure_tensorflow
 configure_tensorflow(threads=2)
 import tensorflow as tf
 a, b = (tf.cast(tf.random.normal((2048, 2048)), {dtype!r}) for _ in range(2))
@@ -103,13 +103,13 @@ BREAKDOWN = r"""
 import json, sys, time
 sys.path.insert(0, {package!r})
 import numpy as np
-from convbench.runtime import configure_tensorflow, set_precision
+from convbench.base.runtime import configure_tensorflow, set_precision
 configure_tensorflow(threads=2, seed=0, deterministic=True)
 set_precision({precision!r})
 import tensorflow as tf, keras
-from convbench.architectures import create_model
-from convbench.fused_batchnorm import fuse_batchnorm
-from convbench.training import make_optimizer
+from convbench.models.architectures import create_model
+from convbench.models.fused_batchnorm import fuse_batchnorm
+from convbench.train.training import make_optimizer
 
 size, channels = {size}, {channels}
 rng = np.random.default_rng(0)
@@ -211,8 +211,8 @@ def resolve_precision(precision, arch):
     if precision != "auto":
         return precision
     sys.path.insert(0, str(PROJECT / "workflow"))
-    from convbench.architectures import ARCHITECTURES
-    from convbench.runtime import choose_precision, cpu_bf16_flags
+    from convbench.models.architectures import ARCHITECTURES
+    from convbench.base.runtime import choose_precision, cpu_bf16_flags
 
     return choose_precision("auto", ARCHITECTURES[arch].bf16_keeps_accuracy, 0, cpu_bf16_flags())[0]
 

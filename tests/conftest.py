@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,9 +12,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROJECT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items):
+    """End-to-end tests are slow by nature: `pytest -m "not slow"` is the unit tier (CONTRIBUTING.md)."""
+    for item in items:
+        if item.get_closest_marker("integration") or item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def digits_raw(tmp_path_factory):
-    from convbench.datasets import export_digits
+    from convbench.data.datasets import export_digits
 
     path = tmp_path_factory.mktemp("raw") / "digits.npz"
     export_digits(path)
@@ -23,8 +31,8 @@ def digits_raw(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_prepared(tmp_path_factory, digits_raw):
     """digits prepared at 28x28x1, as the workflow prepares it by default."""
-    from convbench.datasets import prepare_dataset
-    from convbench.prepared import load_prepared
+    from convbench.data.datasets import prepare_dataset
+    from convbench.data.prepared import load_prepared
 
     out = tmp_path_factory.mktemp("prepared")
     prepare_dataset(
@@ -35,9 +43,9 @@ def digits_prepared(tmp_path_factory, digits_raw):
 
 
 def write_arrays(directory, arrays, *, class_names, scaling="unit", dataset="synthetic"):
-    """Prepared data (convbench.prepared) written from in-memory arrays x_<split>, y_<split>."""
-    from convbench.datasets import write_prepared
-    from convbench.prepared import SPLITS, load_prepared
+    """Prepared data (convbench.data.prepared) written from in-memory arrays x_<split>, y_<split>."""
+    from convbench.data.datasets import write_prepared
+    from convbench.data.prepared import SPLITS, load_prepared
 
     manifest = {"dataset": dataset, "source_sha256": {}, "class_names": class_names, "num_classes": len(class_names),
                 "input_shape": list(arrays["x_train"].shape[1:]), "preprocessing": {"scaling": scaling}}
@@ -69,6 +77,12 @@ def run_snakemake(workdir, *args, config=(), env=None, timeout=1200, check=True)
     return result.stdout + result.stderr
 
 
+def planned_jobs(output):
+    """{rule: count} from a dry run's job stats table."""
+    block = output.split("Job stats:", 1)[1] if "Job stats:" in output else ""
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", block, flags=re.M) if rule != "total"}
+
+
 @pytest.fixture(scope="session")
 def local_study(tmp_path_factory):
     """The tiny study run locally, once per test session."""
@@ -80,9 +94,8 @@ def local_study(tmp_path_factory):
 def train_small(data, architecture, out, *, seed=0, weights=None, **changes):
     """train_experiment for a few epochs on small data, writing into `out`; returns the model."""
     import tensorflow as tf
-
-    from convbench.runtime import seed_everything
-    from convbench.training import train_experiment
+    from convbench.base.runtime import seed_everything
+    from convbench.train.training import train_experiment
 
     settings = {"epochs": 2, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
                 "augmentation": None, **changes}

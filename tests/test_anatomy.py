@@ -3,9 +3,8 @@
 import keras
 import numpy as np
 import pytest
-
-from convbench.anatomy import conv2d_numpy, first_conv_by_hand, layer_table, same_padding, size_arithmetic
-from convbench.architectures import create_model
+from convbench.models.anatomy import conv2d_numpy, first_conv_by_hand, layer_table, same_padding, size_arithmetic
+from convbench.models.architectures import create_model
 
 
 @pytest.mark.parametrize("stride, padding", [(1, "valid"), (1, "same"), (2, "same"), (2, "valid")])

@@ -3,10 +3,9 @@
 import keras
 import numpy as np
 import pytest
-
 from conftest import train_small
-from convbench.architectures import ARCHITECTURES, create_model, get_architecture
-from convbench.fused_batchnorm import fuse_batchnorm
+from convbench.models.architectures import ARCHITECTURES, create_model, get_architecture
+from convbench.models.fused_batchnorm import fuse_batchnorm
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -77,7 +76,7 @@ def test_first_convolution_sees_activations_of_a_sane_scale(name):
 
 
 def test_grad_cam_uses_the_last_conv_layer_with_space():
-    from convbench.visualization import grad_cam_layer
+    from convbench.evaluate.visualization import grad_cam_layer
 
     model = create_model("resnet50", (32, 32, 3), 10, input_size=32)  # ends in 1x1 maps at 32 px
     layer = grad_cam_layer(model)
@@ -88,9 +87,9 @@ def test_grad_cam_uses_the_last_conv_layer_with_space():
 
 def test_a_yaml_declared_architecture_trains(tmp_path, digits_prepared):
     import yaml
-
-    from convbench.architectures import ARCHITECTURES, custom_architectures
-    from convbench.atomic import read_json
+    from convbench.base.atomic import read_json
+    from convbench.models.architectures import ARCHITECTURES
+    from convbench.models.custom import custom_architectures
 
     declared = yaml.safe_load("""
     tiny_yaml:
@@ -121,7 +120,7 @@ def test_default_input_size_leaves_the_last_feature_map_at_least_3x3(name):
 
 
 def test_input_size_below_the_architectures_smallest_is_refused():
-    from convbench.architectures import check_input_size
+    from convbench.models.architectures import check_input_size
 
     with pytest.raises(ValueError, match="inceptionv3 on cifar10: input_size 64 is below inceptionv3's smallest input, 75"):
         check_input_size("inceptionv3", 64, "inceptionv3 on cifar10")
@@ -129,8 +128,8 @@ def test_input_size_below_the_architectures_smallest_is_refused():
 
 
 def test_local_response_normalization_is_the_papers_formula_and_loads_safely(tmp_path):
-    from convbench.architectures import load_model, save_model
-    from convbench.layers import local_response_normalization_class
+    from convbench.models.layers import local_response_normalization_class
+    from convbench.models.saving import load_model, save_model
 
     a = np.random.default_rng(0).random((1, 2, 2, 7), np.float32) * 10
     got = np.asarray(local_response_normalization_class()()(a))
@@ -147,7 +146,7 @@ def test_local_response_normalization_is_the_papers_formula_and_loads_safely(tmp
 
 
 def test_a_study_resolves_its_architectures_into_a_read_only_mapping():
-    from convbench.study import architecture_from_params, resolve_architectures
+    from convbench.models.study import architecture_from_params, resolve_architectures
 
     custom = {"tiny": {"layers": ["Flatten"]}}
     transfer = {"tl": {"base": "mobilenetv2", "weights": "imagenet"}}
@@ -190,8 +189,8 @@ def test_weight_penalties_decay_weights_at_the_papers_rate(name):
 
 
 def test_a_damaged_experiment_model_is_named_and_moved_aside(tmp_path):
-    from convbench.architectures import DamagedModel, load_model
-    from convbench.atomic import sha256, write_json
+    from convbench.base.atomic import sha256, write_json
+    from convbench.models.saving import DamagedModel, load_model
 
     model = create_model("simple_cnn", (28, 28, 1), 10)
     path = tmp_path / "model.keras"

@@ -1,4 +1,4 @@
-"""The training job's evaluation, staged for the evaluate job (convbench.assessment): adopted only when
+"""The training job's evaluation, staged for the evaluate job (convbench.evaluate.assessment): adopted only when
 it was made from the same model, data and settings, and complete; otherwise nothing is moved."""
 
 import logging
@@ -6,13 +6,12 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import train_small
-from convbench.architectures import get_architecture
-from convbench.assessment import STAMP, adopt_staged, stage_assessment, staging_directory
-from convbench.atomic import read_json, write_json
-from convbench.figures import EVALUATION_FILES, evaluation_files
-from convbench.study import evaluation_settings
+from convbench.base.atomic import read_json, write_json
+from convbench.evaluate.assessment import STAMP, adopt_staged, stage_assessment, staging_directory
+from convbench.evaluate.figures import EVALUATION_FILES, evaluation_files
+from convbench.models.architectures import get_architecture
+from convbench.models.study import evaluation_settings
 
 RENDER = {"max_filters": 8, "feature_map_images": 2, "max_feature_maps": 4, "gradcam_images": 4,
           "filter_layers": {}, "feature_map_layers": {}}
@@ -67,7 +66,7 @@ def test_a_staged_evaluation_that_does_not_match_is_not_adopted(trained, digits_
     else:
         (directory / STAMP).unlink()
     try:
-        with caplog.at_level(logging.INFO, logger="convbench.assessment"):
+        with caplog.at_level(logging.INFO, logger="convbench.evaluate.assessment"):
             assert not adopt(trained, tmp_path / "experiment", settings)
     finally:
         (out / "m.keras").write_bytes(model_bytes)
@@ -79,7 +78,7 @@ def test_a_failed_staging_leaves_nothing_and_does_not_raise(trained, digits_prep
     model, out = trained
     directory = staging_directory(out / "m.keras")
     broken = {**SETTINGS, "feature_map_layers": ["no_such_layer"]}
-    with caplog.at_level(logging.INFO, logger="convbench.assessment"):
+    with caplog.at_level(logging.INFO, logger="convbench.evaluate.assessment"):
         assert not stage_assessment(model, out / "m.keras", digits_prepared, out / "h.csv",
                                     out / "manifest.json", broken, "t")
     assert not directory.exists()
@@ -88,7 +87,7 @@ def test_a_failed_staging_leaves_nothing_and_does_not_raise(trained, digits_prep
 
 def test_staged_predictions_equal_those_of_the_saved_model(trained, digits_prepared, tmp_path):
     """The training job evaluates the model in memory; the evaluate job would load the saved file."""
-    from convbench.evaluation import evaluate_experiment
+    from convbench.evaluate.evaluation import evaluate_experiment
 
     directory = staged(trained, digits_prepared)
     _, out = trained
@@ -103,7 +102,7 @@ def test_the_training_job_stamps_with_the_settings_the_evaluate_rule_gets():
     """The rule's param comes from the Snakefile's resolved architectures, the training job's stamp
     from the architecture it builds from its params: equal for built-in, custom and transfer ones,
     or every evaluate job would evaluate in full."""
-    from convbench.study import architecture_from_params, resolve_architectures
+    from convbench.models.study import architecture_from_params, resolve_architectures
 
     custom = {"tiny": {"layers": ["Flatten"], "description": "a flat net"}}
     transfer = {"tl": {"base": "mobilenetv2", "weights": "imagenet"}}

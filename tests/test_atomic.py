@@ -3,8 +3,7 @@ import os
 import subprocess
 
 import pytest
-
-from convbench.atomic import DiskFull, atomic_path, read_json, remove_empty_folders, write_json
+from convbench.base.atomic import DiskFull, atomic_path, read_json, remove_empty_folders, write_json
 
 
 def test_failed_write_leaves_nothing(tmp_path):

@@ -5,12 +5,11 @@ import sys
 
 import pytest
 import yaml
-from snakemake.utils import validate
-
 from conftest import PROJECT, copy_workflow
-from convbench.architectures import ARCHITECTURES
-from convbench.config import coerce_cli_scalars
-from convbench.catalog import BUILTIN
+from convbench.base.config import coerce_cli_scalars
+from convbench.data.catalog import BUILTIN
+from convbench.models.architectures import ARCHITECTURES
+from snakemake.utils import validate
 
 SCHEMA = PROJECT / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -83,6 +82,7 @@ def test_cli_strings_become_numbers_and_booleans():
 TINY_LAYERS = "{tiny: {layers: [{Conv2D: {filters: 4, kernel_size: 3}}, %s, Flatten]}}"
 
 
+@pytest.mark.slow  # starts Snakemake in a subprocess
 @pytest.mark.parametrize(
     "config, message",
     [
@@ -120,7 +120,7 @@ def test_snakemake_stops_before_any_job_on_bad_config(tmp_path, config, message)
 
 
 def test_integral_numbers_of_integer_settings_become_integers():
-    from convbench.validation import validate_config
+    from convbench.base.validation import validate_config
 
     config = study(training={"epochs": 3.0, "learning_rate": 1.0}, seeds=[1.0, 2],
                    architecture_options={"simple_cnn": {"batch_size": 64.0}}, variants={"v": {"epochs": 2.0}},
@@ -135,6 +135,7 @@ def test_integral_numbers_of_integer_settings_become_integers():
         validate_config(study(training={"epochs": 3.5}), schema, lambda checked: None)
 
 
+@pytest.mark.slow  # starts Snakemake in a subprocess
 @pytest.mark.parametrize("config, message", [
     (["traning={epochs: 3}"], "Error in the config: 'traning' is not a key (did you mean 'training'?); allowed: datasets,"),
     (["training={epoch: 3}"], "Error in the config: in training: 'epoch' is not a key (did you mean 'epochs'?)"),

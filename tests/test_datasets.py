@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
-from convbench.catalog import spec_name
-from convbench.datasets import prepare_dataset, stratified_splits
-from convbench.prepared import load_prepared, scale_images
-from convbench.architectures import input_spec
+from convbench.data.catalog import spec_name
+from convbench.data.datasets import prepare_dataset, stratified_splits
+from convbench.data.prepared import load_prepared, scale_images
+from convbench.models.architectures import input_spec
 
 
 def test_digits_prepared_splits_cover_every_image_once(digits_prepared):

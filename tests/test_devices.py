@@ -6,12 +6,11 @@ import subprocess
 import sys
 
 import pytest
-
-from convbench.devices import claim_gpus
+from convbench.base.devices import claim_gpus
 
 CLAIM = """
 import sys, time
-from convbench.devices import claim_gpus
+from convbench.base.devices import claim_gpus
 ids = claim_gpus(int(sys.argv[1]), sys.argv[2], poll=0.05)
 print(time.time(), ",".join(ids), flush=True)
 time.sleep(float(sys.argv[3]))
@@ -66,6 +65,7 @@ def test_the_schedulers_choice_is_kept(tmp_path, monkeypatch):
     assert claim_gpus(0, tmp_path) == ["3"] and os.environ["CUDA_VISIBLE_DEVICES"] == "3"  # e.g. --gres
 
 
+@pytest.mark.slow  # starts Snakemake in a subprocess
 @pytest.mark.parametrize("machine_gpus, config, per_job", [("2", [], 1), ("0", [], 0), ("2", ["resources={gpu: 0}"], 0),
                                                             ("4", ["resources={gpu: 2}"], 2), ("1", ["resources={gpu: 2}"], 1)])
 def test_gpu_auto_takes_one_gpu_per_job_where_the_machine_has_gpus(tmp_path, machine_gpus, config, per_job):
@@ -86,7 +86,7 @@ def test_gpu_auto_takes_one_gpu_per_job_where_the_machine_has_gpus(tmp_path, mac
 
 
 def test_local_limits_are_the_machines_gpus_and_most_of_its_memory(monkeypatch):
-    from convbench.devices import local_resource_limits
+    from convbench.base.devices import local_resource_limits
 
     monkeypatch.setenv("CONVBENCH_GPU_COUNT", "3")
     limits = local_resource_limits()

@@ -22,15 +22,14 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import canonical
 import pytest
 import snakemake
 import yaml
-from PIL import Image
-from uv import find_uv_bin
-
-import canonical
 from conftest import copy_workflow, run_snakemake
+from PIL import Image
 from test_envs import installed_with, rule_scripts
+from uv import find_uv_bin
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ import subprocess
 import sys
 from importlib.metadata import version
 
+import package
 import pytest
 import yaml
-
 from conftest import PROJECT
 
 RULE_FILES = sorted((PROJECT / "workflow" / "rules").glob("*.smk"))
@@ -47,7 +47,6 @@ def test_lint_is_clean():
 
 # ---------------------------------------------------------------- each env holds what its stage imports
 
-PACKAGE = PROJECT / "workflow" / "convbench"
 SCRIPTS = PROJECT / "workflow" / "scripts"
 
 
@@ -61,40 +60,30 @@ def rule_scripts():
                 yield rule, (path.parent / script.group(1)).resolve(), (path.parent / env.group(1)).resolve()
 
 
-def imports_of(source, package_module=None):
-    """Absolute names of every module `source` imports, at any depth (lazy imports count too)."""
-    import ast
-
-    names = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: inside convbench
-                names.add("convbench" + (f".{node.module}" if node.module else ""))
-                names.update(f"convbench.{alias.name}" for alias in node.names if not node.module)
-            else:
-                names.add(node.module)
-                if node.module == "convbench":
-                    names.update(f"convbench.{alias.name}" for alias in node.names)
-    return names
-
-
 def third_party_imports(script, extra_sources=()):
-    """Top-level third-party modules a stage's script reaches, following convbench and _bootstrap."""
+    """Top-level third-party modules a stage's script reaches, following convbench (old flat names to
+    their new homes) and _bootstrap."""
+    known, old = package.modules(), package.moved()
     seen, third_party = set(), set()
-    pending = [script.read_text(), *extra_sources]
+    pending = [(script.read_text(), None, False), *((source, None, False) for source in extra_sources)]
     while pending:
-        for name in imports_of(pending.pop()):
-            top = name.split(".")[0]
-            if top in ("convbench", "_bootstrap"):
-                path = SCRIPTS / "_bootstrap.py" if top == "_bootstrap" else (
-                    PACKAGE / (name.split(".", 1)[1].replace(".", "/") + ".py") if "." in name else PACKAGE / "__init__.py")
-                if path.exists() and path not in seen:
+        source, module, is_package = pending.pop()
+        for name in package.imported_names(source, module, is_package):
+            parts = name.split(".")
+            if parts[0] == "_bootstrap":
+                targets = ["_bootstrap"]
+            elif parts[0] == "convbench":
+                targets = [f"convbench.{home}" for home in old[parts[1]]] if len(parts) > 1 and parts[1] in old else [
+                    ".".join(parts[:depth]) for depth in range(1, len(parts) + 1) if ".".join(parts[:depth]) in known]
+            else:
+                if parts[0] not in sys.stdlib_module_names:
+                    third_party.add(parts[0])
+                continue
+            for target in targets:
+                path = SCRIPTS / "_bootstrap.py" if target == "_bootstrap" else known[target]
+                if path not in seen:
                     seen.add(path)
-                    pending.append(path.read_text())
-            elif top not in sys.stdlib_module_names:
-                third_party.add(top)
+                    pending.append((path.read_text(), target, path.name == "__init__.py"))
     return third_party
 
 

@@ -1,13 +1,13 @@
-"""Metrics: calibration, FLOPs, top-5, agreement with model.evaluate; speed measured fairly (convbench.cost)."""
+"""Metrics: calibration, FLOPs, top-5, agreement with model.evaluate; speed measured fairly
+(convbench.evaluate.cost)."""
 
 import keras
 import numpy as np
 import pytest
-
-from convbench.architectures import create_model
-from convbench.atomic import read_json
 from conftest import write_arrays
-from convbench.evaluation import count_flops, cross_entropy, evaluate_experiment, expected_calibration_error
+from convbench.base.atomic import read_json
+from convbench.evaluate.evaluation import count_flops, cross_entropy, evaluate_experiment, expected_calibration_error
+from convbench.models.architectures import create_model
 
 
 def test_calibration_error_of_perfect_and_overconfident_models():
@@ -71,7 +71,7 @@ def test_test_loss_is_plain_cross_entropy_without_smoothing_or_weight_penalties(
 
 
 def test_cost_measures_every_model_in_interleaved_rounds(tmp_path, caplog):
-    from convbench.cost import measure_cost
+    from convbench.evaluate.cost import measure_cost
 
     models = []
     for arch, shape, precision in (("simple_cnn", (28, 28, 1), "float32"), ("lenet5", (32, 32, 1), "mixed_bfloat16")):
@@ -80,7 +80,7 @@ def test_cost_measures_every_model_in_interleaved_rounds(tmp_path, caplog):
         keras.mixed_precision.set_global_policy("float32")
         model.save(tmp_path / f"{arch}.keras")
         models.append(({"dataset": "d", "architecture": arch, "variant": "default"}, tmp_path / f"{arch}.keras"))
-    with caplog.at_level("INFO", logger="convbench.cost"):
+    with caplog.at_level("INFO", logger="convbench.evaluate.cost"):
         table = measure_cost(models, threads=2, rounds=3, latency_calls=4, batch_size=16)
     assert list(table["architecture"]) == ["simple_cnn", "lenet5"] and (table["rounds"] == 3).all()
     assert (table["latency_ms_min"] <= table["latency_ms"]).all() and (table["latency_ms"] <= table["latency_ms_max"]).all()

@@ -6,11 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
-
-from conftest import run_snakemake, train_small
-from test_workflow import planned_jobs
-from convbench import export
-from convbench.export import EXPORT_FORMATS, ExportCheckFailed, export_experiment
+from conftest import planned_jobs, run_snakemake, train_small
+from convbench.deploy import export
+from convbench.deploy.export import EXPORT_FORMATS, ExportCheckFailed, export_experiment
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +79,6 @@ def test_a_mixed_precision_model_is_exported_as_its_float32_rendition(tmp_path, 
 
 def test_schema_lists_exactly_the_export_formats():
     import yaml
-
     from conftest import PROJECT
 
     schema = yaml.safe_load((PROJECT / "workflow/schemas/config.schema.yaml").read_text())

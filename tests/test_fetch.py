@@ -6,12 +6,11 @@ served in its canonical format with its real checksum, under a different server 
 
 import hashlib
 
+import canonical
 import pytest
 import yaml
-
-import canonical
 from conftest import copy_workflow, run_snakemake
-from convbench.atomic import read_json
+from convbench.base.atomic import read_json
 
 pytestmark = pytest.mark.integration
 
@@ -184,8 +183,7 @@ def test_image_folder_runs_through_the_whole_study(tmp_path):
 
 def test_only_failures_that_can_heal_are_retried():
     import requests
-
-    from convbench.fetch import can_heal
+    from convbench.data.fetch import can_heal
 
     def http_error(status):
         response = requests.Response()

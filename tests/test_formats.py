@@ -3,16 +3,15 @@
 import gzip
 import os
 
+import canonical
 import numpy as np
 import pytest
-
-import canonical
-from convbench import catalog
-from convbench.atomic import sha256
-from convbench.catalog import resolve_datasets
-from convbench.datasets import prepare_dataset
-from convbench.prepared import load_prepared
-from convbench.formats import DatasetError, read_idx
+from convbench.base.atomic import sha256
+from convbench.data import catalog
+from convbench.data.catalog import resolve_datasets
+from convbench.data.datasets import prepare_dataset
+from convbench.data.formats import DatasetError, read_idx
+from convbench.data.prepared import load_prepared
 
 SPLIT = dict(split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
 
@@ -268,7 +267,7 @@ def test_a_test_folder_with_other_classes_is_refused_by_name(tmp_path):
 
 
 def decoded(tmp_path, name, image, channels=1, size=8, **save):
-    from convbench.formats import decode_image
+    from convbench.data.formats import decode_image
 
     path = tmp_path / name
     image.save(path, **save)
@@ -323,7 +322,7 @@ def test_non_ascii_names_and_upper_case_suffixes_still_work(tmp_path):
 
 
 def test_fingerprint_follows_content_not_modification_times(tmp_path):
-    from convbench.formats import folder_fingerprint
+    from convbench.data.formats import folder_fingerprint
 
     root = canonical.image_folder(tmp_path / "photos", per_class=4, size=12)
     cache = tmp_path / "cache"
@@ -339,9 +338,8 @@ def test_fingerprint_follows_content_not_modification_times(tmp_path):
 
 def test_the_schema_offers_exactly_the_declarable_formats():
     import yaml
-
     from conftest import PROJECT
-    from convbench.formats import FORMATS
+    from convbench.data.formats import FORMATS
 
     schema = yaml.safe_load((PROJECT / "workflow/schemas/config.schema.yaml").read_text())
     offered = schema["properties"]["custom_datasets"]["additionalProperties"]["properties"]["format"]["enum"]
@@ -353,9 +351,8 @@ def test_the_schema_offers_exactly_the_declarable_formats():
 def test_arrays_are_resized_as_image_files_are(tmp_path, native, size, channels):
     """MNIST/CIFAR arrays and image folders go through the same resize, so a model sees the same
     pixels whichever way its data came (and prediction on a PNG matches)."""
+    from convbench.data.formats import decode_image, resize_array
     from PIL import Image
-
-    from convbench.formats import decode_image, resize_array
 
     images = np.random.default_rng(0).integers(0, 256, (3, *native), dtype=np.uint8)
     resized = resize_array(images, size, channels)

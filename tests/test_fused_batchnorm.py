@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from convbench.fused_batchnorm import fuse_batchnorm
+from convbench.models.fused_batchnorm import fuse_batchnorm
 
 
 def twin_layers(shape, **options):

@@ -1,17 +1,16 @@
 """A failed job's error reaches the user as one line at the end of the run, like a config error;
-the traceback stays in the job's log (convbench.job_errors, workflow/scripts/_bootstrap.py)."""
+the traceback stays in the job's log (convbench.base.job_errors, workflow/scripts/_bootstrap.py)."""
 
 import errno
 import re
 
+import canonical
 import pytest
 import yaml
-
-import canonical
 from conftest import copy_workflow, run_snakemake
-from convbench import job_errors
-from convbench.fetch import DownloadError
-from convbench.formats import DatasetError
+from convbench.base import job_errors
+from convbench.data.fetch import DownloadError
+from convbench.data.formats import DatasetError
 
 
 def test_one_line_keeps_convbench_messages_and_names_other_kinds():

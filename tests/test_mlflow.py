@@ -6,11 +6,9 @@ import socket
 
 import pandas as pd
 import pytest
-
-from conftest import run_snakemake
-from convbench.atomic import read_json
-from convbench.mlflow_log import store_location
-from test_workflow import planned_jobs
+from conftest import planned_jobs, run_snakemake
+from convbench.base.atomic import read_json
+from convbench.deploy.mlflow_log import store_location
 
 mlflow = pytest.importorskip("mlflow", reason="the [mlflow] extra (part of [test]) is not installed")
 

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
 from conftest import run_snakemake
-from convbench.predict import PredictError, Predictor, load_predictor, predict
-from convbench.prepared import load_prepared
+from convbench.data.prepared import load_prepared
+from convbench.deploy.predict import PredictError, Predictor, load_predictor, predict
+from PIL import Image
 
 pytestmark = pytest.mark.integration
 

@@ -3,9 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_arrays
-from convbench.report import leaderboard, pareto_front, provenance, seed_statistics
+from convbench.report.confidence import seed_statistics
+from convbench.report.provenance import provenance
+from convbench.report.tables import leaderboard
+from convbench.report.tradeoffs import pareto_front
 
 
 def study_summary(seeds, gap=0.05):
@@ -31,7 +33,7 @@ def test_leaderboard_is_mean_and_std_over_seeds_sorted_by_accuracy():
 
 
 def test_published_accuracy_and_gap_stand_next_to_the_measured_one():
-    from convbench.report import style_leaderboard, with_references
+    from convbench.report.tables import style_leaderboard, with_references
 
     board = leaderboard(study_summary(3))
     assert with_references(board, {}) is board  # no references: the leaderboard as it was
@@ -69,7 +71,7 @@ def test_provenance_names_code_packages_and_machine():
 
 
 def test_accuracy_intervals_stay_within_0_and_1():
-    from convbench.report import accuracy_interval
+    from convbench.report.confidence import accuracy_interval
 
     assert accuracy_interval([1.0, 1.0, 1.0]) == (1.0, 1.0) and accuracy_interval([0.0, 0.0, 0.0]) == (0.0, 0.0)
     low, high = accuracy_interval([0.9944, 0.9861, 0.9833])  # bn_cnn's seeds whose t interval reached 1.0072
@@ -79,12 +81,12 @@ def test_accuracy_intervals_stay_within_0_and_1():
 
 
 def test_a_metric_added_to_the_table_reaches_summary_and_report(tmp_path):
-    """Adding a metric is one entry in convbench.metrics: summary.csv, the leaderboard and the
+    """Adding a metric is one entry in convbench.evaluate.metrics: summary.csv, the leaderboard and the
     table of all experiments pick it up."""
-    from convbench.atomic import write_json
-    from convbench.metrics import METRICS, Metric
-    from convbench.report import experiments_table, load_summary, style_leaderboard
-    from convbench.summary import write_summary
+    from convbench.base.atomic import write_json
+    from convbench.evaluate.metrics import METRICS, Metric
+    from convbench.report.summary import write_summary
+    from convbench.report.tables import experiments_table, load_summary, style_leaderboard
 
     error_rate = Metric("error_rate", "test error (%)", lambda metrics, meta, cost: 100 * (1 - metrics["accuracy"]),
                         "{:.2f}", higher_is_better=False, aggregate="mean")
@@ -119,7 +121,7 @@ def test_a_metric_added_to_the_table_reaches_summary_and_report(tmp_path):
 
 
 def test_first_screen_leaderboard_folds_mean_and_std_and_keeps_wide_columns_for_the_full_one():
-    from convbench.report import style_leaderboard
+    from convbench.report.tables import style_leaderboard
 
     board = leaderboard(study_summary(3))
     first = style_leaderboard(board, full=False).to_html()
@@ -133,13 +135,13 @@ def test_first_screen_leaderboard_folds_mean_and_std_and_keeps_wide_columns_for_
 
 
 def test_large_counts_read_in_si_units():
-    from convbench.metrics import si
+    from convbench.evaluate.metrics import si
 
     assert [si(v) for v in (950, 950_000, 10e6, 123.4e6, 4.1e9)] == ["950", "950 k", "10 M", "123 M", "4.1 G"]
 
 
 def test_hardest_images_are_the_ones_most_models_get_wrong():
-    from convbench.report import hardest_images
+    from convbench.report.galleries import hardest_images
 
     labels = np.array([0, 1, 0, 1])
     confident = lambda classes: np.eye(2)[classes] * 0.8 + 0.1  # noqa: E731
@@ -157,8 +159,7 @@ def test_labels_of_a_crowded_plot_do_not_overlap():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from convbench.report import place_labels
+    from convbench.report.tradeoffs import place_labels
 
     rng = np.random.default_rng(1)
     xs, ys = 0.5 + 0.4 * rng.uniform(-0.5, 0.5, (2, 12))  # a clump: labels at one fixed offset overlap here
@@ -174,7 +175,8 @@ def test_labels_of_a_crowded_plot_do_not_overlap():
 
 
 def test_many_models_get_small_multiples_not_a_crowded_legend():
-    from convbench.report import OVERLAY_LIMIT, curve_figures
+    from convbench.report.curves import curve_figures
+    from convbench.report.page import OVERLAY_LIMIT
 
     def histories(models):
         return pd.DataFrame([{"dataset": "d", "model": f"m{m}", "seed": seed, "epoch": epoch, "accuracy": 0.5,
@@ -189,8 +191,9 @@ def test_many_models_get_small_multiples_not_a_crowded_legend():
 
 
 def test_variant_and_sweep_plots_wrap_a_dozen_architectures_into_rows():
-    from convbench.report import PANEL_COLUMNS, plot_sweep, plot_variant_accuracy
-    from convbench.summary import SETTING_PREFIX
+    from convbench.report.page import PANEL_COLUMNS
+    from convbench.report.summary import SETTING_PREFIX
+    from convbench.report.variant_plots import plot_sweep, plot_variant_accuracy
 
     rates = [0.001, 0.003]
     rows = [{"dataset": "d", "architecture": f"arch{a:02d}", "variant": f"learning_rate={rate},batch_size={batch}",
@@ -210,9 +213,14 @@ def test_variant_and_sweep_plots_wrap_a_dozen_architectures_into_rows():
 
 def test_same_image_comparisons_on_colour_images_with_long_class_names(tmp_path):
     """CIFAR-100-like data: RGB test images, class names longer than a cell; one row per model."""
-    from convbench.atomic import write_json
-    from convbench.report import (dataset_test_images, load_summary, plot_gradcam_side_by_side, plot_hardest_images,
-                                  shortened)
+    from convbench.base.atomic import write_json
+    from convbench.report.galleries import (
+        dataset_test_images,
+        plot_gradcam_side_by_side,
+        plot_hardest_images,
+        shortened,
+    )
+    from convbench.report.tables import load_summary
 
     rng = np.random.default_rng(0)
     names = [f"aquarium_fish_{i}" for i in range(5)]

@@ -8,11 +8,12 @@ import io
 import re
 
 import pytest
-
 from conftest import PROJECT
 
 ARCHITECTURES, VARIANTS, SEEDS = 10, 2, 5
 BUDGET_MB = 15  # issue 14
+
+pytestmark = pytest.mark.slow  # builds a 100-experiment report with papermill, and reads it in a browser
 
 
 def load_generator():
@@ -52,7 +53,7 @@ def test_every_experiment_is_in_the_report(large_study):
 
 
 def test_galleries_are_folded_one_block_per_compared_model(large_study):
-    from convbench.figures import NAMES
+    from convbench.evaluate.figures import NAMES
 
     root, _ = large_study
     html = (root / "results/report.html").read_text()

@@ -14,9 +14,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import PROJECT, TINY, copy_workflow
-from convbench.atomic import read_json
+from convbench.base.atomic import read_json
 
 pytestmark = pytest.mark.slurm
 HARNESS = PROJECT / "tests" / "slurm" / "cluster.sh"
@@ -86,7 +85,7 @@ def cancel_training_mid_way(process, workdir, env, deadline, seen):
 def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
     workdir = copy_workflow(tmp_path)
     command = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm",
-               "--slurm-init-seconds-before-status-checks", "5",
+               "--slurm-init-seconds-before-status-checks", "2",  # the profile's 10 s is for real clusters
                "--config", *TINY, "resources={gpu: 1}",
                "checkpoints={min_interval_s: 0}"]  # every epoch: the test cancels the job after its first
     deadline = time.monotonic() + 1500

@@ -7,10 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-
-from convbench.atomic import read_json
-from convbench.runtime import seed_everything
-from convbench.training import TrainingDiverged, train_experiment, training_dataset
+from convbench.base.atomic import read_json
+from convbench.base.runtime import seed_everything
+from convbench.train.training import TrainingDiverged, train_experiment, training_dataset
 
 MANIFEST = {"input_shape": [1, 1, 1], "preprocessing": {"offset": [0.0], "scale": [1.0]}}
 
@@ -25,8 +24,8 @@ def batches(first_epoch, epochs, seed=7, n=10, batch_size=4):
 @pytest.mark.parametrize("scaling", ["unit", "standardize", "mean_subtraction"])
 def test_training_batches_are_scaled_as_evaluation_scales(scaling):
     """The per-pixel offset of mean subtraction broadcasts in the tf.data pipeline as in NumPy."""
-    from convbench.datasets import scaling_parameters
-    from convbench.prepared import scale_images
+    from convbench.data.datasets import scaling_parameters
+    from convbench.data.prepared import scale_images
 
     images = np.random.default_rng(0).integers(0, 256, (12, 5, 5, 3), np.uint8)
     offset, scale = scaling_parameters(images, scaling)
@@ -112,7 +111,7 @@ OFF = {"rotation_range": 0, "width_shift_range": 0, "height_shift_range": 0, "sh
 
 
 def test_no_augmentation_unless_asked():
-    from convbench.training import make_augmentation
+    from convbench.train.training import make_augmentation
 
     assert make_augmentation(OFF, seed=1) is None
     layers = make_augmentation({**OFF, "rotation_range": 10, "zoom_range": 0.1, "horizontal_flip": True}, seed=1)
@@ -194,6 +193,7 @@ def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path,
     assert (tmp_path / "whole" / "model.keras").stat().st_size == (out / "model.keras").stat().st_size
 
 
+@pytest.mark.slow  # trains the model whole, killed and resumed; the unit tier keeps the plain kill test
 def test_batchnorm_trains_on_the_fused_kernel_and_resumes_identically(tmp_path, digits_prepared):
     import keras
 
@@ -221,6 +221,7 @@ def tensorboard_events(directory):
     return scalars, graph
 
 
+@pytest.mark.slow  # trains the model whole, killed and resumed; the unit tier keeps the plain kill test
 def test_tensorboard_logs_every_epoch_once_across_a_kill_and_resume(tmp_path, digits_prepared):
     import keras
 
@@ -249,6 +250,7 @@ def test_tensorboard_logs_every_epoch_once_across_a_kill_and_resume(tmp_path, di
     assert histograms and all([step for step, _ in scalars[("train", tag)]] == [3] for tag in histograms)
 
 
+@pytest.mark.slow  # trains the model whole, killed and resumed; the unit tier keeps the plain kill test
 def test_epochs_shorter_than_the_checkpoint_interval_are_not_saved(tmp_path, digits_prepared):
     """checkpoints.min_interval_s: a run killed before the interval passed has nothing to resume and
     trains again from the start, to the same weights."""
@@ -268,8 +270,8 @@ def test_epochs_shorter_than_the_checkpoint_interval_are_not_saved(tmp_path, dig
 
 
 def test_a_checkpoint_from_another_thread_count_is_not_resumed(tmp_path, digits_prepared):
-    from convbench.atomic import write_json
-    from convbench.checkpoints import CheckpointMismatch
+    from convbench.base.atomic import write_json
+    from convbench.train.checkpoints import CheckpointMismatch
 
     out = tmp_path / "killed"
     run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", epochs=3)
@@ -285,9 +287,8 @@ def test_a_checkpoint_from_another_thread_count_is_not_resumed(tmp_path, digits_
 def test_two_writers_leave_a_consistent_checkpoint_and_the_older_one_stops(tmp_path):
     """An orphaned attempt (node unreachable) still training while its resubmission runs."""
     import keras
-
-    from convbench.checkpoints import CheckpointTakenOver, EpochCheckpoint, restore_checkpoint
-    from convbench.training import EpochTimer
+    from convbench.train.checkpoints import CheckpointTakenOver, EpochCheckpoint, restore_checkpoint
+    from convbench.train.training import EpochTimer
 
     def writer():
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
@@ -313,7 +314,7 @@ def test_two_writers_leave_a_consistent_checkpoint_and_the_older_one_stops(tmp_p
 
 
 def test_merged_overrides_keep_the_other_knobs():
-    from convbench.config import merge_settings
+    from convbench.base.config import merge_settings
 
     merged = merge_settings({"epochs": 5, "augmentation": OFF}, {"augmentation": {"zoom_range": 0.1}})
     assert merged["epochs"] == 5 and merged["augmentation"] == {**OFF, "zoom_range": 0.1}
@@ -324,10 +325,10 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from convbench.datasets import export_digits, prepare_dataset
-from convbench.prepared import load_prepared
-from convbench.runtime import seed_everything
-from convbench.training import train_experiment
+from convbench.data.datasets import export_digits, prepare_dataset
+from convbench.data.prepared import load_prepared
+from convbench.base.runtime import seed_everything
+from convbench.train.training import train_experiment
 out = sys.argv[1]
 export_digits(out + "/digits.npz")
 prepare_dataset("digits", [out + "/digits.npz"], "28x28x1", out + "/d", out + "/d.json", split_seed=0,
@@ -344,6 +345,7 @@ print("replicas", strategy.num_replicas_in_sync)
 """
 
 
+@pytest.mark.slow  # TensorFlow in a subprocess with two logical devices
 def test_training_under_mirrored_strategy(tmp_path):
     """What a job given several GPUs runs, here on two logical CPU devices."""
     import subprocess
@@ -365,7 +367,7 @@ def test_cosine_schedule_and_label_smoothing(tmp_path, digits_prepared):
 
 
 def test_per_dataset_then_per_architecture_overrides():
-    from convbench.config import experiment_settings
+    from convbench.base.config import experiment_settings
 
     config = {"training": {"epochs": 5, "learning_rate": 0.1, "augmentation": OFF},
               "dataset_options": {"cifar10": {"epochs": 50, "augmentation": {"horizontal_flip": True}}},
@@ -385,7 +387,7 @@ def tiny_model(learning_rate=1e-3):
 
 
 def test_early_stopping_counters_survive_a_restart():
-    from convbench.checkpoints import ResumableEarlyStopping
+    from convbench.train.checkpoints import ResumableEarlyStopping
 
     model = tiny_model()
     stopping = ResumableEarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
@@ -399,7 +401,7 @@ def test_early_stopping_counters_survive_a_restart():
 
 
 def test_plateau_counters_survive_a_restart():
-    from convbench.checkpoints import ResumablePlateau
+    from convbench.train.checkpoints import ResumablePlateau
 
     model = tiny_model(1e-3)
     plateau = ResumablePlateau(monitor="val_loss", factor=0.5, patience=2)
@@ -410,6 +412,7 @@ def test_plateau_counters_survive_a_restart():
     assert float(model.optimizer.learning_rate) == pytest.approx(5e-4)
 
 
+@pytest.mark.slow  # trains the model whole, killed and resumed; the unit tier keeps the plain kill test
 def test_killed_run_with_plateau_and_early_stopping_resumes_identically(tmp_path, digits_prepared):
     options = dict(epochs=4, schedule="plateau", plateau={"factor": 0.5, "patience": 0, "min_learning_rate": 1e-6},
                    early_stopping={"enabled": True, "patience": 1, "restore_best_weights": True})
@@ -428,9 +431,8 @@ def test_killed_run_with_plateau_and_early_stopping_resumes_identically(tmp_path
 
 def test_mixed_precision_keeps_the_softmax_in_float32():
     import keras
-
-    from convbench.architectures import create_model
-    from convbench.runtime import set_precision
+    from convbench.base.runtime import set_precision
+    from convbench.models.architectures import create_model
 
     try:
         assert set_precision("auto")[0] == "float32"  # no GPU, and no architecture parity claimed here
@@ -451,7 +453,7 @@ def test_batchnorm_momentum_reaches_every_batchnorm_layer(tmp_path, digits_prepa
     model, _ = run(tmp_path, digits_prepared, "bn", arch="bn_cnn", epochs=1, batchnorm_momentum=0.8)
     momenta = {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {0.8}
-    from convbench.architectures import load_model
+    from convbench.models.saving import load_model
 
     reloaded = load_model(tmp_path / "bn" / "model.keras")
     assert {layer.momentum for layer in reloaded.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.8}
@@ -460,9 +462,9 @@ def test_batchnorm_momentum_reaches_every_batchnorm_layer(tmp_path, digits_prepa
 def test_a_model_at_another_input_size_is_fed_resized_batches_everywhere(tmp_path, digits_prepared):
     """input_size: the model takes 40 px, the prepared data stays 28 px; training, evaluation and the
     figures resize per batch the same way."""
-    from convbench.evaluation import evaluate_experiment
-    from convbench.inference import class_probabilities, fit_to_model
-    from convbench.visualization import grad_cam
+    from convbench.evaluate.evaluation import evaluate_experiment
+    from convbench.evaluate.inference import class_probabilities, fit_to_model
+    from convbench.evaluate.visualization import grad_cam
 
     model, out = run(tmp_path, digits_prepared, epochs=1, input_size=40)
     assert model.input_shape == (None, 40, 40, 1) and digits_prepared.input_shape == (28, 28, 1)
@@ -488,7 +490,7 @@ def rates(schedule, steps):
 
 
 def test_step_schedule_lowers_the_rate_at_each_milestone_after_a_linear_warmup():
-    from convbench.schedules import learning_rate_schedule
+    from convbench.base.schedules import learning_rate_schedule
 
     settings = {"milestones": [2, 3], "gamma": 0.1, "warmup_epochs": 1}
     schedule = learning_rate_schedule(settings, 0.1, "step", steps_per_epoch=10, epochs=4)
@@ -499,7 +501,7 @@ def test_step_schedule_lowers_the_rate_at_each_milestone_after_a_linear_warmup()
 
 
 def test_warmup_in_front_of_cosine_and_constant():
-    from convbench.schedules import learning_rate_schedule
+    from convbench.base.schedules import learning_rate_schedule
 
     cosine = learning_rate_schedule({"warmup_epochs": 1}, 0.1, "cosine", steps_per_epoch=10, epochs=3)
     got = rates(cosine, [0, 5, 10, 20, 29])
@@ -511,7 +513,7 @@ def test_warmup_in_front_of_cosine_and_constant():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_weight_decay_shrinks_weights_decoupled_from_the_gradient(optimizer):
-    from convbench.training import make_optimizer
+    from convbench.train.training import make_optimizer
 
     settings = {"optimizer": optimizer, "weight_decay": 0.5, "momentum": 0.0}
     if optimizer != "sgd":
@@ -522,7 +524,7 @@ def test_weight_decay_shrinks_weights_decoupled_from_the_gradient(optimizer):
 
 
 def test_sgd_momentum_and_nesterov_are_settings():
-    from convbench.training import make_optimizer
+    from convbench.train.training import make_optimizer
 
     sgd = make_optimizer({"optimizer": "sgd", "momentum": 0.8, "nesterov": False}, 0.1)
     assert sgd.momentum == pytest.approx(0.8) and sgd.nesterov is False
@@ -531,7 +533,7 @@ def test_sgd_momentum_and_nesterov_are_settings():
 
 
 def test_random_crop_keeps_the_size_and_draws_per_seed():
-    from convbench.training import make_augmentation
+    from convbench.train.training import make_augmentation
 
     crop = {**OFF, "random_crop": {"padding": 4}}
     images = np.random.default_rng(0).random((8, 28, 28, 1), np.float32) + 0.5  # no zeros of their own
@@ -554,12 +556,13 @@ def test_random_crop_keeps_the_size_and_draws_per_seed():
     ({"warmup_epochs": 5}, "warmup_epochs 5 leaves no epoch after the warm-up"),
 ])
 def test_recipe_settings_that_do_not_fit_together_are_refused(case, message):
-    from convbench.validation import check_recipe
+    from convbench.base.validation import check_recipe
 
     with pytest.raises(ValueError, match=message):
         check_recipe({"epochs": 5, "optimizer": "sgd", "schedule": "step", **case}, "resnet20 on cifar10")
 
 
+@pytest.mark.slow  # trains the model whole, killed and resumed; the unit tier keeps the plain kill test
 def test_killed_run_with_step_schedule_warmup_and_random_crop_resumes_identically(tmp_path, digits_prepared):
     import keras
 
@@ -588,7 +591,7 @@ AMX = "model name\t: Intel(R) Xeon(R) Platinum 8481C\nflags\t\t: avx512f avx512_
 
 
 def test_bf16_units_are_detected_from_the_cpus_own_flags():
-    from convbench.runtime import cpu_bf16_flags
+    from convbench.base.runtime import cpu_bf16_flags
 
     assert cpu_bf16_flags(AVX2_ONLY) == []
     assert cpu_bf16_flags(AVX512_BF16) == ["avx512_bf16"]
@@ -604,16 +607,16 @@ def test_bf16_units_are_detected_from_the_cpus_own_flags():
     ("mixed_bfloat16", False, 0, AVX2_ONLY, "mixed_bfloat16", "set in the config"),
 ])
 def test_auto_precision_per_machine_and_architecture(given, keeps, gpus, cpu, expected, why):
-    from convbench.runtime import choose_precision, cpu_bf16_flags
+    from convbench.base.runtime import choose_precision, cpu_bf16_flags
 
     precision, reason = choose_precision(given, keeps, gpus, cpu_bf16_flags(cpu))
     assert precision == expected and why in reason
 
 
+@pytest.mark.slow  # trains the model whole, killed and resumed; the unit tier keeps the plain kill test
 def test_killed_run_in_mixed_bfloat16_resumes_identically(tmp_path, digits_prepared):
     import keras
-
-    from convbench.runtime import set_precision
+    from convbench.base.runtime import set_precision
 
     def fresh_job():  # as a training job starts: clean Keras state (which resets the policy), then the precision
         keras.backend.clear_session()

@@ -1,17 +1,17 @@
 """Transfer learning: pretrained weights loaded, phase 1 keeps the base frozen, phase 2 unfreezes the
 last N layers with BatchNorm still in inference mode; the ImageNet weights come through their fetch rule."""
 
+import canonical
 import h5py
 import keras
 import numpy as np
 import pytest
 import yaml
-
-import canonical
 from conftest import copy_workflow, run_snakemake, train_small
-from convbench.architectures import ARCHITECTURES, load_model
-from convbench.atomic import read_json
-from convbench.transfer import pretrained_base, transfer_architectures
+from convbench.base.atomic import read_json
+from convbench.models.architectures import ARCHITECTURES
+from convbench.models.saving import load_model
+from convbench.models.transfer import pretrained_base, transfer_architectures
 
 
 def save_keras_applications_weights(path, base):
@@ -34,8 +34,8 @@ def weights_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def digits_rgb(tmp_path_factory, digits_raw):
-    from convbench.datasets import prepare_dataset
-    from convbench.prepared import load_prepared
+    from convbench.data.datasets import prepare_dataset
+    from convbench.data.prepared import load_prepared
 
     out = tmp_path_factory.mktemp("rgb")
     prepare_dataset("digits", [digits_raw], "32x32x3", out / "d", out / "d.json",
@@ -92,7 +92,7 @@ def test_phase_two_fine_tunes_the_last_layers_with_batchnorm_frozen(tmp_path, di
 
 
 def test_caffe_preprocessing_matches_keras_applications():
-    from convbench.layers import imagenet_preprocessing_class
+    from convbench.models.layers import imagenet_preprocessing_class
 
     pixels = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
     layer = imagenet_preprocessing_class()("caffe")
@@ -131,7 +131,7 @@ def test_imagenet_weights_are_fetched_verified_and_used_through_snakemake(tmp_pa
 
 
 def test_mobilenetv2_imagenet_without_a_hash_is_refused():
-    from convbench.transfer import check_transfer
+    from convbench.models.transfer import check_transfer
 
     with pytest.raises(ValueError, match="publishes no checksum for MobileNetV2"):
         check_transfer("tl", {"base": "mobilenetv2", "weights": "imagenet"}, {"scaling": "unit"}, {})
@@ -147,9 +147,8 @@ def test_a_transfer_architecture_cannot_take_a_registered_name():
 
 def test_the_schema_offers_exactly_the_transfer_bases():
     import yaml
-
     from conftest import PROJECT
-    from convbench.transfer import BASES
+    from convbench.models.transfer import BASES
 
     schema = yaml.safe_load((PROJECT / "workflow/schemas/config.schema.yaml").read_text())
     assert schema["properties"]["transfer_learning"]["additionalProperties"]["properties"]["base"]["enum"] == list(BASES)

@@ -7,12 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from snakemake.utils import validate
-
 from conftest import PROJECT, copy_workflow
-from convbench.config import experiment_settings, flatten, study_variants, sweep_variants, varied_settings
-from convbench.report import variant_effects
-from convbench.validation import check_variants
+from convbench.base.config import experiment_settings, flatten, study_variants, sweep_variants, varied_settings
+from convbench.base.validation import check_variants
+from convbench.report.confidence import variant_effects
+from snakemake.utils import validate
 
 SCHEMA = PROJECT / "workflow" / "schemas" / "config.schema.yaml"
 TRAINING_SCHEMA = yaml.safe_load(SCHEMA.read_text())["$defs"]["training_settings"]
@@ -114,6 +113,7 @@ def test_a_sweep_point_may_not_take_a_named_variants_name():
         study_variants({"variants": {"learning_rate=0.1": {}}, "sweep": {"learning_rate": [0.1]}})
 
 
+@pytest.mark.slow  # starts Snakemake in a subprocess
 def test_snakemake_stops_on_a_bad_variant_before_any_job(tmp_path):
     copy_workflow(tmp_path)
     result = subprocess.run(
@@ -157,6 +157,7 @@ def test_variant_effects_need_seeds_for_intervals_and_two_variants_at_all():
     assert variant_effects(variant_summary({}), "d") is None
 
 
+@pytest.mark.slow  # starts Snakemake in a subprocess
 @pytest.mark.parametrize("study_file", sorted((PROJECT / "studies").glob("*.yaml")), ids=lambda path: path.name)
 def test_shipped_studies_plan_without_error(tmp_path, study_file):
     import re
@@ -174,7 +175,7 @@ def test_shipped_studies_plan_without_error(tmp_path, study_file):
 
 
 def test_only_a_set_knob_counts_as_augmentation():
-    from convbench.config import augmentation_on
+    from convbench.base.config import augmentation_on
 
     assert not augmentation_on(None) and not augmentation_on({"rotation_range": 0, "fill_mode": "reflect"})
     assert augmentation_on({"horizontal_flip": True, "rotation_range": 0})
@@ -185,8 +186,7 @@ def test_only_a_set_knob_counts_as_augmentation():
 def test_tutorial_studies_make_the_tutorials_keras_callbacks(study_file, dataset, variant):
     """ReduceLROnPlateau(patience=5) and EarlyStopping(patience=10), Keras' defaults for all else."""
     import keras
-
-    from convbench.checkpoints import make_callbacks
+    from convbench.train.checkpoints import make_callbacks
 
     config = yaml.safe_load((PROJECT / "studies" / study_file).read_text())
     validate(config, str(SCHEMA))  # fills the schema's defaults, as the workflow does

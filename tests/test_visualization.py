@@ -3,9 +3,8 @@
 import matplotlib.image
 import numpy as np
 import pytest
-
-from convbench.architectures import create_model
-from convbench.visualization import find_conv_layer, grid_shape, plot_feature_maps, plot_filters
+from convbench.evaluate.visualization import find_conv_layer, grid_shape, plot_feature_maps, plot_filters
+from convbench.models.architectures import create_model
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +80,8 @@ def transfer_model():
                          ids=["simple_cnn", "mobilenetv2_transfer"])
 def test_every_figure_for_a_plain_and_a_nested_model(tmp_path, make):
     import numpy as np
-    from convbench.visualization import plot_grad_cam, plot_misclassified
-
-    from convbench.evaluation import load_model
+    from convbench.evaluate.evaluation import load_model
+    from convbench.evaluate.visualization import plot_grad_cam, plot_misclassified
 
     make().save(tmp_path / "model.keras")
     model = load_model(tmp_path / "model.keras")  # as the evaluate job sees it
@@ -102,7 +100,7 @@ def test_every_figure_for_a_plain_and_a_nested_model(tmp_path, make):
     assert heat.shape[0] == 6 and max(heat.shape[1:]) <= 28 and heat.min() >= 0 and heat.max() <= 1
     # layers can be named anywhere, inside a nested keras.applications base too
     import keras
-    from convbench.anatomy import iter_layers
+    from convbench.models.anatomy import iter_layers
 
     spatial = [layer.name for layer in iter_layers(model) if not hasattr(layer, "layers")
                and not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4]
@@ -130,8 +128,8 @@ def quadrant_dataset(count, rng):
 def test_grad_cam_heat_lies_in_the_deciding_quadrant():
     import keras
     import numpy as np
-    from convbench.runtime import seed_everything
-    from convbench.visualization import grad_cam
+    from convbench.base.runtime import seed_everything
+    from convbench.evaluate.visualization import grad_cam
 
     seed_everything(0)
     rng = np.random.default_rng(0)
@@ -148,8 +146,8 @@ def test_grad_cam_heat_lies_in_the_deciding_quadrant():
 
 
 def test_augmentation_preview_grid(tmp_path, digits_prepared):
-    from convbench.training import make_augmentation
-    from convbench.visualization import plot_augmentation_preview
+    from convbench.evaluate.visualization import plot_augmentation_preview
+    from convbench.train.training import make_augmentation
 
     settings = {"rotation_range": 15, "width_shift_range": 0.1, "height_shift_range": 0.1, "shear_range": 0,
                 "zoom_range": 0.1, "horizontal_flip": False, "fill_mode": "nearest"}
@@ -161,7 +159,7 @@ def test_augmentation_preview_grid(tmp_path, digits_prepared):
 
 def test_every_figure_of_the_table_has_a_caption_for_snakemake_report():
     from conftest import PROJECT
-    from convbench.figures import FIGURES
+    from convbench.evaluate.figures import FIGURES
 
     for figure in FIGURES:
         assert (PROJECT / "workflow" / "report" / figure.caption).read_text().strip(), figure.name
@@ -170,9 +168,8 @@ def test_every_figure_of_the_table_has_a_caption_for_snakemake_report():
 @pytest.mark.parametrize("classes", [2, 10, 100])
 def test_confusion_matrix_title_is_whole_and_clear_of_the_colour_bar(classes):
     import matplotlib.pyplot as plt
+    from convbench.evaluate.visualization import confusion_figure
     from matplotlib.text import Text
-
-    from convbench.visualization import confusion_figure
 
     title = "Confusion matrix — efficientnetb0_transfer on cifar100, variant learning_rate=0.001,batch_size=64, seed 12"
     fig = confusion_figure(np.eye(classes, dtype=int) * 5, [f"class {i}" for i in range(classes)], title)
@@ -190,8 +187,7 @@ def test_confusion_matrix_title_is_whole_and_clear_of_the_colour_bar(classes):
 def test_a_long_figure_title_wraps_inside_the_figure():
     """Every figure's title goes through style.suptitle (the report's variant plot cut its title at both edges)."""
     import matplotlib.pyplot as plt
-
-    from convbench.style import suptitle
+    from convbench.base.style import suptitle
 
     fig, _ = plt.subplots(figsize=(4, 3), layout="constrained")
     text = suptitle(fig, "Test accuracy per variant — cifar100_with_a_long_name (bars: mean, points: seeds, grey: "

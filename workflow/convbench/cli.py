@@ -27,12 +27,13 @@ def main(argv=None):
     predict.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up messages")
     args = parser.parse_args(argv)
 
-    from convbench.predict import PredictError, check_inputs, predict as run_prediction
+    from convbench.deploy.predict import PredictError, check_inputs
+    from convbench.deploy.predict import predict as run_prediction
 
     try:
         check_inputs(args.model, args.images, args.top_k)  # bad input is named before TensorFlow's seconds of start-up
         with contextlib.nullcontext() if args.verbose else quiet_native_stderr():
-            from convbench.runtime import configure_tensorflow
+            from convbench.base.runtime import configure_tensorflow
 
             configure_tensorflow(threads=args.threads)
         rows, skipped = run_prediction(args.model, args.images, args.output, top_k=args.top_k, skip_bad=args.skip_bad)

@@ -1,4 +1,5 @@
 # Config validation, wildcard constraints and the input functions shared by every stage.
+# Code: workflow/convbench/base (config, validation, devices) and each stage's tables.
 import functools
 import sys
 from pathlib import Path
@@ -9,10 +10,9 @@ from snakemake.utils import validate
 
 # The rules read the package's tables from the workflow's own copy (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from convbench import job_errors
-from convbench.architectures import check_custom, check_input_size, check_names, input_spec
-from convbench.atomic import remove_empty_folders
-from convbench.config import (
+from convbench.base import job_errors
+from convbench.base.atomic import remove_empty_folders
+from convbench.base.config import (
     augmentation_on,
     coerce_cli_scalars,
     dataset_settings,
@@ -21,15 +21,17 @@ from convbench.config import (
     study_variants,
     varied_settings,
 )
-from convbench.devices import local_resource_limits, visible_gpu_count
-from convbench.figures import EVALUATION_FILES, FIGURES
-from convbench.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
-from convbench.formats import file_digest, folder_fingerprint
-from convbench.fetch import imagenet_weights_sources, transfer_weights
-from convbench.summary import best_experiments
-from convbench.study import evaluation_settings, resolve_architectures
-from convbench.transfer import KERAS_HOME, check_transfer, weights_source
-from convbench.validation import check_recipe, validate_config
+from convbench.base.devices import local_resource_limits, visible_gpu_count
+from convbench.base.validation import check_recipe, validate_config
+from convbench.data.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
+from convbench.data.formats import file_digest, folder_fingerprint
+from convbench.evaluate.figures import EVALUATION_FILES, FIGURES
+from convbench.models.architectures import check_input_size, check_names, input_spec
+from convbench.models.custom import check_custom
+from convbench.models.study import evaluation_settings, resolve_architectures
+from convbench.models.transfer import KERAS_HOME, check_transfer, weights_source
+from convbench.models.weights import imagenet_weights_sources, transfer_weights
+from convbench.report.summary import best_experiments
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -67,7 +69,7 @@ def check_render_layers(render, architectures):
     for section in ("filter_layers", "feature_map_layers"):
         check_names(f"render.{section}", render[section], architectures)
     for name in sorted((set(render["filter_layers"]) | set(render["feature_map_layers"])) & set(config["architectures"])):
-        from convbench.anatomy import check_layer_names  # imports Keras: only for studies that name layers
+        from convbench.models.anatomy import check_layer_names  # imports Keras: only for studies that name layers
 
         try:
             check_layer_names(architectures[name], render["filter_layers"].get(name), render["feature_map_layers"].get(name))
@@ -170,7 +172,7 @@ def study_benchmarks(wildcards):
 
 
 def experiment_evaluation_settings(wildcards):
-    """What an experiment's metrics and figures depend on besides its model and data (convbench.study)."""
+    """What an experiment's metrics and figures depend on besides its model and data (convbench.models.study)."""
     return evaluation_settings(config["render"], ARCHITECTURES[wildcards.arch])
 
 
@@ -287,7 +289,7 @@ def prepared_manifests():
 
 
 def evaluation_outputs():
-    """Every file evaluate_model writes for one experiment (convbench.figures.EVALUATION_FILES), the
+    """Every file evaluate_model writes for one experiment (convbench.evaluate.figures.EVALUATION_FILES), the
     figures tagged for `snakemake --report`."""
     outputs = {key: f"{EXPERIMENT}/{name}" for key, name in EVALUATION_FILES.items()}
     for figure in FIGURES:

@@ -1,4 +1,5 @@
 # Fetch raw dataset files into resources/ and prepare per-input-spec splits in results/prepared/.
+# Code: workflow/convbench/data.
 
 # Downloads run where Snakemake runs (the login node under SLURM): compute nodes never need the internet.
 localrules:
@@ -51,7 +52,7 @@ rule prepare_dataset:
     input:
         raw=lambda wildcards: raw_inputs(DATASETS[wildcards.dataset]),
     output:
-        data=directory(f"{PREPARED}/{{dataset}}/{{spec}}"),  # image shards and labels (convbench.prepared)
+        data=directory(f"{PREPARED}/{{dataset}}/{{spec}}"),  # image shards and labels (convbench.data.prepared)
         manifest=f"{PREPARED}/{{dataset}}/{{spec}}.json",
     params:
         data=config["data"],

@@ -1,9 +1,10 @@
 # Test-split metrics and figures per experiment, and one tidy summary table for the whole study.
+# Code: workflow/convbench/evaluate.
 
 
 # One job per experiment for the metrics and the figures. The training job already made them while its
 # model was in memory (TensorFlow's start costs ~5 s, more than evaluating a small model); this job
-# adopts them without starting TensorFlow unless its settings changed since (convbench.assessment).
+# adopts them without starting TensorFlow unless its settings changed since (convbench.evaluate.assessment).
 rule evaluate_model:
     input:
         unpack(prepared_data),
@@ -30,7 +31,7 @@ rule evaluate_model:
 
 # Latency and throughput of every model of a dataset, in one job that runs alone once all of them are
 # trained, interleaved over rounds: measured inside each evaluation job, the figures depended on
-# whatever else ran at that moment (convbench.cost).
+# whatever else ran at that moment (convbench.evaluate.cost).
 rule measure_cost:
     input:
         unpack(cost_subjects),

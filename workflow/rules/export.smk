@@ -1,5 +1,6 @@
 # Deployment formats of every trained model (`export:` in the config; none by default), each checked
-# against the Keras model in its job (convbench.export).
+# against the Keras model in its job (convbench.deploy.export).
+# Code: workflow/convbench/deploy/export.py.
 
 
 rule export_model:

@@ -1,4 +1,5 @@
 # Use what was trained: the study's models on new images (the Snakefile's `predict` target, not part of `all`).
+# Code: workflow/convbench/deploy/predict.py.
 
 
 rule predict_images:

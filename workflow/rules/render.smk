@@ -1,5 +1,6 @@
 # The augmentation preview: each variant's augmentation drawn on training images of each dataset.
 # (An experiment's own figures are drawn by evaluate_model, evaluate.smk.)
+# Code: workflow/convbench/evaluate/visualization.py (augmentation: convbench/train/training.py).
 
 
 rule preview_augmentation:

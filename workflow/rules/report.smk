@@ -1,4 +1,5 @@
 # The comparison report: a papermill-executed notebook rendered to self-contained HTML.
+# Code: workflow/convbench/report.
 
 
 rule build_report:

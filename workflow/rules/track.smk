@@ -1,4 +1,5 @@
 # Each finished experiment as an MLflow run (`tracking: {mlflow: {uri, experiment}}`; off by default).
+# Code: workflow/convbench/deploy/mlflow_log.py.
 
 # Runs where Snakemake runs (the login node under SLURM): it reaches the tracking server, compute nodes may not.
 localrules:

@@ -1,4 +1,5 @@
 # Train one model per dataset x architecture x variant x seed; fetch the pretrained weights transfer learning starts from.
+# Code: workflow/convbench/train (models: convbench/models).
 
 # Downloads run where Snakemake runs (the login node under SLURM): compute nodes never need the internet.
 localrules:

@@ -1,6 +1,6 @@
 """First import of every rule script: routes all output to the rule's log, makes convbench importable,
-records an uncaught exception as one line for the end of the run (convbench.job_errors), and for
-rules that declare GPUs claims free device slots (convbench.devices). `finish()` ends a TensorFlow
+records an uncaught exception as one line for the end of the run (convbench.base.job_errors), and for
+rules that declare GPUs claims free device slots (convbench.base.devices). `finish()` ends a TensorFlow
 job once its outputs are written.
 
 Snakemake puts this directory on sys.path; the package lives one level up, in workflow/.
@@ -25,15 +25,15 @@ def start(snakemake):
     logging.getLogger("convbench").info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
     record_errors(snakemake)
     if "gpu" in snakemake.resources.keys():  # before TensorFlow starts: it reads CUDA_VISIBLE_DEVICES once
-        from convbench.devices import claim_gpus
+        from convbench.base.devices import claim_gpus
 
         claim_gpus(int(snakemake.resources.gpu), Path(".snakemake") / "convbench-gpu-slots")
 
 
 def record_errors(snakemake):
     """An uncaught exception: its traceback to the log (Python's own hook), and one line for the
-    summary Snakemake prints at the end of the run (convbench.job_errors)."""
-    from convbench import job_errors
+    summary Snakemake prints at the end of the run (convbench.base.job_errors)."""
+    from convbench.base import job_errors
 
     wildcards = dict(snakemake.wildcards)
     job_errors.forget(snakemake.rule, wildcards)

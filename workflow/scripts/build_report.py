@@ -1,7 +1,7 @@
 from _bootstrap import start
 
 start(snakemake)
-from convbench.report import build_report
+from convbench.report.build import build_report
 
 sm = snakemake
 build_report(

@@ -1,0 +1,378 @@
+"""The train stage: a seeded tf.data pipeline, model.fit over the run's phases, and the files an experiment
+leaves (resuming a killed run: convbench.train.checkpoints)."""
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from ..base.atomic import atomic_path, sha256, write_json
+from ..base.runtime import environment_facts
+from ..base.schedules import learning_rate_schedule
+from ..evaluate.inference import image_gather, resize_batch, split_batches, without_autotune
+from ..models.architectures import as_architecture, create_model
+from ..models.fused_batchnorm import fuse_batchnorm
+from ..models.saving import save_model
+from ..models.transfer import pretrained_base, unfreeze_last
+from .checkpoints import EpochCheckpoint, make_callbacks, restore_checkpoint, runtime_facts
+from .tensorboard_log import TensorBoardLog
+
+log = logging.getLogger(__name__)
+
+
+def config_hash(settings):
+    """Short stable hash of the settings that define an experiment."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class RandomPadCrop(keras.layers.Layer):
+    """Zero-pad each side by `padding`, then crop a random window of the original size, one offset
+    per image (keras.layers.RandomCrop draws one offset per batch: every image would move alike)."""
+
+    def __init__(self, padding, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = padding
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        pad, count, height, width = self.padding, tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        offsets = keras.random.randint((count, 2), 0, 2 * pad + 1, seed=self.seed_generator)
+        rows = offsets[:, :1] + tf.range(height)[tf.newaxis]
+        columns = offsets[:, 1:] + tf.range(width)[tf.newaxis]
+        return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), columns, axis=2, batch_dims=1)
+
+
+def make_augmentation(settings, seed):
+    """Keras preprocessing layers with ImageDataGenerator's knobs, plus pad-and-random-crop; None
+    when every knob is off.
+
+    rotation_range and shear_range are in degrees, shifts and zoom are fractions of the image.
+    """
+    fill = {"fill_mode": settings["fill_mode"]}
+    layers = []
+    padding = (settings.get("random_crop") or {}).get("padding", 0)
+    if padding:  # pad with zeros, crop a random window of the original size (He et al. 2016's CIFAR recipe)
+        layers.append(RandomPadCrop(padding, seed=seed + 5))
+    if settings["horizontal_flip"]:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if settings["rotation_range"]:
+        layers.append(keras.layers.RandomRotation(settings["rotation_range"] / 360, seed=seed + 1, **fill))
+    if settings["width_shift_range"] or settings["height_shift_range"]:
+        layers.append(keras.layers.RandomTranslation(
+            settings["height_shift_range"], settings["width_shift_range"], seed=seed + 2, **fill))
+    if settings["shear_range"]:
+        shear = math.tan(math.radians(settings["shear_range"]))
+        layers.append(keras.layers.RandomShear(x_factor=shear, y_factor=shear, seed=seed + 3, **fill))
+    if settings["zoom_range"]:
+        layers.append(keras.layers.RandomZoom(settings["zoom_range"], seed=seed + 4, **fill))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def epoch_seed(seed, epoch):
+    """Seed for one epoch's random draws, derived only from (experiment seed, epoch)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31)
+
+
+def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed, first_epoch, epochs,
+                     augmentation=None, input_size=None):
+    """Batches for epochs [first_epoch, epochs) as one finite stream.
+
+    Epoch e's order (a stateless shuffle) and its augmentation draws depend only on (seed, e), so
+    a run resumed at epoch k replays exactly what an uninterrupted run saw. One stream with
+    steps_per_epoch also avoids Keras rebuilding (and stalling on) an iterator every epoch.
+    `images`: the uint8 split in memory, or a function reading those of given indices from the
+    prepared shards (convbench.evaluate.inference.image_gather): the same batches either way.
+    """
+    gather_images = image_gather(images, manifest["input_shape"])
+    image_side = manifest["input_shape"][0]
+    labels = tf.constant(labels)
+    params = manifest["preprocessing"]
+    offset = tf.constant(params["offset"], tf.float32)
+    scale = tf.constant(params["scale"], tf.float32)
+
+    def gather(index):
+        x = (tf.cast(gather_images(index), tf.float32) - offset) * scale
+        y = tf.one_hot(tf.gather(labels, index), num_classes)
+        return x, y
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(labels)), seed=[seed, epoch])
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        batches = batches.map(gather, num_parallel_calls=2, deterministic=True)
+        augment = make_augmentation(augmentation, epoch_seed(seed, epoch)) if augmentation else None
+        if augment is not None:
+            # Training split only; one call at a time so the seeded draws come in a fixed order.
+            batches = batches.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=1)
+        if input_size is not None and input_size != image_side:
+            batches = batches.map(lambda x, y: (resize_batch(x, input_size), y), num_parallel_calls=2, deterministic=True)
+        return batches
+
+    dataset = functools.reduce(tf.data.Dataset.concatenate, map(epoch_batches, range(first_epoch, epochs)))
+    return without_autotune(dataset.prefetch(2))
+
+
+def make_optimizer(settings, learning_rate, schedule="constant", steps_per_epoch=1, epochs=1):
+    """The optimizer with its learning-rate schedule (convbench.base.schedules).
+
+    With `plateau` the rate starts constant and ReduceLROnPlateau lowers it (the optimizer's
+    learning-rate variable is saved with every checkpoint). weight_decay is Keras' decoupled decay.
+    """
+    name = settings["optimizer"]
+    rate = learning_rate_schedule(settings, learning_rate, schedule, steps_per_epoch, epochs)
+    decay = {"weight_decay": settings["weight_decay"]} if settings.get("weight_decay") is not None else {}
+    if name == "adam":
+        return keras.optimizers.Adam(rate, **decay)
+    if name == "adamw":
+        return keras.optimizers.AdamW(rate, **decay)
+    if name == "sgd":
+        return keras.optimizers.SGD(rate, momentum=settings.get("momentum", 0.9), nesterov=settings.get("nesterov", True),
+                                    **decay)
+    raise ValueError(f"unknown optimizer {name!r}; use adam, adamw or sgd")
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records wall time and images/s of every epoch, and logs them as progress."""
+
+    def __init__(self, images_per_epoch):
+        super().__init__()
+        self.images_per_epoch = images_per_epoch
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        self.seconds.append(elapsed)
+        metrics = ", ".join(f"{key}={value:.4f}" for key, value in (logs or {}).items())
+        log.info("epoch %d: %.2f s, %.0f images/s, %s", epoch + 1, elapsed, self.images_per_epoch / elapsed, metrics)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def set_batchnorm_momentum(model, momentum):
+    """Every BatchNorm layer's moving-average momentum, nested bases included.
+
+    With few steps per epoch (small datasets) Keras' 0.99 leaves the moving statistics far behind
+    the weights and validation accuracy at chance; 0.9 follows them (measured on digits: 0.10 -> 0.99).
+    """
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+
+
+def compile_model(model, settings, learning_rate, schedule, steps_per_epoch, epochs):
+    model.compile(
+        optimizer=make_optimizer(settings, learning_rate, schedule, steps_per_epoch, epochs),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.get("label_smoothing", 0.0)),
+        metrics=["accuracy"],
+    )
+
+
+@dataclass(frozen=True)
+class Phases:
+    """The epochs of a run: [0, epochs) from scratch or with a frozen base, then, for transfer
+    architectures, [epochs, epochs + fine_tune.epochs) with the base's last layers unfrozen."""
+
+    bounds: tuple  # ((start, end), ...)
+    fine_tune: dict
+
+    @classmethod
+    def of(cls, settings, transfer):
+        epochs = settings["epochs"]
+        # a variant's fine_tune settings override the transfer architecture's own
+        fine_tune = {**transfer["fine_tune"], **settings.get("fine_tune", {})} if transfer else {"epochs": 0}
+        extra = ((epochs, epochs + fine_tune["epochs"]),) if fine_tune["epochs"] else ()
+        return cls(((0, epochs),) + extra, fine_tune)
+
+    @property
+    def total(self):
+        return self.bounds[-1][1]
+
+
+def train_experiment(data, architecture, *, seed, settings, strategy, model_path, history_path, meta_path,
+                     checkpoint_dir, weights=None, variant="default", variant_overrides=None, tensorboard=None,
+                     precision_reason=None, on_saved=None, checkpoint_interval=0.0, in_memory=True):
+    """Train one (dataset, architecture, variant, seed) experiment and write model, history and metadata.
+
+    `architecture`: an Architecture (convbench.models.study resolves the study's) or a built-in's name.
+    `settings` are the complete effective training settings (the variant's overrides included);
+    `variant` and `variant_overrides` only name them in the metadata.
+
+    A run killed part-way resumes from `checkpoint_dir` at the next epoch, with the same result.
+    Transfer-learning architectures train in two phases (convbench.models.transfer): `epochs` with the
+    base frozen, then fine_tune.epochs with its last layers unfrozen; `weights` is "imagenet" or
+    a weights file for their base. `tensorboard`: {"directory", "graph", "histograms"} to log
+    the run for TensorBoard as it trains (convbench.train.tensorboard_log), or None. `on_saved(model)` runs
+    once the outputs are written, before the checkpoint is removed: a job killed meanwhile resumes
+    from its last checkpoint instead of training again. `checkpoint_interval`: seconds between
+    checkpoints at least (0: every epoch; convbench.train.checkpoints.EpochCheckpoint). `in_memory`: hold the
+    training split in memory (convbench.data.prepared.fits_in_memory), else read it from its shards per batch.
+    """
+    arch = as_architecture(architecture)
+    phases = Phases.of(settings, arch.transfer)
+    fingerprint = config_hash({"architecture": arch.name, "seed": seed, "settings": settings, "transfer": arch.transfer,
+                               "data": data.manifest["source_sha256"], "input_shape": list(data.input_shape)})
+    runtime = runtime_facts()
+    with strategy.scope():
+        model, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime)
+    fused_layers = fuse_batchnorm(model)
+    history, callbacks = fit_phases(model, resumed, data, settings, phases, seed=seed, strategy=strategy,
+                                    checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, runtime=runtime,
+                                    tensorboard=tensorboard, name=arch.name, checkpoint_interval=checkpoint_interval,
+                                    in_memory=in_memory)
+    stopping = callbacks.get("early_stopping")
+    if resumed.stopped and stopping is not None:  # the job died after early stopping, before its outputs
+        stopping.set_model(model)
+        stopping.on_train_begin()  # takes the saved counters and best weights
+        if stopping.restore_best_weights and stopping.best_weights is not None:
+            model.set_weights(stopping.best_weights)  # what on_train_end would have done
+    frame = history_frame(history, arch.name)
+    write_outputs(model, frame, data, arch, phases, stopping, model_path=model_path, history_path=history_path,
+                  meta_path=meta_path, seed=seed, settings=settings, variant=variant,
+                  variant_overrides=variant_overrides, resumed_after=len(resumed.history), runtime=runtime,
+                  precision_reason=precision_reason, fused_layers=fused_layers, in_memory=in_memory)
+    if on_saved is not None:
+        on_saved(model)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return model
+
+
+def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime):
+    """(model, Resumed): the last checkpointed epoch of this very experiment, else a new compiled model."""
+    model, resumed = restore_checkpoint(checkpoint_dir, fingerprint, runtime)
+    if model is None:
+        options = {"weights": weights} if arch.transfer else {}
+        model = create_model(arch, data.input_shape, data.num_classes, input_size=settings.get("input_size"), **options)
+        if settings.get("batchnorm_momentum") is not None:
+            set_batchnorm_momentum(model, settings["batchnorm_momentum"])
+        steps = math.ceil(data.count("train") / settings["batch_size"])
+        compile_model(model, settings, settings["learning_rate"], settings.get("schedule", "constant"), steps,
+                      settings["epochs"])
+    return model, resumed
+
+
+def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkpoint_dir, fingerprint, runtime,
+               tensorboard, name=None, checkpoint_interval=0.0, in_memory=True):
+    """model.fit over each phase's epochs still to run, checkpointing as it goes; returns the
+    history rows of every epoch (resumed ones first) and the resumable callbacks."""
+    y_train = data.labels("train")
+    # In memory when it fits (the fastest), else read from the shards per batch: the same batches either way.
+    x_train = data.images("train") if in_memory else (lambda index: data.images("train", index))
+    log.info("training split: %d images, %.0f MB, %s", len(y_train), data.nbytes("train") / 2**20,
+             "in memory" if in_memory else "read from its shards per batch")
+    batch_size = settings["batch_size"]
+    steps = math.ceil(len(y_train) / batch_size)
+    side = model.input_shape[1]  # images are resized to it per batch (input_size)
+    val_ds = split_batches(data, "val", max(batch_size, 256), input_size=side, with_labels=True, in_memory=in_memory)
+    timer = EpochTimer(len(y_train))
+    resumable = make_callbacks(settings, resumed.callbacks)
+    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, resumed.history, resumable, runtime,
+                                 min_interval=checkpoint_interval)
+    # after the checkpoint: it logs the row the checkpoint has just recorded
+    watchers = [TensorBoardLog(tensorboard["directory"], checkpoint, len(y_train), graph=tensorboard["graph"],
+                               histograms=tensorboard["histograms"])] if tensorboard else []
+    epoch = len(resumed.history)
+    log.info("training %s: %d parameters, epochs %d..%d of %d steps", name or model.name, model.count_params(),
+             epoch + 1, phases.total, steps)
+    for phase, (start, end) in enumerate(phases.bounds):
+        if epoch >= end or resumed.stopped:
+            continue
+        if phase == 1 and epoch == start:  # a run resumed inside phase 2 has its unfrozen model and optimizer back
+            fine_tune = phases.fine_tune
+            with strategy.scope():
+                unfrozen = unfreeze_last(model, fine_tune["layers"])
+                compile_model(model, {**settings, "warmup_epochs": 0}, fine_tune["learning_rate"], "constant", steps, 1)
+            log.info("fine-tuning: %d layers of the base unfrozen, learning rate %g", len(unfrozen),
+                     fine_tune["learning_rate"])
+        train_ds = training_dataset(
+            x_train, y_train, data.manifest, num_classes=data.num_classes, batch_size=batch_size, seed=seed,
+            first_epoch=epoch, epochs=end, augmentation=settings["augmentation"], input_size=side,
+        )
+        model.fit(
+            train_ds,
+            initial_epoch=epoch,
+            epochs=end,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            shuffle=False,  # the dataset is already shuffled, per epoch
+            # checkpoint last: it records what the others decided this epoch
+            callbacks=[keras.callbacks.TerminateOnNaN(), *resumable.values(), timer, checkpoint, *watchers],
+            verbose=0,
+        )
+        epoch = len(checkpoint.history)
+    return checkpoint.history, resumable
+
+
+def history_frame(history, architecture):
+    """The per-epoch rows as history.csv holds them; a diverged run fails here, before any output."""
+    frame = pd.DataFrame(history)
+    # One column order whether or not the run was resumed (resumed rows come back from JSON, keys sorted).
+    frame = frame[["epoch", *sorted(set(frame.columns) - {"epoch", "seconds"}), "seconds"]]
+    if not np.isfinite(frame["loss"]).all():
+        raise TrainingDiverged(
+            f"{architecture} diverged: loss became NaN at epoch {len(frame)}; lower the learning rate"
+        )
+    return frame
+
+
+def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, history_path, meta_path, seed, settings,
+                  variant, variant_overrides, resumed_after, runtime, precision_reason, fused_layers, in_memory):
+    """model.keras, history.csv and train_meta.json, each written atomically."""
+    with atomic_path(model_path) as tmp:
+        save_model(model, tmp)
+        model_sha256 = sha256(tmp)  # loading checks it (architectures.load_model): a damaged copy is retrained
+    with atomic_path(history_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    seconds = frame["seconds"].to_numpy()
+    transfer = arch.transfer
+    write_json(
+        meta_path,
+        {
+            "architecture": arch.name,
+            "dataset": data.manifest["dataset"],
+            "variant": variant,
+            "seed": seed,
+            "variant_overrides": variant_overrides or {},
+            "settings": settings,
+            "config_hash": config_hash(settings),
+            "parameters": int(model.count_params()),
+            "model_sha256": model_sha256,
+            "input_shape": list(model.input_shape[1:]),  # what the model takes; data.input_shape is the prepared data's
+            # what prediction needs to treat a new image as this model's training data was treated
+            "data": {key: data.manifest[key] for key in ("class_names", "input_shape", "preprocessing")},
+            "epochs_run": len(frame),
+            "resumed_after_epoch": resumed_after,
+            "best_epoch": int(frame["val_loss"].idxmin()) + 1,
+            "stopped_early": len(frame) < phases.total,
+            "transfer": None if not transfer else {
+                **transfer, "fine_tune": phases.fine_tune, "phase_epochs": [end - start for start, end in phases.bounds],
+                "trainable_base_layers": [layer.name for layer in pretrained_base(model).layers if layer.trainable],
+            },
+            "weights_from_epoch": (stopping.best_epoch + 1 if stopping and stopping.restore_best_weights
+                                   and stopping.best_weights is not None else len(frame)),
+            "seconds_per_epoch": seconds.tolist(),
+            "train_seconds": float(seconds.sum()),
+            "images_per_second": float(data.count("train") / np.median(seconds)),
+            "precision": runtime["precision"],
+            "precision_reason": precision_reason,  # why this precision (runtime.choose_precision)
+            "threads": runtime["threads"],  # with the precision and TensorFlow version, part of the exact result
+            "batchnorm_fused_layers": fused_layers,  # BatchNormalization layers trained on the fused kernel
+            "training_data": "in memory" if in_memory else "read from its shards per batch",
+            "environment": environment_facts(),
+        },
+    )
