@@ -11,7 +11,7 @@ import pytest
 from conftest import PROJECT
 
 # The sub-packages, lowest first; the rule files whose code each holds are named in its docstring.
-STAGES = ("base", "data", "models", "evaluate", "train", "report", "deploy")
+STAGES = ("base", "data", "models", "evaluate", "train", "tune", "report", "deploy")
 TOP = ("convbench", "convbench.cli")  # the package itself and the `convbench` command reach every stage
 
 

@@ -1,0 +1,112 @@
+"""The search's pure parts: its space, its proposals (deterministic per seed, extended without change
+when the budget grows) and the successive-halving schedule."""
+
+import math
+
+import pytest
+from convbench.tune.halving import Rung, epochs_spent, promoted, rungs
+from convbench.tune.proposals import grid_proposals, proposals, random_proposals, startup_trials
+from convbench.tune.space import parse_space
+
+SPACE = {"learning_rate": {"log_uniform": [1e-4, 1e-2]}, "batch_size": {"choice": [32, 64, 128]},
+         "augmentation.rotation_range": {"int": [0, 20]}, "label_smoothing": {"uniform": [0.0, 0.2]}}
+
+
+def in_space(settings):
+    return (1e-4 <= settings["learning_rate"] <= 1e-2 and settings["batch_size"] in (32, 64, 128)
+            and 0 <= settings["augmentation.rotation_range"] <= 20 and 0 <= settings["label_smoothing"] <= 0.2
+            and isinstance(settings["augmentation.rotation_range"], int))
+
+
+@pytest.mark.parametrize("space, words", [
+    ({"learning_rate": {"log_uniform": [0, 0.1]}}, "must be above 0"),
+    ({"learning_rate": {"uniform": [0.1, 0.01]}}, "empty or inverted"),
+    ({"epochs": {"int": [5, 5]}}, "empty or inverted"),
+    ({"batch_size": {"choice": []}}, "choice takes"),
+    ({"batch_size": {"choice": [32, 32]}}, "lists a value twice"),
+    ({"batch_size": {"int": [16.5, 64]}}, "whole numbers"),
+    ({"learning_rate": {"normal": [0, 1]}}, "one of log_uniform, uniform, int, choice"),
+    ({"learning_rate": [0.1, 0.01]}, "give one distribution"),
+    ({}, "at least one training setting"),
+])
+def test_a_bad_space_is_named_in_one_line(space, words):
+    with pytest.raises(ValueError, match=words) as error:
+        parse_space(space)
+    assert "\n" not in str(error.value)
+
+
+def test_each_distribution_maps_the_unit_interval_onto_its_range():
+    learning_rate, batch_size, rotation, smoothing = parse_space(SPACE)
+    assert learning_rate.from_unit(0.0) == 1e-4 and learning_rate.from_unit(0.5) == pytest.approx(1e-3, rel=1e-3)
+    assert [batch_size.from_unit(u) for u in (0.0, 0.34, 0.99)] == [32, 64, 128]
+    assert [rotation.from_unit(u) for u in (0.0, 0.999)] == [0, 20]  # both ends reachable
+    assert smoothing.from_unit(0.25) == pytest.approx(0.05) and learning_rate.log_axis and not smoothing.log_axis
+
+
+def test_random_proposals_are_a_pure_function_of_the_seed_and_grow_by_appending():
+    dimensions = parse_space(SPACE)
+    first = random_proposals(dimensions, 16, seed=3)
+    assert first == random_proposals(dimensions, 16, seed=3)
+    assert random_proposals(dimensions, 40, seed=3)[:16] == first  # more trials: the earlier ones unchanged
+    assert random_proposals(dimensions, 16, seed=4) != first
+    assert all(in_space(settings) for settings in first)
+    assert len({settings["batch_size"] for settings in first}) == 3  # Sobol covers every choice
+
+
+def test_random_proposals_spread_over_the_log_range():
+    learning_rates = [settings["learning_rate"] for settings in random_proposals(parse_space(SPACE), 32, seed=0)]
+    decades = [sum(low <= rate < low * 10 for rate in learning_rates) for low in (1e-4, 1e-3)]
+    assert decades[0] == pytest.approx(16, abs=3) and decades[1] == pytest.approx(16, abs=3)
+
+
+def test_grid_is_every_combination_last_key_fastest():
+    dimensions = parse_space({"batch_size": {"choice": [32, 64]}, "augmentation.rotation_range": {"int": [0, 2]}})
+    assert grid_proposals(dimensions, 6) == [{"batch_size": size, "augmentation.rotation_range": angle}
+                                             for size in (32, 64) for angle in (0, 1, 2)]
+    with pytest.raises(ValueError, match="grid search takes choice or int"):
+        grid_proposals(parse_space({"learning_rate": {"uniform": [0.1, 0.2]}}), 4)
+
+
+def score(settings):
+    """A made-up validation accuracy, best at learning rate 1e-3 and no rotation."""
+    return 1 - abs(math.log10(settings["learning_rate"]) + 3) / 4 - settings["augmentation.rotation_range"] / 100
+
+
+def run_tpe(trials, batch, seed):
+    """A TPE search driven as the workflow drives it: propose what can be proposed, score it, again."""
+    dimensions, made = parse_space(SPACE), []
+    while len(made) < trials:
+        made = proposals("tpe", dimensions, trials, batch, seed, [(settings, score(settings)) for settings in made])
+    return made
+
+
+def test_tpe_starts_from_the_random_points_then_proposes_batch_by_batch_from_the_scores():
+    pytest.importorskip("optuna")
+    dimensions = parse_space(SPACE)
+    startup = startup_trials(24, 4)
+    assert startup == 12 and startup_trials(6, 4) == 6
+    assert proposals("tpe", dimensions, 24, 4, 5) == random_proposals(dimensions, startup, 5)  # nothing scored yet
+    made = run_tpe(24, 4, seed=5)
+    assert len(made) == 24 and all(in_space(settings) for settings in made)
+    assert made[:startup] == random_proposals(dimensions, startup, 5)
+    assert made == run_tpe(24, 4, seed=5)  # the same scores, the same proposals, bit for bit
+    assert run_tpe(32, 4, seed=5)[:24] == made  # a larger budget appends
+    best_of = lambda trials: max(map(score, trials))  # noqa: E731
+    assert best_of(made) >= best_of(random_proposals(dimensions, 24, 5)) - 0.05  # it learns from the scores
+
+
+def test_successive_halving_keeps_a_third_per_rung_and_ends_at_the_studys_epochs():
+    schedule = rungs(27, max_epochs=9, min_epochs=1, eta=3)
+    assert schedule == (Rung(0, 1, 27), Rung(1, 3, 9), Rung(2, 9, 3))
+    assert epochs_spent(schedule) / (27 * 9) <= 0.4  # the issue's budget: at most 40 % of training all for 9
+    assert rungs(10, max_epochs=20, min_epochs=2, eta=2)[-1] == Rung(3, 20, 1)
+    assert rungs(8, max_epochs=5) == (Rung(0, 5, 8),)  # no halving: one rung at the study's epochs
+    with pytest.raises(ValueError, match="min_epochs <= epochs"):
+        rungs(9, max_epochs=3, min_epochs=4)
+    with pytest.raises(ValueError, match="eta >= 2"):
+        rungs(9, max_epochs=9, min_epochs=1, eta=1)
+
+
+def test_promotion_takes_the_best_validation_scores_and_breaks_ties_by_trial():
+    assert promoted({0: 0.5, 1: 0.9, 2: 0.7, 3: 0.9}, 2) == [1, 3]
+    assert promoted({4: 0.8, 2: 0.8, 7: 0.1}, 1) == [2]
