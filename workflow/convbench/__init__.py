@@ -2,8 +2,8 @@
 
 The sub-packages are the workflow's stages, lowest first; each imports only from those before it
 (tests/test_imports.py): base (config, files, runtime) → data (workflow/rules/datasets.smk) → models
-→ evaluate (evaluate.smk, render.smk) → train (train.smk) → report (report.smk) → deploy (export.smk,
-predict.smk, track.smk). `cli` (the `convbench` command) sits on top.
+→ evaluate (evaluate.smk, render.smk) → train (train.smk) → tune (the search, in progress) → report
+(report.smk) → deploy (export.smk, predict.smk, track.smk). `cli` (the `convbench` command) sits on top.
 """
 
 import importlib
