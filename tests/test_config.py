@@ -149,3 +149,21 @@ def test_config_errors_are_one_short_paragraph(tmp_path, config, message):
     assert result.returncode != 0 and message in output
     assert "Traceback" not in output and 'File "' not in output and "$schema" not in output
     assert len(output.strip().splitlines()) <= 4  # profile and config notices, then the one message
+
+
+def test_the_slurm_plugin_comes_with_every_install():
+    """Without it Snakemake rejects `executor: slurm` while reading its arguments (before any line of
+    the workflow could say what to install): it is a dependency, not only an extra."""
+    import tomllib
+
+    dependencies = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(requirement.startswith("snakemake-executor-plugin-slurm") for requirement in dependencies)
+
+
+@pytest.mark.slow  # starts Snakemake in a subprocess
+def test_the_slurm_profile_plans_the_study(tmp_path):
+    copy_workflow(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "-n"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rule train_model:" in result.stdout

@@ -127,11 +127,11 @@ def test_first_screen_leaderboard_folds_mean_and_std_and_keeps_wide_columns_for_
     first = style_leaderboard(board, full=False).to_html()
     full = style_leaderboard(board).to_html()
     big = board.iloc[0]
-    assert f"{big['accuracy_mean']:.4f}\u00a0±\u00a0{big['accuracy_std']:.4f}" in first
+    assert f"{big['accuracy_mean']:.2%}\u00a0±\u00a0{big['accuracy_std']:.2%}" in first  # percent, as everywhere
     assert "test accuracy (mean ± std)" in first and "(std)<" not in first
     assert "calibration error" not in first and "FLOPs" not in first and "training speed" not in first
     assert "calibration error" in full and "FLOPs" in full
-    assert f">{big['accuracy_mean']:.4f}<" not in first  # the mean is not shown twice
+    assert f">{big['accuracy_mean']:.2%}<" not in first  # the mean is not shown twice
 
 
 def test_large_counts_read_in_si_units():
@@ -188,6 +188,26 @@ def test_many_models_get_small_multiples_not_a_crowded_legend():
     assert [alt.split(" per epoch")[0] for _, alt in many] == ["Validation and training accuracy",
                                                                 "Validation and training loss"]
     assert sum(ax.get_visible() for ax in many[0][0].axes) == OVERLAY_LIMIT + 6
+
+
+def test_the_overlay_legend_says_what_solid_and_dotted_mean():
+    from convbench.report.curves import plot_curves_overlay
+
+    histories = pd.DataFrame([{"dataset": "d", "model": model, "seed": 1, "epoch": epoch, "accuracy": 0.5,
+                               "val_accuracy": 0.5, "loss": 1.0, "val_loss": 1.0}
+                              for model in ("a", "b") for epoch in (1, 2)])
+    legend = plot_curves_overlay(histories, "d").legends[0]
+    texts = [text.get_text() for text in legend.get_texts()]
+    assert texts[:2] == ["a", "b"] and texts[2].startswith("validation") and texts[3] == "training"
+    assert [line.get_linestyle() for line in legend.get_lines()[2:]] == ["-", ":"]
+
+
+def test_accuracies_read_as_percentages_everywhere():
+    from convbench.evaluate.metrics import METRICS
+
+    for metric in METRICS:
+        if "accuracy" in metric.name:
+            assert metric.format.format(0.987654) == "98.77%", metric.name
 
 
 def test_variant_and_sweep_plots_wrap_a_dozen_architectures_into_rows():

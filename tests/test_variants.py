@@ -10,7 +10,7 @@ import yaml
 from conftest import PROJECT, copy_workflow
 from convbench.base.config import experiment_settings, flatten, study_variants, sweep_variants, varied_settings
 from convbench.base.validation import check_variants
-from convbench.report.confidence import variant_effects
+from convbench.report.confidence import style_variant_effects, variant_effects
 from snakemake.utils import validate
 
 SCHEMA = PROJECT / "workflow" / "schemas" / "config.schema.yaml"
@@ -113,6 +113,29 @@ def test_a_sweep_point_may_not_take_a_named_variants_name():
         study_variants({"variants": {"learning_rate=0.1": {}}, "sweep": {"learning_rate": [0.1]}})
 
 
+def test_the_baseline_comes_first_whatever_order_the_variants_were_merged_in():
+    """`--config 'variants={low_lr: ...}'` puts low_lr before config.yaml's default (Snakemake merges the
+    file into the command line's values); the baseline stays default, or the one `baseline` names."""
+    merged = {"variants": {"low_lr": {"learning_rate": 0.0003}, "default": {}}}
+    assert list(study_variants(merged)) == ["default", "low_lr"]
+    assert list(study_variants({**merged, "baseline": "low_lr"})) == ["low_lr", "default"]
+    assert list(study_variants({"variants": {"b": {}, "a": {"epochs": 2}}})) == ["b", "a"]  # no default: the first
+    swept = {"variants": {"default": {}}, "sweep": {"batch_size": [32, 64]}, "baseline": "batch_size=64"}
+    assert list(study_variants(swept)) == ["batch_size=64", "default", "batch_size=32"]
+    with pytest.raises(ValueError, match="baseline: 'low' is not a variant of the study; choose from low_lr, default"):
+        study_variants({**merged, "baseline": "low"})
+
+
+@pytest.mark.slow  # starts Snakemake in a subprocess
+def test_the_readmes_one_run_variant_keeps_default_as_the_baseline(tmp_path):
+    copy_workflow(tmp_path)
+    readme = "variants={low_lr: {learning_rate: 0.0003}}"  # README, Variants and sweeps
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", readme],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "convbench: baseline variant default (set `baseline:` to compare against another)" in result.stderr
+
+
 @pytest.mark.slow  # starts Snakemake in a subprocess
 def test_snakemake_stops_on_a_bad_variant_before_any_job(tmp_path):
     copy_workflow(tmp_path)
@@ -147,6 +170,8 @@ def test_variant_effects_pair_by_seed_and_test_against_the_baseline():
     assert better["ci_low"] > 0 and better["p_value"] < 0.01
     assert same["ci_low"] < 0 < same["ci_high"] and same["p_value"] > 0.05
     assert better["difference"] == pytest.approx(better["variant_accuracy"] - better["baseline_accuracy"])
+    html = style_variant_effects(effects.reset_index()).to_html()  # percent and percentage points, as the leaderboard
+    assert f"{better['baseline_accuracy']:.2%}" in html and f"{100 * better['difference']:+.2f} points" in html
 
 
 def test_variant_effects_need_seeds_for_intervals_and_two_variants_at_all():

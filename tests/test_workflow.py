@@ -267,6 +267,7 @@ def test_each_variant_has_its_experiments_rows_and_report_section(variant_study)
     assert meta["config_hash"] != read_json(runs / "default/seed2/train_meta.json")["config_hash"]
     html = (variant_study / "results/report.html").read_text()
     assert "Variants: what each change did" in html and "simple_cnn · rotated" in html
+    assert "each variant against the baseline, <strong>default</strong>" in html and "default (baseline)" in html
     assert (variant_study / "results/figures/digits/rotated/augmentation_preview.png").exists()
     assert not (variant_study / "results/figures/digits/default").exists()  # no augmentation, no preview
 

@@ -1,6 +1,7 @@
 """`convbench` on the command line: use what a study trained.
 
-    convbench predict results/experiments/digits/bn_cnn/default/seed1 photos/ --top-k 3 --output predictions.csv
+    convbench predict results/experiments/digits/bn_cnn/default/seed1 photos/ --top-k 3 \
+        --output results/predictions/photos.csv
 """
 
 import argparse

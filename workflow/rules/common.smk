@@ -83,6 +83,9 @@ try:
 except ValueError as error:
     # One short paragraph, no traceback and no schema dump: the key, the value, what is allowed.
     sys.exit(f"Error in the config: {error}")
+if len(VARIANTS) > 1 and workflow.is_main_process:
+    print(f"convbench: baseline variant {next(iter(VARIANTS))} (set `baseline:` to compare against another)",
+          file=sys.stderr)
 
 # GPUs per training/evaluation job: `auto` takes one where the machine running Snakemake has GPUs.
 GPUS_PER_JOB = (min(1, visible_gpu_count()) if config["resources"]["gpu"] == "auto" else config["resources"]["gpu"])

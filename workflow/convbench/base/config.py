@@ -59,14 +59,28 @@ def augmentation_on(augmentation):
 
 
 def study_variants(config):
-    """{name: overrides} of every variant of the study: the named `variants` in their order, then
-    one per point of the `sweep` grid (union, not cross product), named by its values."""
+    """{name: overrides} of every variant of the study, the baseline first (baseline_variant), then
+    the named `variants` in their order, then one per point of the `sweep` grid (union, not cross
+    product), named by its values."""
     variants = dict(config.get("variants") or {"default": {}})
     for name, overrides in sweep_variants(config.get("sweep") or {}).items():
         if name in variants:
             raise ValueError(f"sweep: its variant {name!r} has the name of a variant under `variants`; rename that one")
         variants[name] = overrides
-    return variants
+    baseline = baseline_variant(config.get("baseline"), variants)
+    others = {name: overrides for name, overrides in variants.items() if name != baseline}
+    return {baseline: variants[baseline], **others}
+
+
+def baseline_variant(named, variants):
+    """The variant the others are compared against: `baseline` when the config names one, else the one
+    called default, else the first. Not simply the first: a variant added with --config comes before
+    config.yaml's (Snakemake merges the file into the command line's values)."""
+    if named is None:
+        return "default" if "default" in variants else next(iter(variants))
+    if named not in variants:
+        raise ValueError(f"baseline: {named!r} is not a variant of the study; choose from {', '.join(variants)}")
+    return named
 
 
 def sweep_variants(sweep):

@@ -50,10 +50,12 @@ def _from_cost(key):
 
 
 METRICS = (
-    Metric("accuracy", "test accuracy", _from_metrics("accuracy"), higher_is_better=True, aggregate="mean_std"),
+    # Accuracies are shown as percentages everywhere in the report (summary.csv keeps fractions).
+    Metric("accuracy", "test accuracy", _from_metrics("accuracy"), "{:.2%}", higher_is_better=True,
+           aggregate="mean_std"),
     # Plain cross-entropy of the test predictions: no label smoothing, no weight penalty (convbench.evaluate.evaluation).
     Metric("loss", "test cross-entropy", _from_metrics("loss"), higher_is_better=False, aggregate="mean_std"),
-    Metric("top5_accuracy", "top-5 accuracy", _from_metrics("top5_accuracy"), higher_is_better=True),
+    Metric("top5_accuracy", "top-5 accuracy", _from_metrics("top5_accuracy"), "{:.2%}", higher_is_better=True),
     Metric("macro_precision", "macro precision", _macro("precision"), higher_is_better=True, in_experiments_table=False),
     Metric("macro_recall", "macro recall", _macro("recall"), higher_is_better=True, in_experiments_table=False),
     Metric("macro_f1", "macro F1", _macro("f1-score"), higher_is_better=True, aggregate="mean"),

@@ -82,11 +82,16 @@ def variant_effects(summary, dataset, confidence=0.95):
     return pd.DataFrame(rows) if rows else None
 
 
+def points(difference):
+    """A difference of two accuracies in percentage points, as the accuracies are shown in percent."""
+    return f"{100 * difference:+.2f} points"
+
+
 def style_variant_effects(effects):
     """The effects table as a reader wants it: accuracies, the signed difference and its interval
     (what each variant changes is listed once, in the table above it)."""
     def interval(row):
-        return "–" if pd.isna(row["ci_low"]) else f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+        return "–" if pd.isna(row["ci_low"]) else f"[{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}] points"
 
     table = pd.DataFrame({
         "architecture": effects["architecture"], "variant": effects["variant"], "paired seeds": effects["paired_seeds"],
@@ -94,5 +99,5 @@ def style_variant_effects(effects):
         "difference": effects["difference"], "95 % interval": effects.apply(interval, axis=1),
         "p-value": effects["p_value"],
     })
-    return table.style.format({"accuracy, baseline": "{:.4f}", "accuracy, variant": "{:.4f}", "difference": "{:+.4f}",
+    return table.style.format({"accuracy, baseline": "{:.2%}", "accuracy, variant": "{:.2%}", "difference": points,
                                "p-value": "{:.3g}"}, na_rep="–").hide(axis="index")

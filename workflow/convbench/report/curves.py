@@ -42,6 +42,7 @@ def plot_curves_overlay(histories, dataset):
     dataset: the mean over seeds, with the validation curve's min-max band over seeds; integer
     epoch ticks; one legend below the plots."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     from ..base.style import STYLE
@@ -61,7 +62,10 @@ def plot_curves_overlay(histories, dataset):
             ax.set(title=f"{metric.capitalize()} — {dataset}", xlabel="epoch", ylabel=metric)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8, frameon=False)
+        styles = [Line2D([], [], color="grey", label="validation (band: min-max over seeds)"),
+                  Line2D([], [], color="grey", linestyle=":", label="training")]
+        fig.legend(handles + styles, labels + [style.get_label() for style in styles], loc="outside lower center",
+                   ncols=min(4, len(labels) + 2), fontsize=8, frameon=False)
     return fig
 
 

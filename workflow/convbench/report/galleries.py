@@ -91,8 +91,8 @@ def plot_hardest_images(summary, dataset, test_images, count=8):
     confidence = np.array([p[chosen].max(axis=1) for p in predictions.values()])
     right = predicted == labels[chosen]
     with plt.rc_context({**STYLE, "axes.grid": False}):
-        fig, (top, table) = plt.subplots(2, 1, figsize=(1.1 * len(chosen) + 2.6, 1.5 + 0.26 * len(picks) + 0.6),
-                                         height_ratios=[1.5, 0.26 * len(picks)], layout="constrained")
+        fig, (top, table) = plt.subplots(2, 1, figsize=(1.1 * len(chosen) + 2.6, 1.5 + 0.42 * len(picks) + 0.6),
+                                         height_ratios=[1.5, 0.42 * len(picks)], layout="constrained")
         top.set_axis_off()
         for column, index in enumerate(chosen):
             inset = top.inset_axes([column / len(chosen), 0, 1 / len(chosen), 1])
@@ -101,7 +101,8 @@ def plot_hardest_images(summary, dataset, test_images, count=8):
             inset.set_axis_off()
         table.imshow(right, cmap=ListedColormap(["#f4c7c3", "#c9e8c9"]), vmin=0, vmax=1, aspect="auto")
         for (row, column), name in np.ndenumerate(predicted):
-            table.text(column, row, f"{shortened(class_names[name])} {confidence[row, column]:.0%}", ha="center", va="center", fontsize=7)
+            table.text(column, row, f"{shortened(class_names[name])}\n{confidence[row, column]:.0%} sure", ha="center",
+                       va="center", fontsize=8, linespacing=1.1)
         table.set_xticks([])
         table.set_yticks(range(len(predictions)), list(predictions), fontsize=8)
         table.tick_params(length=0)
