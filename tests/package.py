@@ -3,12 +3,14 @@ is imported). Shared by tests/test_imports.py (imports run one way) and tests/te
 holds what its stage imports)."""
 
 import ast
+import functools
 
 from conftest import PROJECT
 
 PACKAGE = PROJECT / "workflow" / "convbench"
 
 
+@functools.cache  # read once per tree: every module's checks ask for it
 def modules(root=PACKAGE):
     """{dotted name: path} of every module, "convbench.data.catalog"; a package is its __init__.py."""
     found = {}
@@ -19,6 +21,7 @@ def modules(root=PACKAGE):
     return found
 
 
+@functools.cache
 def moved(root=PACKAGE):
     """convbench.MOVED, read from the source: {old flat module name: its new homes}."""
     for node in ast.parse((root / "__init__.py").read_text()).body:
@@ -45,17 +48,20 @@ def imported_names(source, module=None, is_package=False):
     return names
 
 
+def resolve(target, root=PACKAGE):
+    """The package modules an imported name stands for: an old flat name's new homes, else the module
+    itself; none for a name outside the package (or a function imported from a module)."""
+    parts = target.split(".")
+    if parts[0] != root.name:
+        return []
+    if len(parts) > 1 and parts[1] in moved(root):
+        return [f"{root.name}.{home}" for home in moved(root)[parts[1]]]
+    return [target] if target in modules(root) else []
+
+
 def package_imports(name, root=PACKAGE):
     """The convbench modules module `name` imports, old flat names resolved to their new homes."""
-    known, old = modules(root), moved(root)
-    path = known[name]
-    found = set()
-    for target in imported_names(path.read_text(), name, path.name == "__init__.py"):
-        parts = target.split(".")
-        if parts[0] != root.name:
-            continue
-        if len(parts) > 1 and parts[1] in old:
-            found.update(f"{root.name}.{home}" for home in old[parts[1]])
-        elif target in known:
-            found.add(target)
+    path = modules(root)[name]
+    found = {module for target in imported_names(path.read_text(), name, path.name == "__init__.py")
+             for module in resolve(target, root)}
     return found - {name}

@@ -6,7 +6,6 @@ import filecmp
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 from conftest import PROJECT, copy_workflow, planned_jobs, run_snakemake
@@ -57,7 +56,6 @@ def test_a_study_made_before_the_stage_packages_is_reused_as_it_is(tmp_path):
     models = {path: path.stat().st_mtime_ns for path in workdir.glob("results/experiments/*/*/*/*/model.keras")}
     assert models
 
-    time.sleep(0.01)  # the pull happens after the run
     (tmp_path / "new").mkdir()
     pull(workdir, copy_workflow(tmp_path / "new"))
     assert not (workdir / "workflow" / "convbench" / "training.py").exists()  # the new layout is in place

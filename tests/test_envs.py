@@ -63,23 +63,18 @@ def rule_scripts():
 def third_party_imports(script, extra_sources=()):
     """Top-level third-party modules a stage's script reaches, following convbench (old flat names to
     their new homes) and _bootstrap."""
-    known, old = package.modules(), package.moved()
+    known = package.modules()
     seen, third_party = set(), set()
     pending = [(script.read_text(), None, False), *((source, None, False) for source in extra_sources)]
     while pending:
         source, module, is_package = pending.pop()
         for name in package.imported_names(source, module, is_package):
-            parts = name.split(".")
-            if parts[0] == "_bootstrap":
-                targets = ["_bootstrap"]
-            elif parts[0] == "convbench":
-                targets = [f"convbench.{home}" for home in old[parts[1]]] if len(parts) > 1 and parts[1] in old else [
-                    ".".join(parts[:depth]) for depth in range(1, len(parts) + 1) if ".".join(parts[:depth]) in known]
-            else:
-                if parts[0] not in sys.stdlib_module_names:
-                    third_party.add(parts[0])
+            top = name.split(".")[0]
+            if top not in ("convbench", "_bootstrap"):
+                if top not in sys.stdlib_module_names:
+                    third_party.add(top)
                 continue
-            for target in targets:
+            for target in ["_bootstrap"] if top == "_bootstrap" else package.resolve(name):
                 path = SCRIPTS / "_bootstrap.py" if target == "_bootstrap" else known[target]
                 if path not in seen:
                     seen.add(path)

@@ -3,6 +3,7 @@ own sub-package or from those of earlier stages, and no import chain comes back 
 A helper two stages share lives below both."""
 
 import ast
+import functools
 import importlib
 import importlib.util
 
@@ -20,6 +21,7 @@ def stage_of(module):
     return len(STAGES) if module in TOP else STAGES.index(module.split(".")[1])
 
 
+@functools.cache  # one walk of the tree for all the parametrized checks
 def graph(root=package.PACKAGE):
     return {module: package.package_imports(module, root) for module in package.modules(root)}
 
