@@ -43,6 +43,13 @@ def test_each_distribution_maps_the_unit_interval_onto_its_range():
     assert smoothing.from_unit(0.25) == pytest.approx(0.05) and learning_rate.log_axis and not smoothing.log_axis
 
 
+def test_rounding_never_leaves_the_range():
+    (dimension,) = parse_space({"learning_rate": {"log_uniform": [0.000123456, 0.0123456]}})
+    values = [dimension.from_unit(u) for u in (0.0, 0.999999)]
+    assert 0.000123456 <= values[0] and values[1] <= 0.0123456
+    assert dimension.snapped(0.01234999) == 0.0123456  # rounded up past the end: the end itself
+
+
 def test_random_proposals_are_a_pure_function_of_the_seed_and_grow_by_appending():
     dimensions = parse_space(SPACE)
     first = random_proposals(dimensions, 16, seed=3)

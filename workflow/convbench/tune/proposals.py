@@ -14,8 +14,6 @@ rerun, or a search killed and started again, proposes the same trials bit for bi
 import itertools
 import math
 
-from .space import rounded
-
 OPTUNA_EXTRA = "pip install -e '.[tune]'"  # method tpe needs Optuna; the other methods do not
 
 
@@ -80,10 +78,7 @@ def optuna_distribution(dimension):
 
 def from_param(dimension, value):
     """A value Optuna proposed, as the search space gives it: floats rounded, within the range."""
-    if dimension.kind in ("choice", "int"):
-        return value
-    low, high = dimension.values
-    return min(max(rounded(value), low), high)
+    return value if dimension.kind in ("choice", "int") else dimension.snapped(value)
 
 
 def proposals(method, dimensions, trials, batch, seed, scored=()):

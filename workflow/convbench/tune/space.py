@@ -33,8 +33,14 @@ class Dimension:
         if self.kind == "int":
             return min(int(low + math.floor(u * (high - low + 1))), high)
         if self.kind == "log_uniform":
-            return rounded(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
-        return rounded(low + u * (high - low))
+            return self.snapped(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+        return self.snapped(low + u * (high - low))
+
+    def snapped(self, value):
+        """A float of this dimension rounded (SIGNIFICANT_DIGITS) and kept within its range, which rounding
+        alone could leave by the last digit."""
+        low, high = self.values
+        return min(max(rounded(value), low), high)
 
     def grid_values(self):
         """Every value a grid search visits: a choice's values, or an int range's integers."""
