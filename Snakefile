@@ -11,6 +11,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/tune.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
@@ -41,6 +42,10 @@ rule all:
         "results/report.html",
         experiment_outputs(rules.train_model, rules.evaluate_model, *[rules.export_model] * bool(config["export"])),
         mlflow_runs(),
+        # a search's chosen recipes on the confirmation seeds, once the searches end
+        tuned=lambda wildcards: tuned_outputs(rules.train_model, rules.evaluate_model,
+                                              *[rules.export_model] * bool(config["export"]),
+                                              *[rules.log_mlflow] * bool(config["tracking"].get("mlflow"))),
     default_target: True
 
 

@@ -17,7 +17,7 @@ ENV_FILES = sorted((PROJECT / "envs").glob("*.yaml"))
 def rules_with_envs():
     for path in RULE_FILES:
         text = path.read_text()
-        for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", text, flags=re.M):
+        for rule, body in re.findall(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)+)", text, flags=re.M):
             env = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", body)
             yield rule, (path.parent / env.group(1)).resolve() if env else None
 
@@ -53,7 +53,7 @@ SCRIPTS = PROJECT / "workflow" / "scripts"
 def rule_scripts():
     """(rule, script path, env path) of every script rule."""
     for path in RULE_FILES:
-        for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", path.read_text(), flags=re.M):
+        for rule, body in re.findall(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)+)", path.read_text(), flags=re.M):
             script = re.search(r"script:\s*\n\s*\"([^\"]+)\"", body)
             env = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", body)
             if script:

@@ -117,3 +117,90 @@ def test_successive_halving_keeps_a_third_per_rung_and_ends_at_the_studys_epochs
 def test_promotion_takes_the_best_validation_scores_and_breaks_ties_by_trial():
     assert promoted({0: 0.5, 1: 0.9, 2: 0.7, 3: 0.9}, 2) == [1, 3]
     assert promoted({4: 0.8, 2: 0.8, 7: 0.1}, 1) == [2]
+
+
+# ---------------------------------------------------------------- a search as steps (convbench.tune.search)
+
+import json  # noqa: E402
+
+from convbench.tune.record import choose, run_step  # noqa: E402
+from convbench.tune.search import Plan, chosen_trial, step_trials  # noqa: E402
+
+TPE_HALVING = {"method": "tpe", "trials": 9, "batch": 2, "seed": 5, "halving": {"min_epochs": 1, "eta": 3},
+               "space": {"learning_rate": {"log_uniform": [1e-4, 1e-2]}, "batch_size": {"choice": [32, 64]}}}
+
+
+def fake_scores(record):
+    """A deterministic stand-in for training: a score from the settings and the epochs."""
+    return [{**trial, "score": trial.get("score", round(0.5 + 0.1 * trial["epochs"] - abs(trial["settings"]["learning_rate"]
+                                                                                            - 0.003) * 20, 6))}
+            for trial in record]
+
+
+def run_search(search, epochs=9):
+    plan, record = Plan.from_config(search, epochs), []
+    for step in range(plan.step_count()):
+        record = fake_scores(record + step_trials(plan, step, fake_scores(record)))
+    return plan, record
+
+
+def test_the_steps_of_a_tpe_search_with_halving():
+    plan = Plan.from_config(TPE_HALVING, epochs=9)
+    assert plan.blocks() == [(0, 9)]  # startup: Optuna's 10 in whole batches, never past the budget
+    assert [(rung.epochs, rung.trials) for rung in plan.rungs] == [(1, 9), (3, 3), (9, 1)]
+    larger = Plan.from_config({**TPE_HALVING, "trials": 16}, epochs=9)
+    assert larger.blocks() == [(0, 10), (10, 12), (12, 14), (14, 16)] and larger.step_count() == 6
+    assert [larger.step_of(trial, 0) for trial in (1, 10, 11, 16)] == [0, 0, 1, 3] and larger.step_of(3, 2) == 5
+    assert Plan.from_description(larger.describe()) == larger
+
+
+def test_a_search_is_the_same_bit_for_bit_and_promotes_by_score():
+    plan, record = run_search({**TPE_HALVING, "trials": 16})
+    assert run_search({**TPE_HALVING, "trials": 16})[1] == record
+    rung1 = [trial for trial in record if trial["rung"] == 1]
+    rung0 = sorted((trial for trial in record if trial["rung"] == 0), key=lambda trial: -trial["score"])
+    assert sorted(trial["trial"] for trial in rung1) == sorted(trial["trial"] for trial in rung0[:5])
+    assert all(trial["parent"] == f"trial{trial['trial']:03d}-r0" for trial in rung1)
+    assert chosen_trial(plan, record)["rung"] == 2
+
+
+def test_raising_trials_keeps_every_earlier_proposal():
+    _, small = run_search({**TPE_HALVING, "trials": 12})
+    _, large = run_search({**TPE_HALVING, "trials": 20})
+    first = {trial["trial"]: trial["settings"] for trial in small if trial["rung"] == 0}
+    assert {number: settings for number, settings in
+            ((trial["trial"], trial["settings"]) for trial in large if trial["rung"] == 0) if number in first} == first
+
+
+def write_trial(folder, val_accuracy, test_accuracy):
+    """A trained trial's files as train_model writes them; metrics.json holds a test score selection must not see."""
+    folder.mkdir(parents=True)
+    (folder / "train_meta.json").write_text(json.dumps({"weights_from_epoch": 2}))
+    (folder / "history.csv").write_text(f"epoch,val_accuracy\n1,0.1\n2,{val_accuracy}\n")
+    (folder / "metrics.json").write_text(json.dumps({"accuracy": test_accuracy}))
+
+
+def test_selection_reads_validation_never_test(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    search = {"method": "random", "trials": 2, "batch": 1, "seed": 0, "halving": None,
+              "space": {"learning_rate": {"log_uniform": [1e-4, 1e-2]}}}
+    plan = Plan.from_config(search, epochs=2)
+    (first, second) = run_step(plan, 0, None, "step0.json", "digits", "simple_cnn")
+    write_trial(tmp_path / first["experiment"], val_accuracy=0.9, test_accuracy=0.5)  # best on validation
+    write_trial(tmp_path / second["experiment"], val_accuracy=0.8, test_accuracy=0.99)  # best on test
+    winner = choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")
+    assert winner["trial"] == 1
+    assert json.loads((tmp_path / "search.json").read_text())["chosen"]["validation_accuracy"] == 0.9
+
+
+def test_a_search_whose_trials_all_diverged_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    search = {"method": "random", "trials": 1, "batch": 1, "seed": 0, "halving": None,
+              "space": {"learning_rate": {"log_uniform": [1e-4, 1e-2]}}}
+    plan = Plan.from_config(search, epochs=2)
+    (trial,) = run_step(plan, 0, None, "step0.json", "digits", "simple_cnn")
+    folder = tmp_path / trial["experiment"]
+    folder.mkdir(parents=True)
+    (folder / "train_meta.json").write_text(json.dumps({"diverged": True}))
+    with pytest.raises(ValueError, match="diverged.*narrow the search space"):
+        choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")

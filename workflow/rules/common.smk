@@ -32,6 +32,7 @@ from convbench.models.study import evaluation_settings, resolve_architectures
 from convbench.models.transfer import KERAS_HOME, check_transfer, weights_source
 from convbench.models.weights import imagenet_weights_sources, transfer_weights
 from convbench.report.summary import best_experiments
+from convbench.tune.checks import check_search, search_enabled
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -60,6 +61,9 @@ def check_study():
                 settings, where = experiment_settings(config, dataset, name, overrides), f"{name} on {dataset}, variant {variant}"
                 check_input_size(architectures[name], settings.get("input_size"), where)
                 check_recipe(settings, where)
+    baseline = next(iter(variants))
+    check_search(config, variants, yaml.safe_load(SCHEMA.read_text())["$defs"]["training_settings"],
+                 lambda dataset, arch: experiment_settings(config, dataset, arch, variants[baseline])["epochs"])
     return datasets, architectures, variants
 
 
@@ -83,6 +87,8 @@ try:
 except ValueError as error:
     # One short paragraph, no traceback and no schema dump: the key, the value, what is allowed.
     sys.exit(f"Error in the config: {error}")
+BASELINE = next(iter(VARIANTS))
+SEARCH = search_enabled(config)
 if len(VARIANTS) > 1 and workflow.is_main_process:
     print(f"convbench: baseline variant {next(iter(VARIANTS))} (set `baseline:` to compare against another)",
           file=sys.stderr)
@@ -130,18 +136,32 @@ CHECKPOINTS = "results/checkpoints"  # a running training job's checkpoint: f"{C
 
 @functools.cache
 def experiments():
-    """Every (dataset, arch, variant, seed) of the study, as wildcard dicts."""
+    """Every (dataset, arch, variant, seed) of the study known before it runs, as wildcard dicts; with a
+    search, also the baseline variant on the confirmation seeds (the chosen recipe's, variant `tuned`,
+    are known once the search ends: study_experiments)."""
+    confirm = [seed for seed in config["search"]["confirm_seeds"] if seed not in config["seeds"]] if SEARCH else []
     return tuple(
         {"dataset": dataset, "arch": arch, "variant": variant, "seed": seed}
         for dataset in config["datasets"]
         for arch in config["architectures"]
         for variant in VARIANTS
-        for seed in config["seeds"]
+        for seed in [*config["seeds"], *(confirm if variant == BASELINE else [])]
     )
+
+
+def study_experiments():
+    """Every experiment the study tests, the chosen recipes' included: for input functions only (it
+    waits for every search to end)."""
+    return experiments() + tuned_experiments()
 
 
 def experiment_files(pattern):
     return [pattern.format(**experiment) for experiment in experiments()]
+
+
+def study_files(pattern):
+    """An input function: `pattern` for every experiment the study tests, chosen recipes included."""
+    return lambda wildcards: [pattern.format(**experiment) for experiment in study_experiments()]
 
 
 def experiment_outputs(*stages):
@@ -152,13 +172,19 @@ def experiment_outputs(*stages):
             for experiment in experiments()]
 
 
+def tuned_outputs(*stages):
+    """experiment_outputs for the chosen recipes on the confirmation seeds (waits for the searches)."""
+    return [str(pattern).format(**experiment) for stage in stages for pattern in stage.output
+            for experiment in tuned_experiments()]
+
+
 def study_benchmarks(wildcards):
     """Snakemake's benchmark file of every job of the study, for the report's wall-time table (not
     every file under results/benchmarks/: those of experiments since removed stay there). A job
     that never ran (a raw file placed by hand) has none; the report skips it."""
     per_experiment = [rules.train_model, rules.evaluate_model, *([rules.export_model] if config["export"] else []),
                       *([rules.log_mlflow] if config["tracking"].get("mlflow") else [])]
-    jobs = [(stage, experiment) for stage in per_experiment for experiment in experiments()]
+    jobs = [(stage, experiment) for stage in per_experiment for experiment in study_experiments()]
     for dataset in config["datasets"]:
         jobs.append((rules.measure_cost, {"dataset": dataset}))
         for raw in raw_inputs(DATASETS[dataset]):
@@ -171,6 +197,7 @@ def study_benchmarks(wildcards):
     jobs += [(rules.preview_augmentation, preview) for preview in augmentation_previews()]
     jobs += [(rules.fetch_weights, {"filename": name}) for name in imagenet_weights_sources(config, VARIANTS, DATASETS)]
     jobs.append((rules.summarize, {}))
+    jobs += search_benchmarks()
     return [str(stage.benchmark).format(**values) for stage, values in jobs]
 
 
@@ -196,11 +223,15 @@ def alone_threads(wildcards):
 
 
 def training_settings(wildcards):
-    return experiment_settings(config, wildcards.dataset, wildcards.arch, VARIANTS[wildcards.variant])
+    changes = {key: value for key, value in variant_overrides(wildcards).items() if key != "search"}
+    return experiment_settings(config, wildcards.dataset, wildcards.arch, changes)
 
 
 def variant_overrides(wildcards):
-    return VARIANTS[wildcards.variant]
+    """What the variant changes; a search's trial or chosen recipe also says where it came from (`search`)."""
+    if wildcards.variant in VARIANTS:
+        return VARIANTS[wildcards.variant]
+    return search_variant_overrides(wildcards)
 
 
 def variant_augmentation(dataset, variant):
@@ -310,7 +341,7 @@ def prediction_files(wildcards):
     """One CSV per experiment, or per dataset's best experiment (which needs results/summary.csv)."""
     if not config["predict"]["images"]:
         raise ValueError("the predict target needs images: --config 'predict={images: path/to/folder}'")
-    chosen = experiments()
+    chosen = study_experiments()
     if config["predict"]["best_only"]:
         chosen = best_experiments(pd.read_csv(checkpoints.summarize.get().output[0]))
     return [f"results/predictions/{EXPERIMENT_ID}.csv".format(**experiment) for experiment in chosen]

@@ -58,9 +58,9 @@ rule measure_cost:
 # A checkpoint: `predict` with best_only reads the table to choose its experiments.
 checkpoint summarize:
     input:
-        metrics=experiment_files(f"{EXPERIMENT}/metrics.json"),
-        meta=experiment_files(f"{EXPERIMENT}/train_meta.json"),
-        benchmarks=experiment_files(f"results/benchmarks/train/{EXPERIMENT_ID}.tsv"),
+        metrics=study_files(f"{EXPERIMENT}/metrics.json"),
+        meta=study_files(f"{EXPERIMENT}/train_meta.json"),
+        benchmarks=study_files(f"results/benchmarks/train/{EXPERIMENT_ID}.tsv"),
         cost=expand("results/cost/{dataset}.csv", dataset=config["datasets"]),
     output:
         "results/summary.csv",

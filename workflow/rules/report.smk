@@ -6,12 +6,13 @@ rule build_report:
     input:
         template="workflow/notebooks/report.ipynb",
         summary="results/summary.csv",
-        histories=experiment_files(f"{EXPERIMENT}/history.csv"),
-        figures=experiment_files(f"{EXPERIMENT}/figures/figures.json"),
+        histories=study_files(f"{EXPERIMENT}/history.csv"),
+        figures=study_files(f"{EXPERIMENT}/figures/figures.json"),
+        searches=search_records,
         manifests=prepared_manifests(),
         prepared=[manifest.removesuffix(".json") for manifest in prepared_manifests()],
         augmentation_previews=[preview["path"] for preview in augmentation_previews()],
-        exports=experiment_files(f"{EXPERIMENT}/export") if config["export"] else [],
+        exports=study_files(f"{EXPERIMENT}/export") if config["export"] else [],
     output:
         notebook="results/report/report.ipynb",
         html="results/report.html",

@@ -32,6 +32,7 @@ rule train_model:
     input:
         unpack(prepared_data),
         weights=weights_input,
+        search=search_gate,  # a search's trial or chosen recipe: after the step that defines it
     output:
         model=f"{EXPERIMENT}/model.keras",
         history=f"{EXPERIMENT}/history.csv",

@@ -16,6 +16,7 @@ build_report(
         "config": dict(sm.params.config),
         "variants": dict(sm.params.variants),
         "benchmark_files": list(sm.params.benchmarks),  # the study's jobs' (results/benchmarks/ may hold others)
+        "search_records": list(sm.input.searches),  # each architecture's search, when the study tunes
     },
     show_code=sm.params.show_code,
 )

@@ -241,12 +241,23 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
         stopping.on_train_begin()  # takes the saved counters and best weights
         if stopping.restore_best_weights and stopping.best_weights is not None:
             model.set_weights(stopping.best_weights)  # what on_train_end would have done
-    frame = history_frame(history, arch.name)
+    # A search's trial (convbench.tune) is scored on its validation split only: its test split is never
+    # evaluated, and a trial that diverged is a result (the worst score), not a failed job.
+    search = (variant_overrides or {}).get("search")
+    trial = bool(search) and search.get("rung") is not None
+    try:
+        frame = history_frame(history, arch.name)
+        diverged = False
+    except TrainingDiverged as error:
+        if not trial:
+            raise
+        log.warning("%s; a search trial that diverges ranks last", error)
+        frame, diverged = pd.DataFrame(history), True
     write_outputs(model, frame, data, arch, phases, stopping, model_path=model_path, history_path=history_path,
                   meta_path=meta_path, seed=seed, settings=settings, variant=variant,
                   variant_overrides=variant_overrides, resumed_after=len(resumed.history), runtime=runtime,
-                  precision_reason=precision_reason, fused_layers=fused_layers, in_memory=in_memory)
-    if on_saved is not None:
+                  precision_reason=precision_reason, fused_layers=fused_layers, in_memory=in_memory, diverged=diverged)
+    if on_saved is not None and not trial:
         on_saved(model)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return model
@@ -331,7 +342,8 @@ def history_frame(history, architecture):
 
 
 def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, history_path, meta_path, seed, settings,
-                  variant, variant_overrides, resumed_after, runtime, precision_reason, fused_layers, in_memory):
+                  variant, variant_overrides, resumed_after, runtime, precision_reason, fused_layers, in_memory,
+                  diverged=False):
     """model.keras, history.csv and train_meta.json, each written atomically."""
     with atomic_path(model_path) as tmp:
         save_model(model, tmp)
@@ -347,7 +359,9 @@ def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, his
             "dataset": data.manifest["dataset"],
             "variant": variant,
             "seed": seed,
-            "variant_overrides": variant_overrides or {},
+            "variant_overrides": {key: value for key, value in (variant_overrides or {}).items() if key != "search"},
+            # a search's trial or chosen recipe: method, search seed, trial, rung and the trial it came from
+            **({"search": variant_overrides["search"]} if (variant_overrides or {}).get("search") else {}),
             "settings": settings,
             "config_hash": config_hash(settings),
             "parameters": int(model.count_params()),
@@ -357,7 +371,8 @@ def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, his
             "data": {key: data.manifest[key] for key in ("class_names", "input_shape", "preprocessing")},
             "epochs_run": len(frame),
             "resumed_after_epoch": resumed_after,
-            "best_epoch": int(frame["val_loss"].idxmin()) + 1,
+            "best_epoch": None if diverged else int(frame["val_loss"].idxmin()) + 1,
+            **({"diverged": True} if diverged else {}),
             "stopped_early": len(frame) < phases.total,
             "transfer": None if not transfer else {
                 **transfer, "fine_tune": phases.fine_tune, "phase_epochs": [end - start for start, end in phases.bounds],

@@ -1,5 +1,8 @@
-"""The tune stage (issue #30, in progress): searching each architecture's training settings under one
-budget. Here so far: the search space and its distributions, the trials each method proposes (Sobol
-random, grid, Optuna's TPE) and the successive-halving schedule, as pure functions of the config, the
-search seed and the validation scores. The rules that run a search are not written yet; no config
-key reaches this code."""
+"""The tune stage: searching each architecture's training settings under one budget (config `search`).
+
+The search space and its distributions (space), the trials each method proposes (proposals: Sobol random,
+grid, Optuna's TPE), the successive-halving schedule (halving), a search as a chain of steps (search), the
+record each step writes (record) and the config's checks (checks). Reads the trials' train_meta.json and
+history.csv (their validation accuracy, never the test split); writes results/search/<dataset>/<arch>/.
+The rules are in workflow/rules/tune.smk; each trial is trained by train_model as an ordinary experiment.
+"""

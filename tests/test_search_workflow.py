@@ -1,0 +1,117 @@
+"""A search run by Snakemake (issue #30): trials are cached experiments, a rerun does nothing, a search killed
+mid-rung resumes without retraining a finished trial and makes the same choice, raising `trials` trains only
+the new trials, and a batch's trials are parallel jobs on the SLURM profile."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import TINY, copy_workflow, planned_jobs, run_snakemake
+
+pytestmark = pytest.mark.integration
+
+# One architecture, 3 trials at 1 epoch, the best one at 2 (halving, eta 3), confirmed on 2 seeds.
+SEARCH = ("search={method: random, trials: 3, seed: 7, halving: {min_epochs: 1, eta: 3}, confirm_seeds: [101, 102], "
+          "space: {learning_rate: {log_uniform: [0.0003, 0.01]}, batch_size: {choice: [32, 64]}}}")
+STUDY = ["architectures=[simple_cnn]", "seeds=[101]", "training={epochs: 2}", "render={feature_map_images: 2}", SEARCH]
+
+
+def snakemake(workdir, *args, config=(), **options):
+    return run_snakemake(workdir, *args, config=[*STUDY, *config], **options)
+
+
+def record(workdir):
+    return json.loads((workdir / "results/search/digits/simple_cnn/search.json").read_text())
+
+
+def models(workdir):
+    """{trial variant: model.keras mtime} of every trained trial."""
+    return {path.parent.parent.name: path.stat().st_mtime_ns
+            for path in (workdir / "results/experiments/digits/simple_cnn").glob("trial*/seed7/model.keras")}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """The search run through once, without interruption."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("search"))
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_a_search_trains_its_trials_chooses_on_validation_and_confirms(searched):
+    result = record(searched)
+    assert [(trial["variant"], trial["epochs"]) for trial in result["trials"]][:3] == [
+        ("trial001-r0", 1), ("trial002-r0", 1), ("trial003-r0", 1)]
+    (final,) = [trial for trial in result["trials"] if trial["rung"] == 1]
+    rung0 = {trial["trial"]: trial["score"] for trial in result["trials"] if trial["rung"] == 0}
+    assert final["trial"] == max(rung0, key=lambda number: (rung0[number], -number)) and final["epochs"] == 2
+    assert result["chosen"]["variant"] == final["variant"]
+    trial = json.loads((searched / f"results/experiments/digits/simple_cnn/{final['variant']}/seed7/train_meta.json").read_text())
+    assert trial["search"] == {"method": "random", "seed": 7, "trial": final["trial"], "rung": 1,
+                               "parent": f"trial{final['trial']:03d}-r0"}
+    assert trial["settings"]["learning_rate"] == final["settings"]["learning_rate"] and trial["settings"]["epochs"] == 2
+    # a trial is scored on validation only: its test split was never evaluated
+    assert not (searched / f"results/experiments/digits/simple_cnn/{final['variant']}/seed7/metrics.json").exists()
+    assert not (searched / f"results/experiments/digits/simple_cnn/{final['variant']}/seed7/.staged-evaluation").exists()
+    tuned = json.loads((searched / "results/experiments/digits/simple_cnn/tuned/seed102/train_meta.json").read_text())
+    assert tuned["settings"]["learning_rate"] == final["settings"]["learning_rate"] and tuned["settings"]["epochs"] == 2
+    summary = (searched / "results/summary.csv").read_text()
+    assert summary.count("simple_cnn,tuned,") == 2 and summary.count("simple_cnn,default,") == 2
+    report = (searched / "results/report.html").read_text()
+    assert "Tuned comparison" in report and "Search of simple_cnn on digits" in report
+
+
+def test_a_rerun_does_nothing(searched):
+    output = snakemake(searched, "-n")
+    assert "Nothing to be done" in output, planned_jobs(output)
+
+
+def test_a_search_killed_mid_rung_resumes_and_chooses_the_same(searched, tmp_path):
+    workdir = copy_workflow(tmp_path)
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", *TINY, *STUDY]  # as run_snakemake
+    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not models(workdir) and time.monotonic() < deadline:  # one trial of rung 0 finished, others running
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finished = models(workdir)
+    assert finished and not (workdir / "results/search/digits/simple_cnn/search.json").exists()
+    snakemake(workdir, "--unlock")
+    snakemake(workdir, "--cores", "2")
+    assert {variant: models(workdir)[variant] for variant in finished} == finished  # none trained again
+    again, reference = record(workdir), record(searched)
+    assert again["trials"] == reference["trials"] and again["chosen"] == reference["chosen"]  # bit for bit
+
+    # More trials: the first three keep their proposals and models; only the new ones train.
+    before = models(workdir)
+    snakemake(workdir, "--cores", "2", config=[SEARCH.replace("trials: 3", "trials: 5")])
+    grown = record(workdir)
+    assert [trial["settings"] for trial in grown["trials"] if trial["rung"] == 0][:3] == [
+        trial["settings"] for trial in reference["trials"] if trial["rung"] == 0]
+    rung0 = [variant for variant in before if variant.endswith("-r0")]
+    assert {variant: models(workdir)[variant] for variant in rung0} == {variant: before[variant] for variant in rung0}
+    assert {"trial004-r0", "trial005-r0"} <= set(models(workdir))
+
+
+@pytest.mark.slurm
+def test_the_slurm_profile_plans_a_batch_of_trials_as_parallel_jobs(tmp_path):
+    """Once a step has proposed its trials, the dry run on the SLURM profile shows each as its own sbatch
+    job, none waiting for another: they run in parallel."""
+    workdir = copy_workflow(tmp_path)
+    snakemake(workdir, "--cores", "2", "results/search/digits/simple_cnn/step0.json")
+    output = snakemake(workdir, "-n", "--profile", "profiles/slurm")
+    trials = sorted(set(re.findall(r"trial\d+-r0/seed7/model\.keras", output)))
+    assert trials == [f"trial00{number}-r0/seed7/model.keras" for number in (1, 2, 3)]
+    assert planned_jobs(output)["train_model"] >= 3
+    for block in output.split("\nrule train_model:")[1:]:  # a trial's training reads prepared data only
+        inputs = block.split("output:")[0]
+        assert "trial0" not in inputs

@@ -1,0 +1,64 @@
+"""A search's record on disk: each step's file lists every trial so far, with the validation score of
+those already trained, and the search's final file (search.json) adds the chosen trial. A trial's score
+is read from its own experiment: the validation accuracy of the weights its model.keras holds."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..base.atomic import write_json
+from .halving import epochs_spent
+from .search import TUNED_VARIANT, chosen_trial, step_trials, trial_variant
+
+SCORE = "val_accuracy"  # what selection maximises: validation, never test
+
+
+def trial_score(experiment):
+    """The validation accuracy of a trained trial's saved weights (the epoch they come from, which early
+    stopping may have restored); None if the trial diverged."""
+    meta = json.loads((Path(experiment) / "train_meta.json").read_text())
+    if meta.get("diverged"):
+        return None
+    history = pd.read_csv(Path(experiment) / "history.csv")
+    return float(history[SCORE].iloc[meta["weights_from_epoch"] - 1])
+
+
+def experiment_folder(dataset, arch, trial, seed):
+    return f"results/experiments/{dataset}/{arch}/{trial_variant(trial['trial'], trial['rung'])}/seed{seed}"
+
+
+def scored(record):
+    """The record with every trained trial's score read (trials of the step before have none yet)."""
+    return [trial if "score" in trial else {**trial, "score": trial_score(trial["experiment"])} for trial in record]
+
+
+def run_step(plan, step, previous, output, dataset, arch):
+    """Step `step` of the search: score the previous step's trials, propose this step's, write the record."""
+    record = scored(json.loads(Path(previous).read_text())["trials"]) if step else []
+    new = [{**trial, "variant": trial_variant(trial["trial"], trial["rung"]),
+            "experiment": experiment_folder(dataset, arch, trial, plan.seed)} for trial in step_trials(plan, step, record)]
+    write_json(output, {"dataset": dataset, "architecture": arch, "step": step, "plan": plan.describe(),
+                        "trials": record + new})
+    return new
+
+
+def choose(plan, last_step, output, dataset, arch, baseline):
+    """The search's result: every trial with its score, and the chosen one (the best of the last rung)."""
+    record = scored(json.loads(Path(last_step).read_text())["trials"])
+    winner = chosen_trial(plan, record)
+    if winner["score"] is None:
+        raise ValueError(f"every trial of {arch}'s last rung on {dataset} diverged (loss NaN); narrow the search "
+                         "space, e.g. lower the learning-rate range")
+    write_json(output, {
+        "dataset": dataset, "architecture": arch, "plan": plan.describe(), "baseline": baseline,
+        "confirmed_as": TUNED_VARIANT,  # the chosen recipe's variant on the confirmation seeds
+        "epochs_spent": epochs_spent(plan.rungs), "trials": record,
+        "chosen": {"trial": winner["trial"], "settings": winner["settings"], "validation_accuracy": winner["score"],
+                   "variant": winner["variant"]},
+    })
+    return winner
+
+
+def read_record(path):
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,148 @@
+# Tuned comparisons: each architecture's search (config `search`), one step after another, then its chosen
+# recipe (variant `tuned`) trained on the confirmation seeds beside the baseline variant.
+# Code: workflow/convbench/tune.
+from convbench.tune.record import read_record
+from convbench.tune.search import TUNED_VARIANT, Plan, overrides, parse_trial_variant, trial_overrides
+
+SEARCHES = "results/search/{dataset}/{arch}"  # the steps' records and the result, search.json
+
+# A step reads a few JSON files and proposes settings in a second or two: on a cluster it runs where Snakemake
+# runs, not as an sbatch job that would wait in the queue between every batch of trials.
+localrules:
+    search_step,
+    choose_recipe,
+
+
+
+@functools.cache
+def search_plan(dataset, arch):
+    """The search of one architecture on one dataset; its last rung trains for the baseline's epochs."""
+    return Plan.from_config(config["search"], experiment_settings(config, dataset, arch, VARIANTS[BASELINE])["epochs"])
+
+
+def search_steps(wildcards):
+    return dict(search_plan(wildcards.dataset, wildcards.arch).describe())
+
+
+def step_record(dataset, arch, step):
+    """The record step `step` wrote (waits for it: a checkpoint)."""
+    return checkpoints.search_step.get(dataset=dataset, arch=arch, step=step).output[0]
+
+
+def last_step_inputs(wildcards, step):
+    """What step `step` needs of the one before: its record and its trials' trained experiments."""
+    if step == 0:
+        return []
+    record = step_record(wildcards.dataset, wildcards.arch, step - 1)
+    trials = [trial for trial in read_record(record)["trials"] if trial_step(wildcards, trial) == step - 1]
+    return [record, *(f"{trial['experiment']}/{name}" for trial in trials for name in ("train_meta.json", "history.csv"))]
+
+
+def trial_step(wildcards, trial):
+    return search_plan(wildcards.dataset, wildcards.arch).step_of(trial["trial"], trial["rung"])
+
+
+def search_variant_overrides(wildcards):
+    """A trial's changes (read from the step that proposed it) or the chosen recipe's (from search.json)."""
+    parsed = parse_trial_variant(wildcards.variant)
+    plan = search_plan(wildcards.dataset, wildcards.arch)
+    if parsed:
+        trial, rung = parsed
+        record = read_record(step_record(wildcards.dataset, wildcards.arch, plan.step_of(trial, rung)))
+        (proposed,) = [entry for entry in record["trials"] if (entry["trial"], entry["rung"]) == (trial, rung)]
+        return trial_overrides(VARIANTS[BASELINE], proposed, plan)
+    if wildcards.variant == TUNED_VARIANT:
+        chosen = read_record(checkpoints.choose_recipe.get(dataset=wildcards.dataset, arch=wildcards.arch).output[0])["chosen"]
+        return {**merge_settings(VARIANTS[BASELINE], overrides(chosen["settings"])),
+                "search": {"method": plan.method, "seed": plan.seed, "trial": chosen["trial"], "rung": None,
+                           "parent": chosen["variant"]}}
+    raise ValueError(f"unknown variant {wildcards.variant!r}; the study's: {', '.join(VARIANTS)}")
+
+
+def search_gate(wildcards):
+    """No file: orders a trial's or the chosen recipe's training after the step that defines it, and lets
+    Snakemake read its settings then. (A file input would retrain every trial when the record is rewritten.)"""
+    if wildcards.variant not in VARIANTS:
+        search_variant_overrides(wildcards)  # raises until that step's record exists
+    return []
+
+
+def tuned_experiments():
+    """The chosen recipes on the confirmation seeds (waits for every search to end)."""
+    if not SEARCH:
+        return ()
+    for dataset in config["datasets"]:
+        for arch in config["architectures"]:
+            checkpoints.choose_recipe.get(dataset=dataset, arch=arch)
+    return tuple({"dataset": dataset, "arch": arch, "variant": TUNED_VARIANT, "seed": seed}
+                 for dataset in config["datasets"] for arch in config["architectures"]
+                 for seed in config["search"]["confirm_seeds"])
+
+
+def search_records(wildcards):
+    if not SEARCH:
+        return []
+    return expand(f"{SEARCHES}/search.json", dataset=config["datasets"], arch=config["architectures"])
+
+
+# One step of one architecture's search: scores the trials of the step before (validation only) and
+# proposes the next ones. A checkpoint: which trials train next is known only once it ran.
+checkpoint search_step:
+    input:
+        previous=lambda wildcards: last_step_inputs(wildcards, int(wildcards.step)),
+    output:
+        f"{SEARCHES}/step{{step}}.json",
+    params:
+        search=search_steps,
+        baseline=lambda wildcards: VARIANTS[BASELINE],
+    log:
+        f"results/logs/search/{{dataset}}/{{arch}}/step{{step}}.log",
+    benchmark:
+        f"results/benchmarks/search/{{dataset}}/{{arch}}/step{{step}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/tune.yaml"
+    script:
+        "../scripts/search_step.py"
+
+
+# The search's result: the best trial of the last rung by validation accuracy, and every trial's record.
+checkpoint choose_recipe:
+    input:
+        last=lambda wildcards: last_step_inputs(
+            wildcards, search_plan(wildcards.dataset, wildcards.arch).step_count()),
+    output:
+        f"{SEARCHES}/search.json",
+    params:
+        search=search_steps,
+        baseline=BASELINE,
+    log:
+        f"results/logs/search/{{dataset}}/{{arch}}/choose.log",
+    benchmark:
+        f"results/benchmarks/search/{{dataset}}/{{arch}}/choose.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/tune.yaml"
+    script:
+        "../scripts/choose_recipe.py"
+
+
+def search_benchmarks():
+    """The benchmark files of every search's jobs: its steps, its trials' training, its choice (for the
+    report's wall-time table; called once the searches ended)."""
+    jobs = []
+    for dataset in config["datasets"] if SEARCH else []:
+        for arch in config["architectures"]:
+            plan, values = search_plan(dataset, arch), {"dataset": dataset, "arch": arch}
+            jobs += [(rules.search_step, {**values, "step": step}) for step in range(plan.step_count())]
+            jobs.append((rules.choose_recipe, values))
+            record = read_record(checkpoints.choose_recipe.get(**values).output[0])
+            jobs += [(rules.train_model, {**values, "variant": trial["variant"], "seed": plan.seed})
+                     for trial in record["trials"]]
+    return jobs
