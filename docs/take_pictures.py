@@ -2,6 +2,7 @@
 
     snakemake --cores 4 && python docs/take_pictures.py                       # the Quickstart's own study
     python docs/take_pictures.py --variants path/to/tutorial/results/report.html  # also docs/report-variants.png
+    python docs/take_pictures.py --tuned path/to/tuned-comparison/results/report.html  # also docs/report-tuned.png
 
 Each picture is the window scrolled to one section of the report; the README shows them as they are.
 Needs Debian's chromium and the test extra's Playwright (pip install -e '.[test]').
@@ -23,6 +24,7 @@ PICTURES = {
     "report-inside.png": "Inside the networks",
 }
 VARIANTS_PICTURE = ("report-variants.png", "Variants: what each change did")
+TUNED_PICTURE = ("report-tuned.png", "Tuned comparison")
 
 
 def take(report, pictures, out_dir=DOCS):
@@ -49,10 +51,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--report", default="results/report.html", help="the Quickstart study's report")
     parser.add_argument("--variants", help="a report with a Variants section (the tutorial study's)")
+    parser.add_argument("--tuned", help="a report with a Tuned comparison section (studies/tuned-comparison.yaml's)")
     args = parser.parse_args(argv)
     take(args.report, PICTURES)
     if args.variants:
         take(args.variants, dict([VARIANTS_PICTURE]))
+    if args.tuned:
+        take(args.tuned, dict([TUNED_PICTURE]))
 
 
 if __name__ == "__main__":

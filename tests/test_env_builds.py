@@ -107,6 +107,10 @@ def study(request, tmp_path_factory):
         run_snakemake(workdir, "--cores", "2", "--skip-script-cleanup", "all", "predict",
                       "results/prepared/served/28x28x1.json", "--configfile", "study.yaml",
                       config=["training={epochs: 1}", f"predict={{images: {images}}}"])
+        # and a search's steps (search_step, choose_recipe): two trials, of which the study's `all` knows nothing
+        run_snakemake(workdir, "--cores", "2", "--skip-script-cleanup", "results/search/served/simple_cnn/search.json",
+                      "--configfile", "study.yaml",
+                      config=["training={epochs: 1}", "search={trials: 2, space: {learning_rate: {log_uniform: [0.001, 0.01]}}}"])
 
 
         pythons = {}

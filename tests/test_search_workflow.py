@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 # One architecture, 3 trials at 1 epoch, the best one at 2 (halving, eta 3), confirmed on 2 seeds.
 SEARCH = ("search={method: random, trials: 3, seed: 7, halving: {min_epochs: 1, eta: 3}, confirm_seeds: [101, 102], "
           "space: {learning_rate: {log_uniform: [0.0003, 0.01]}, batch_size: {choice: [32, 64]}}}")
+TARGET = "results/search/digits/simple_cnn/search.json"
 STUDY = ["architectures=[simple_cnn]", "seeds=[101]", "training={epochs: 2}", "render={feature_map_images: 2}", SEARCH]
 
 
@@ -26,7 +27,7 @@ def snakemake(workdir, *args, config=(), **options):
 
 
 def record(workdir):
-    return json.loads((workdir / "results/search/digits/simple_cnn/search.json").read_text())
+    return json.loads((workdir / TARGET).read_text())
 
 
 def models(workdir):
@@ -73,7 +74,8 @@ def test_a_rerun_does_nothing(searched):
 
 def test_a_search_killed_mid_rung_resumes_and_chooses_the_same(searched, tmp_path):
     workdir = copy_workflow(tmp_path)
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", *TINY, *STUDY]  # as run_snakemake
+    # the search only (its confirmation and report are the fixture's): as run_snakemake, with the target
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", TARGET, "--config", *TINY, *STUDY]
     process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     try:
@@ -86,14 +88,14 @@ def test_a_search_killed_mid_rung_resumes_and_chooses_the_same(searched, tmp_pat
     finished = models(workdir)
     assert finished and not (workdir / "results/search/digits/simple_cnn/search.json").exists()
     snakemake(workdir, "--unlock")
-    snakemake(workdir, "--cores", "2")
+    snakemake(workdir, "--cores", "2", TARGET)
     assert {variant: models(workdir)[variant] for variant in finished} == finished  # none trained again
     again, reference = record(workdir), record(searched)
     assert again["trials"] == reference["trials"] and again["chosen"] == reference["chosen"]  # bit for bit
 
     # More trials: the first three keep their proposals and models; only the new ones train.
     before = models(workdir)
-    snakemake(workdir, "--cores", "2", config=[SEARCH.replace("trials: 3", "trials: 5")])
+    snakemake(workdir, "--cores", "2", TARGET, config=[SEARCH.replace("trials: 3", "trials: 5")])
     grown = record(workdir)
     assert [trial["settings"] for trial in grown["trials"] if trial["rung"] == 0][:3] == [
         trial["settings"] for trial in reference["trials"] if trial["rung"] == 0]

@@ -196,6 +196,9 @@ def test_shipped_studies_plan_without_error(tmp_path, study_file):
     study = yaml.safe_load(study_file.read_text())
     expected = len(study["datasets"]) * len(study["architectures"]) * len(study.get("variants", {"default": {}})) * len(
         study["seeds"])
+    if "search" in study:  # the default recipe on the confirmation seeds; the trials come once each step has run
+        confirm = set(study["search"].get("confirm_seeds", [101, 102, 103])) - set(study["seeds"])
+        expected += len(study["datasets"]) * len(study["architectures"]) * len(confirm)
     assert re.search(rf"^train_model\s+{expected}$", result.stdout, flags=re.M)
 
 
