@@ -143,7 +143,11 @@ def write_study(root, architectures=10, variants=2, seeds=5):
     references = {arch: {"digits": {"accuracy": 0.9, "source": "Doe et al. 2020, Table 1: a published figure"}}
                   for arch in names[::2]}
     config = {"datasets": ["digits"], "architectures": names, "seeds": list(range(1, seeds + 1)),
-              "variants": {"default": {}}, "sweep": sweep, "references": references}
+              "variants": {"default": {}}, "sweep": sweep, "references": references,
+              # a study that reproduces a recipe, as the tutorial studies do: the report's first line names it
+              "reproduces": {"recipe": "a published recipe <with markup>", "link": "../README.md#the-tutorial-exactly",
+                             "deviations": [{"setting": "dataset", "recipe": "MNIST", "here": "digits",
+                                             "reason": "offline & small"}]}}
     parameters = {"summary_csv": "results/summary.csv", "dataset_manifests": ["results/prepared/digits/28x28x1.json"],
                   "augmentation_previews": [], "config": config, "variants": study_variants}
     return [e.relative_to(root) for e in experiments], parameters

@@ -31,7 +31,7 @@ def test_simple_cnn_is_the_classic_mnist_convnet():
 
 
 def test_unknown_architecture_lists_the_registered_ones():
-    with pytest.raises(KeyError, match="registered: alexnet, alexnet_lrn, bn_cnn, efficientnetb0, inceptionv3"):
+    with pytest.raises(KeyError, match="registered: alexnet, alexnet_lrn, bn_cnn, bn_cnn_tutorial, efficientnetb0, inceptionv3"):
         get_architecture("resnet9")
 
 

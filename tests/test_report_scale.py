@@ -52,13 +52,24 @@ def test_every_experiment_is_in_the_report(large_study):
         zip(summary["architecture"], summary["variant"], summary["seed"]))
 
 
+def test_a_reproduced_recipe_is_named_first_with_its_deviations_linked(large_study):
+    root, _ = large_study
+    html = (root / "results/report.html").read_text()
+    line = re.search(r"<p><b>Reproduces</b>(.*?)</p>", html, flags=re.S).group(1)
+    assert "a published recipe &lt;with markup&gt;" in line and 'href="#recipe-deviations">1 stated deviation</a>' in line
+    assert 'href="../README.md#the-tutorial-exactly"' in line
+    deviations = html[html.index('id="recipe-deviations"'):]
+    assert "offline &amp; small" in deviations[:deviations.index("</details>")]
+    assert html.index("<b>Reproduces</b>") < html.index("experiments</strong>")  # before the headline numbers
+
+
 def test_galleries_are_folded_one_block_per_compared_model(large_study):
     from convbench.evaluate.figures import NAMES
 
     root, _ = large_study
     html = (root / "results/report.html").read_text()
     models = ARCHITECTURES * VARIANTS
-    blocks = re.findall(r"<details([^>]*)>", html)
+    blocks = [block for block in re.findall(r"<details([^>]*)>", html) if "recipe-deviations" not in block]
     # a gallery block per model and figure, and an anatomy block per model; all closed
     assert len(blocks) == models * (len(NAMES) + 1)
     assert not any("open" in attributes for attributes in blocks)

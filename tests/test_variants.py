@@ -207,25 +207,3 @@ def test_only_a_set_knob_counts_as_augmentation():
 
     assert not augmentation_on(None) and not augmentation_on({"rotation_range": 0, "fill_mode": "reflect"})
     assert augmentation_on({"horizontal_flip": True, "rotation_range": 0})
-
-
-@pytest.mark.parametrize("study_file, dataset, variant", [("tutorial.yaml", "digits", "callbacks"),
-                                                           ("cifar10-tutorial.yaml", "cifar10", "default")])
-def test_tutorial_studies_make_the_tutorials_keras_callbacks(study_file, dataset, variant):
-    """ReduceLROnPlateau(patience=5) and EarlyStopping(patience=10), Keras' defaults for all else."""
-    import keras
-    from convbench.train.checkpoints import make_callbacks
-
-    config = yaml.safe_load((PROJECT / "studies" / study_file).read_text())
-    validate(config, str(SCHEMA))  # fills the schema's defaults, as the workflow does
-    settings = experiment_settings(config, dataset, "bn_cnn", study_variants(config)[variant])
-    made = make_callbacks(settings, resume={})
-    for name, tutorial in (("plateau", keras.callbacks.ReduceLROnPlateau(patience=5)),
-                           ("early_stopping", keras.callbacks.EarlyStopping(patience=10))):
-        for attribute in ("monitor", "factor", "patience", "min_lr", "min_delta", "cooldown", "mode",
-                          "restore_best_weights", "baseline", "start_from_epoch"):
-            assert getattr(made[name], attribute, None) == getattr(tutorial, attribute, None), (name, attribute)
-    if study_file == "cifar10-tutorial.yaml":
-        assert {key: settings[key] for key in ("optimizer", "learning_rate", "batch_size", "epochs")} == {
-            "optimizer": "adam", "learning_rate": 0.001, "batch_size": 64, "epochs": 50}
-        assert settings["augmentation"]["horizontal_flip"] is True

@@ -49,8 +49,9 @@ def experiment_settings(config, dataset, architecture, variant_overrides=None):
 
 
 def augmentation_on(augmentation):
-    """Whether any augmentation knob is set (fill_mode alone changes nothing; a crop needs padding)."""
-    knobs = {key: value for key, value in (augmentation or {}).items() if key != "fill_mode"}
+    """Whether any augmentation knob is set (fill_mode or single_affine alone change nothing; a crop
+    needs padding)."""
+    knobs = {key: value for key, value in (augmentation or {}).items() if key not in ("fill_mode", "single_affine")}
     knobs["random_crop"] = (knobs.get("random_crop") or {}).get("padding", 0)
     return any(knobs.values())
 

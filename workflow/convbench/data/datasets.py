@@ -12,6 +12,7 @@ import errno
 import hashlib
 import io
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -77,8 +78,12 @@ def validate_raw(images, labels, num_classes, source):
     validate_labels(labels, num_classes, source)
 
 
-def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction, seed, source="dataset"):
-    """Index arrays per split; the test split is carved out only when the dataset has none."""
+def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction, seed, source="dataset",
+                      validation_holdout="stratified"):
+    """Index arrays per split; the test split is carved out only when the dataset has none.
+
+    validation_holdout "last" holds out the last share of the training images in their order, as
+    Keras' `fit(validation_split=)` does (same count, unshuffled), instead of a stratified draw."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(labels))
@@ -87,9 +92,14 @@ def stratified_splits(labels, test_labels, *, test_fraction, validation_fraction
             index, test_index = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
         else:
             test_index = None
-        train_index, val_index = train_test_split(
-            index, test_size=validation_fraction, stratify=labels[index], random_state=seed
-        )
+        if validation_holdout == "last":  # the training images in their own order, as arrays handed to fit()
+            index = np.sort(index)
+            split_at = math.floor(len(index) * (1.0 - validation_fraction))  # keras' train_validation_split
+            train_index, val_index = index[:split_at], index[split_at:]
+        else:
+            train_index, val_index = train_test_split(
+                index, test_size=validation_fraction, stratify=labels[index], random_state=seed
+            )
     except ValueError as error:  # e.g. a class with a single image cannot be stratified
         raise formats.DatasetError(f"{source}: cannot split {len(labels)} images by class ({error})") from error
     return np.sort(train_index), np.sort(val_index), None if test_index is None else np.sort(test_index)
@@ -237,7 +247,7 @@ class FolderSource:
 
 
 def prepare_dataset(dataset, raw_paths, spec, out_dir, out_manifest, *, split_seed, test_fraction, validation_fraction,
-                    scaling):
+                    scaling, validation_holdout="stratified"):
     """Prepared data (convbench.data.prepared) in `out_dir` and its manifest, written a chunk at a time.
     `dataset`: its DatasetInfo (from the study's resolved catalog), or the name of a built-in one."""
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
@@ -245,7 +255,7 @@ def prepare_dataset(dataset, raw_paths, spec, out_dir, out_manifest, *, split_se
     source = (FolderSource if info.format == "image_folder" else ArraySource)(info, raw_paths)
     train_index, val_index, test_index = stratified_splits(
         source.labels, source.test_labels, test_fraction=test_fraction, validation_fraction=validation_fraction,
-        seed=split_seed, source=raw_paths[0],
+        seed=split_seed, source=raw_paths[0], validation_holdout=validation_holdout,
     )
     if test_index is None:  # the dataset ships its test split
         test_part, test_labels = ("test", None), source.test_labels
@@ -272,6 +282,8 @@ def prepare_dataset(dataset, raw_paths, spec, out_dir, out_manifest, *, split_se
             "validation_fraction": validation_fraction,
             "resize": source.resize,  # how prediction resizes a new image the same way
             "scaling": scaling,
+            # recorded only when set, so the manifests of studies that never set it stay as they were
+            **({"validation_holdout": validation_holdout} if validation_holdout != "stratified" else {}),
         },
     }
     write_prepared(out_dir, out_manifest, splits, manifest)

@@ -23,6 +23,7 @@ from ..models.architectures import as_architecture, create_model
 from ..models.fused_batchnorm import fuse_batchnorm
 from ..models.saving import save_model
 from ..models.transfer import pretrained_base, unfreeze_last
+from .augmentation import make_augmentation
 from .checkpoints import EpochCheckpoint, make_callbacks, restore_checkpoint, runtime_facts
 from .tensorboard_log import TensorBoardLog
 
@@ -32,52 +33,6 @@ log = logging.getLogger(__name__)
 def config_hash(settings):
     """Short stable hash of the settings that define an experiment."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-
-
-class RandomPadCrop(keras.layers.Layer):
-    """Zero-pad each side by `padding`, then crop a random window of the original size, one offset
-    per image (keras.layers.RandomCrop draws one offset per batch: every image would move alike)."""
-
-    def __init__(self, padding, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = padding
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=True):
-        if not training:
-            return images
-        pad, count, height, width = self.padding, tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        offsets = keras.random.randint((count, 2), 0, 2 * pad + 1, seed=self.seed_generator)
-        rows = offsets[:, :1] + tf.range(height)[tf.newaxis]
-        columns = offsets[:, 1:] + tf.range(width)[tf.newaxis]
-        return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), columns, axis=2, batch_dims=1)
-
-
-def make_augmentation(settings, seed):
-    """Keras preprocessing layers with ImageDataGenerator's knobs, plus pad-and-random-crop; None
-    when every knob is off.
-
-    rotation_range and shear_range are in degrees, shifts and zoom are fractions of the image.
-    """
-    fill = {"fill_mode": settings["fill_mode"]}
-    layers = []
-    padding = (settings.get("random_crop") or {}).get("padding", 0)
-    if padding:  # pad with zeros, crop a random window of the original size (He et al. 2016's CIFAR recipe)
-        layers.append(RandomPadCrop(padding, seed=seed + 5))
-    if settings["horizontal_flip"]:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if settings["rotation_range"]:
-        layers.append(keras.layers.RandomRotation(settings["rotation_range"] / 360, seed=seed + 1, **fill))
-    if settings["width_shift_range"] or settings["height_shift_range"]:
-        layers.append(keras.layers.RandomTranslation(
-            settings["height_shift_range"], settings["width_shift_range"], seed=seed + 2, **fill))
-    if settings["shear_range"]:
-        shear = math.tan(math.radians(settings["shear_range"]))
-        layers.append(keras.layers.RandomShear(x_factor=shear, y_factor=shear, seed=seed + 3, **fill))
-    if settings["zoom_range"]:
-        layers.append(keras.layers.RandomZoom(settings["zoom_range"], seed=seed + 4, **fill))
-    return keras.Sequential(layers, name="augmentation") if layers else None
 
 
 def epoch_seed(seed, epoch):
