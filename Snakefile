@@ -28,10 +28,12 @@ onstart:
 
 onsuccess:
     remove_empty_folders(CHECKPOINTS)  # a finished experiment's checkpoint folder goes; here no job is creating one
+    print_notices()
 
 
 onerror:
     remove_empty_folders(CHECKPOINTS)
+    print_notices()
     failed = job_errors.summary()
     if failed:  # like a config error: one line per job naming the file and the fix; the tracebacks are in the logs
         print(f"\nconvbench: {len(failed)} job(s) failed:", *failed, sep="\n  ", file=sys.stderr)

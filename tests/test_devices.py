@@ -92,3 +92,22 @@ def test_local_limits_are_the_machines_gpus_and_most_of_its_memory(monkeypatch):
     limits = local_resource_limits()
     total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
     assert limits["gpu"] == 3 and 0.85 * total_mb < limits["mem_mb"] < total_mb
+
+
+@pytest.mark.slow  # starts Snakemake in a subprocess
+def test_a_dry_run_for_slurm_shows_what_slurm_will_get_not_the_login_nodes_limits(tmp_path):
+    """In a dry run Snakemake swaps every executor for its local `dryrun` one: the login node's
+    missing GPUs and its memory must still not lower what the jobs ask SLURM for."""
+    from conftest import copy_workflow
+
+    copy_workflow(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm",
+                             "--config", "resources={gpu: 1}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "CONVBENCH_GPU_COUNT": "0"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "convbench: local run" not in result.stderr and "this machine has" not in result.stderr
+    blocks = result.stdout.split("\n\n")
+    for rule in ("train_model", "evaluate_model"):
+        jobs = [block for block in blocks if f"rule {rule}:" in block]
+        assert jobs and all("gpu=1" in block for block in jobs), jobs

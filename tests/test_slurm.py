@@ -129,3 +129,44 @@ def test_study_through_slurm_equals_a_local_run(cluster, local_study, tmp_path):
         for key in ("accuracy", "loss", "confusion_matrix", "per_class", "flops_per_image", "parameters"):
             assert json.dumps(here[key]) == json.dumps(there[key]), f"{arch}: {key} differs from the local run"
     assert (workdir / "results" / "report.html").exists()
+
+    # The jobs were given a (fake) GPU that TensorFlow cannot use: one line at the end says so and how to fix it.
+    notice = re.search(r"convbench: given GPU\(s\) 0 \(CUDA_VISIBLE_DEVICES\) but TensorFlow \S+ sees none and "
+                       r"ran on the CPU; .*tensorflow\[and-cuda\].*\((\d+) job\(s\), e\.g\. ", output)
+    assert notice and int(notice.group(1)) >= 2, output[-3000:]  # the experiments' and the speed measurement's
+    assert read_json(workdir / "results/experiments/digits/bn_cnn/default/seed1/train_meta.json")["environment"][
+        "gpus_given"] == ["0"]
+
+
+def test_failed_jobs_say_why_in_one_line_each_and_errors_that_recur_are_not_retried(cluster, tmp_path):
+    """A test folder missing a class (bad data: fails once, though the profile retries twice) and an
+    experiment group sbatch rejects (a partition the cluster does not have): Snakemake's group error
+    says `message: None`; the end of the run must say why, in one line per failed job."""
+    import canonical
+    import yaml
+
+    workdir = copy_workflow(tmp_path)
+    canonical.image_folder(workdir / "train", per_class=12, size=20)
+    canonical.image_folder(workdir / "test", classes=("cats", "dogs"), per_class=4, size=20, seed=3)
+    study = {"datasets": ["digits", "split_folders"], "architectures": ["simple_cnn"], "training": {"epochs": 1},
+             "custom_datasets": {"split_folders": {"format": "image_folder", "path": "train", "test_path": "test",
+                                                   "image_size": 20}}}
+    (workdir / "study.yaml").write_text(yaml.safe_dump(study))
+    command = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", "study.yaml",
+               "--slurm-init-seconds-before-status-checks", "2", "--keep-going",
+               "--set-resources", "train_model:slurm_partition=gpu"]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=workdir, env=cluster, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    print(f"failing study through SLURM: {time.monotonic() - started:.0f} s")
+    assert result.returncode != 0
+
+    # Bad data fails once: one SLURM job, no resubmission.
+    submitted = re.findall(r"submitted with SLURM jobid \d+ \(log: \S+/rule_prepare_dataset/([a-z_]+)_\d", output)
+    assert sorted(submitted) == ["digits", "split_folders"], output[-4000:]
+    assert "Trying to restart job" not in output
+    summary = output[output.index("convbench: 2 job(s) failed:"):].splitlines()[1:3]
+    assert summary[0].startswith("  evaluate_model+train_model digits/simple_cnn/default/1: SLURM sbatch failed. The "
+                                 "error message was 'sbatch: error: invalid partition specified: gpu")
+    assert summary[1].startswith("  prepare_dataset split_folders/28x28x3: ") and "missing here: owls" in summary[1]
+    assert output.count("Error in group experiment") == 1  # rejected once, not resubmitted

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 # The rules read the package's tables from the workflow's own copy (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from convbench.base import job_errors
+from convbench.base import job_errors, snakemake_hooks
 from convbench.base.atomic import remove_empty_folders
 from convbench.base.config import (
     augmentation_on,
@@ -18,6 +18,7 @@ from convbench.base.config import (
     dataset_settings,
     experiment_settings,
     merge_settings,
+    results_config,
     study_variants,
     varied_settings,
 )
@@ -25,6 +26,7 @@ from convbench.base.devices import local_resource_limits, visible_gpu_count
 from convbench.base.validation import check_recipe, validate_config
 from convbench.data.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
 from convbench.data.formats import file_digest, folder_fingerprint
+from convbench.data.sharing import preparation_constraint, preparation_key, prepared_state
 from convbench.evaluate.figures import EVALUATION_FILES, FIGURES
 from convbench.models.architectures import check_input_size, check_names, input_spec
 from convbench.models.custom import check_custom
@@ -67,6 +69,12 @@ def check_study():
     return datasets, architectures, variants
 
 
+def print_notices():
+    """What succeeded jobs must tell the user (a GPU TensorFlow could not use), once each, at the end of the run."""
+    for line in job_errors.notices():
+        print(f"convbench: {line}", file=sys.stderr)
+
+
 def check_render_layers(render, architectures):
     """The layers render.filter_layers and render.feature_map_layers name exist in the study's
     architectures (each named one built once), before any job."""
@@ -87,6 +95,8 @@ try:
 except ValueError as error:
     # One short paragraph, no traceback and no schema dump: the key, the value, what is allowed.
     sys.exit(f"Error in the config: {error}")
+if workflow.is_main_process:  # failed jobs' reasons, no retries of errors that recur (convbench.base.snakemake_hooks)
+    snakemake_hooks.install()
 BASELINE = next(iter(VARIANTS))
 SEARCH = search_enabled(config)
 if len(VARIANTS) > 1 and workflow.is_main_process:
@@ -104,7 +114,7 @@ def limit_local_resources():
     known once Snakemake builds the DAG, not while it reads the Snakefile (so a profile cannot do
     this: profiles/default applies to cluster runs too), hence this runs from an input function.
     Inside a cluster job (not the main process) the allocation is the limit."""
-    if not workflow.local_exec or not workflow.is_main_process:
+    if not jobs_run_on_this_machine():
         return
     limits = {name: limit for name, limit in local_resource_limits().items() if name not in workflow.global_resources}
     for name, limit in limits.items():
@@ -115,6 +125,21 @@ def limit_local_resources():
     if GPUS_PER_JOB > limits.get("gpu", GPUS_PER_JOB):  # Snakemake lowers each job's request to the limit
         print(f"convbench: resources.gpu asks {GPUS_PER_JOB} GPU(s) per job, this machine has {limits['gpu']}; "
               f"jobs get {limits['gpu']}", file=sys.stderr)
+
+
+def cluster_run():
+    """Whether an executor other than the local one runs the jobs (SLURM), dry runs included. A dry
+    run swaps any executor for Snakemake's local `dryrun` one, so `workflow.local_exec` is then True
+    under `--profile profiles/slurm` too; the intended executor still shows: Snakemake turns threads
+    on for every non-local executor before the swap (snakemake/api.py, execute_workflow). Only
+    `--force-use-threads` on a local dry run looks the same (that dry run shows cluster values)."""
+    threads_forced = workflow.dryrun and getattr(workflow.execution_settings, "use_threads", False)
+    return not workflow.local_exec or threads_forced
+
+
+def jobs_run_on_this_machine():
+    """Whether the machine running Snakemake also runs the jobs: its GPUs and memory are the limits."""
+    return workflow.is_main_process and not cluster_run()
 
 
 wildcard_constraints:
@@ -219,7 +244,7 @@ def cost_subjects(wildcards):
 def alone_threads(wildcards):
     """A local run gives the job every core, so that no other job runs beside it; on a cluster it
     asks for the training threads (profiles/slurm asks for an exclusive node)."""
-    return workflow.cores if workflow.local_exec else config["resources"]["train_threads"]
+    return config["resources"]["train_threads"] if cluster_run() else workflow.cores
 
 
 def training_settings(wildcards):
@@ -322,6 +347,24 @@ def prepared_manifests():
                    for arch in config["architectures"]})
 
 
+@functools.cache
+def prepared_to_make():
+    """{dataset: [spec, ...]} of the prepared data this study makes; the rest it reuses as it is
+    (the same preparation key: convbench.data.sharing), from an earlier run or another study."""
+    targets = {}
+    for manifest in prepared_manifests():
+        dataset, spec = Path(manifest).with_suffix("").parts[-2:]
+        try:
+            fingerprint = dataset_fingerprint(dataset)
+        except OSError:  # a missing or unreadable folder: its preparation job names it
+            targets.setdefault(dataset, []).append(spec)
+            continue
+        key = preparation_key(DATASETS[dataset], spec, fingerprint, **config["data"])
+        if prepared_state(manifest, key) == "prepare":
+            targets.setdefault(dataset, []).append(spec)
+    return targets
+
+
 def evaluation_outputs():
     """Every file evaluate_model writes for one experiment (convbench.evaluate.figures.EVALUATION_FILES), the
     figures tagged for `snakemake --report`."""
@@ -359,3 +402,9 @@ def images_fingerprint(wildcards):
 def mlflow_runs():
     """One run record per experiment when the study logs to MLflow, else none."""
     return experiment_files(f"{EXPERIMENT}/mlflow_run.json") if config["tracking"].get("mlflow") else []
+
+
+try:  # shared prepared data this study would overwrite stops it here, like a config error
+    PREPARE_TARGETS = prepared_to_make()
+except ValueError as error:
+    sys.exit(f"Error in the config: {error}")

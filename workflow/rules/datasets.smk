@@ -48,7 +48,11 @@ rule fetch_file:
         "../scripts/fetch_file.py"
 
 
+# Only the prepared data this study makes: data it reuses by content (an earlier run's, another
+# study's in a shared storage.prepared_dir) has no job here, so nothing can rewrite it.
 rule prepare_dataset:
+    wildcard_constraints:
+        spec=preparation_constraint(PREPARE_TARGETS),
     input:
         raw=lambda wildcards: raw_inputs(DATASETS[wildcards.dataset]),
     output:

@@ -18,7 +18,7 @@ rule build_report:
         html="results/report.html",
     params:
         show_code=config["report"]["show_code"],
-        config=config,
+        config=results_config(config),  # not resources: asking for a GPU changes no result
         variants=VARIANTS,
         augmentation_previews=augmentation_previews(),
         benchmarks=study_benchmarks,

@@ -36,7 +36,7 @@ def record_errors(snakemake):
     from convbench.base import job_errors
 
     wildcards = dict(snakemake.wildcards)
-    job_errors.forget(snakemake.rule, wildcards)
+    job_errors.started(snakemake.rule, wildcards)
     print_traceback = sys.excepthook
 
     def hook(kind, error, traceback):

@@ -16,6 +16,8 @@ os.umask(UMASK)
 class DiskFull(OSError):
     """No space left while writing a named file."""
 
+    recurs = True  # until someone frees space (convbench.base.job_errors)
+
     def __init__(self, path):
         super().__init__(errno.ENOSPC, disk_full_message(path), str(path))
 

@@ -6,6 +6,17 @@ import itertools
 TEXT_KEYS = {"class_names", "sha256", "name", "url", "mirrors", "path", "test_path", "description"}
 
 
+# Config sections that say how jobs run, not what they compute: changing them reruns no job's result
+# (the report shows the config in effect without them).
+RUN_ONLY_SECTIONS = ("resources", "checkpoints")
+
+
+def results_config(config):
+    """The config without RUN_ONLY_SECTIONS: what the report shows, so asking for a GPU or checkpointing
+    more often does not rebuild it."""
+    return {key: value for key, value in config.items() if key not in RUN_ONLY_SECTIONS}
+
+
 def coerce_cli_scalars(value):
     """Turn numbers and booleans that arrived as strings back into numbers and booleans.
 

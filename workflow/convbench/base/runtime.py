@@ -1,7 +1,10 @@
 """TensorFlow process setup shared by every job that runs a model: threads, devices, seeds."""
 
+import logging
 import os
 import platform
+
+from . import job_errors
 
 
 def configure_tensorflow(*, threads, seed=None, deterministic=True):
@@ -18,11 +21,32 @@ def configure_tensorflow(*, threads, seed=None, deterministic=True):
     for gpu in gpus:
         # Without memory growth TensorFlow reserves all of a GPU's memory for one job.
         tf.config.experimental.set_memory_growth(gpu, True)
+    unusable = unusable_gpus_message(given_gpus(), len(gpus), tf.__version__, tf.test.is_built_with_cuda())
+    if unusable:
+        logging.getLogger(__name__).warning(unusable)
+        job_errors.notice_this_job(unusable)
     if seed is not None:
         seed_everything(seed, deterministic)
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def given_gpus():
+    """The devices this job was given (CUDA_VISIBLE_DEVICES, set by SLURM or convbench.base.devices)."""
+    return [device.strip() for device in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+            if device.strip() and device.strip() != "-1"]
+
+
+def unusable_gpus_message(given, visible, tf_version, built_with_cuda):
+    """One line when a job was given GPUs but TensorFlow sees none (it then runs on the CPU), naming the fix."""
+    if not given or visible:
+        return None
+    fix = ("its driver or CUDA libraries are not found on the node: check `nvidia-smi` there and the "
+           "CUDA libraries of `pip install 'tensorflow[and-cuda]'`" if built_with_cuda else
+           "it is a CPU-only build: install `tensorflow[and-cuda]` (pip) in the job's environment")
+    return (f"given GPU(s) {','.join(given)} (CUDA_VISIBLE_DEVICES) but TensorFlow {tf_version} sees none and ran "
+            f"on the CPU; {fix}, or set resources.gpu: 0 to ask for no GPU")
 
 
 # CPU flags (Linux /proc/cpuinfo) of units that compute in bfloat16: AVX-512 BF16 and Intel AMX.
@@ -92,6 +116,7 @@ def environment_facts():
         "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "gpus": [gpu.name for gpu in gpus],
+        "gpus_given": given_gpus(),  # CUDA_VISIBLE_DEVICES: what the scheduler gave, whether TensorFlow could use it
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,

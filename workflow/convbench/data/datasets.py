@@ -24,6 +24,7 @@ from ..base.atomic import UMASK, DiskFull, atomic_path, sha256, write_json
 from . import formats
 from .catalog import DatasetInfo, get_dataset, parse_spec
 from .prepared import SHARD_BYTES, load_prepared
+from .sharing import preparation_key, this_study
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,11 @@ def prepare_dataset(dataset, raw_paths, spec, out_dir, out_manifest, *, split_se
             # recorded only when set, so the manifests of studies that never set it stay as they were
             **({"validation_holdout": validation_holdout} if validation_holdout != "stratified" else {}),
         },
+        # what the data is (studies sharing storage.prepared_dir reuse it by this), and who prepared it
+        "preparation_key": preparation_key(
+            info, spec, source.source_hashes.get("fingerprint"), split_seed=split_seed, test_fraction=test_fraction,
+            validation_fraction=validation_fraction, scaling=scaling, validation_holdout=validation_holdout),
+        "prepared_by": this_study(),
     }
     write_prepared(out_dir, out_manifest, splits, manifest)
 

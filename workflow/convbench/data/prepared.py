@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base.atomic import read_json
+from .sharing import sign_in
 
 SPLITS = ("train", "val", "test")
 SHARD_BYTES = 256 << 20  # a shard's images at most; the manifest lists every shard and its hash
@@ -154,5 +155,8 @@ def prepared_beside(manifest_path):
 
 def load_prepared(directory, manifest_path=None, manifest=None) -> PreparedData:
     """The reader of a prepared dataset (its manifest file, or the manifest itself): nothing is
-    read until asked for."""
-    return PreparedData(manifest if manifest is not None else read_json(manifest_path), Path(directory))
+    read until asked for. Data another study prepared (a shared storage.prepared_dir) is signed for."""
+    if manifest is None:
+        manifest = read_json(manifest_path)
+        sign_in(manifest_path, manifest)
+    return PreparedData(manifest, Path(directory))

@@ -87,6 +87,8 @@ EXPORT_FORMATS = {
 class ExportCheckFailed(RuntimeError):
     """An exported model does not compute what the Keras model computes."""
 
+    recurs = True  # deterministic: a retry exports the same model (convbench.base.job_errors)
+
 
 def float32_rendition(model):
     """The model computing in float32 with the same weights (mixed precision keeps its weights in

@@ -11,6 +11,8 @@ from ..base.atomic import read_json, sha256
 class DamagedModel(RuntimeError):
     """A saved model that is not the file its training job wrote (cut short, overwritten)."""
 
+    recurs = True  # set aside: only the next run's training job remakes it (convbench.base.job_errors)
+
 
 def load_model(path):
     """A saved convbench model. safe_mode refuses models that would run arbitrary code (Lambda layers).

@@ -147,6 +147,8 @@ class Resumed:
 class CheckpointMismatch(RuntimeError):
     """A checkpoint written under another thread count, precision or TensorFlow version."""
 
+    recurs = True  # the same job resubmitted meets the same checkpoint (convbench.base.job_errors)
+
 
 def runtime_facts():
     """What besides the settings decides the exact result: TensorFlow's thread count (it changes

@@ -116,7 +116,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class TrainingDiverged(RuntimeError):
-    pass
+    recurs = True  # same seed, same settings, same NaN (convbench.base.job_errors)
 
 
 def set_batchnorm_momentum(model, momentum):

@@ -1,0 +1,116 @@
+"""Prepared data shared between studies (storage.prepared_dir): reused by its content, never
+rewritten under another study (convbench.data.sharing)."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import TINY, copy_workflow
+from convbench.base.atomic import read_json, write_json
+from convbench.data.catalog import get_dataset
+from convbench.data.sharing import preparation_constraint, preparation_key, prepared_state, sign_in
+
+DATA = {"split_seed": 42, "test_fraction": 0.2, "validation_fraction": 0.1, "scaling": "unit"}
+
+
+def test_the_key_is_the_content_not_where_it_lives():
+    digits = get_dataset("digits")
+    key = preparation_key(digits, "28x28x1", None, **DATA)
+    assert key == preparation_key(digits, "28x28x1", None, **DATA, validation_holdout="stratified")
+    assert key != preparation_key(digits, "32x32x1", None, **DATA)
+    assert key != preparation_key(digits, "28x28x1", None, **{**DATA, "split_seed": 7})
+    assert key != preparation_key(digits, "28x28x1", None, **DATA, validation_holdout="last")
+    assert key != preparation_key(get_dataset("mnist"), "28x28x1", None, **DATA)
+    folder = get_dataset("digits").__class__("photos", "image_folder", (64, 64, 3), 2, "data/photos",
+                                             folders=("data/photos", None))
+    moved = folder.__class__("photos", "image_folder", (64, 64, 3), 2, "/abs/data/photos/",
+                             folders=("/abs/data/photos/", None))
+    assert preparation_key(folder, "64x64x3", "f1", **DATA) == preparation_key(moved, "64x64x3", "f1", **DATA)
+    assert preparation_key(folder, "64x64x3", "f1", **DATA) != preparation_key(folder, "64x64x3", "f2", **DATA)
+
+
+def test_the_preparation_rule_matches_only_what_the_study_prepares():
+    constraint = preparation_constraint({"digits": ["32x32x1"], "mnist": ["28x28x1", "32x32x1"]})
+    pattern = re.compile(r"results/prepared/(?P<dataset>[a-z0-9_]+)/(?P<spec>" + constraint + r")\.json$")
+    assert pattern.match("results/prepared/digits/32x32x1.json")
+    assert pattern.match("results/prepared/mnist/28x28x1.json")
+    assert not pattern.match("results/prepared/digits/28x28x1.json")  # reused: no job may rewrite it
+    assert not pattern.match("results/prepared/cifar10/32x32x1.json")
+    nothing = re.compile(r"results/prepared/(?P<dataset>\w+)/(?P<spec>" + preparation_constraint({}) + ")$")
+    assert not nothing.match("results/prepared/digits/28x28x1")
+
+
+def test_state_of_prepared_data(tmp_path, monkeypatch):
+    study, other = tmp_path / "study", tmp_path / "other"
+    study.mkdir(), other.mkdir()
+    monkeypatch.chdir(study)
+    manifest = tmp_path / "shared" / "digits" / "28x28x1.json"
+    assert prepared_state(manifest, "k1") == "prepare"  # missing
+    write_json(manifest, {"dataset": "digits"})  # an earlier release's: Snakemake's rules decide, as before
+    assert prepared_state(manifest, "k1") == "prepare"
+    write_json(manifest, {"dataset": "digits", "preparation_key": "k1", "prepared_by": str(other)})
+    assert prepared_state(manifest, "k1") == "reuse"
+    with pytest.raises(ValueError, match=rf"prepared by the study in {re.escape(str(other))} with other settings"):
+        prepared_state(manifest, "k2")
+
+    # This study's own data, read by another study: not re-prepared under it.
+    write_json(manifest, {"dataset": "digits", "preparation_key": "k1", "prepared_by": str(study)})
+    assert prepared_state(manifest, "k2") == "prepare"
+    monkeypatch.chdir(other)
+    sign_in(manifest, read_json(manifest))
+    monkeypatch.chdir(study)
+    sign_in(manifest, read_json(manifest))  # its own: no sign-in
+    with pytest.raises(ValueError, match=rf"also read by the study in {re.escape(str(other))};"):
+        prepared_state(manifest, "k2")
+
+    # A study moved or copied with its results/ owns the data inside it, whoever wrote it.
+    inside = study / "results" / "prepared" / "digits" / "28x28x1.json"
+    write_json(inside, {"dataset": "digits", "preparation_key": "k1", "prepared_by": "/where/it/was/before"})
+    assert prepared_state(inside, "k2") == "prepare"
+
+
+def snakemake(workdir, *args):
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.integration
+def test_two_studies_share_prepared_data_without_rewriting_it(tmp_path):
+    """The issue's case: the second study downloads the dataset again (for another input size) after
+    the first prepared it; before, that re-prepared the shared shards and the first study retrained."""
+    shared = tmp_path / "shared"
+    config = ["--config", *TINY, "architectures=[simple_cnn]", "training={epochs: 1}",
+              f"storage={{prepared_dir: {shared}}}"]
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first, second = copy_workflow(tmp_path / "first"), copy_workflow(tmp_path / "second")
+    run = snakemake(first, *config)
+    assert run.returncode == 0, run.stderr[-3000:]
+    shards = {path: path.stat().st_mtime_ns for path in (shared / "digits").rglob("*") if path.is_file()}
+
+    # The second study trains on the shared 28x28 data and prepares 32x32 data (LeNet-5's) from its own download.
+    metrics = "results/experiments/digits/simple_cnn/default/seed1/metrics.json"
+    run = snakemake(second, *config, "architectures=[simple_cnn, lenet5]", "--", metrics,
+                    f"{shared}/digits/32x32x1.json")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (second / "resources/datasets/digits/digits.npz").exists()  # it did download
+    assert {path: path.stat().st_mtime_ns for path in shards} == shards  # and rewrote nothing of the first's
+    assert read_json(second / metrics)["accuracy"] == read_json(first / metrics)["accuracy"]
+    assert "Nothing to be done" in snakemake(first, "-n", *config).stdout  # the first study retrains nothing
+
+    # Neither study may now re-prepare the shared data with other settings.
+    other = [*config, "data={split_seed: 7}"]
+    refused = snakemake(second, "-n", *other)
+    assert refused.returncode != 0
+    assert re.search(rf"Error in the config: storage.prepared_dir: {re.escape(str(shared))}/digits/28x28x1.json "
+                     rf"holds digits prepared by the study in {re.escape(str(first.resolve()))} ", refused.stderr)
+    refused = snakemake(first, "-n", *other)
+    assert f"is also read by the study in {second.resolve()};" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    # A study with its own prepared data re-prepares it when its settings change, as before.
+    shutil.rmtree(shared / "digits" / "28x28x1.readers")
+    planned = snakemake(first, "-n", *other)
+    assert planned.returncode == 0 and "rule prepare_dataset:" in planned.stdout, planned.stderr[-2000:]
