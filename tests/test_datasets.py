@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from convbench.base.atomic import write_json
 from convbench.data.catalog import spec_name
 from convbench.data.datasets import prepare_dataset, stratified_splits
 from convbench.data.prepared import load_prepared, scale_images
@@ -74,3 +75,114 @@ def test_mean_subtraction_subtracts_the_mean_training_image_pixel_by_pixel(tmp_p
     np.testing.assert_allclose(train, (raw - raw.mean(axis=0)) / 255, atol=1e-6)  # the std is not divided out
     test = scale_images(data.raw("test")[0], data.manifest)
     assert np.abs(test.mean(axis=0)).max() > 1e-3  # the training split's mean, not the test split's
+
+
+def test_a_killed_preparations_staging_folders_go_when_it_is_prepared_again(tmp_path, digits_raw):
+    """A killed job leaves its staging folder (as large as the data); each SLURM retry added one more."""
+    left = [tmp_path / ".d.staging-k2j4x9qa", tmp_path / ".d.a8f3k2l1"]  # this release's, and earlier ones'
+    for folder in left:
+        folder.mkdir()
+        (folder / "x_train-00000.npy").write_bytes(b"\0" * 100)
+    others = [tmp_path / ".e.staging-abcdefgh", tmp_path / ".d.json.q1w2e3r4.json"]  # another spec's; a file
+    others[0].mkdir()
+    others[1].write_text("{}")
+    prepare_dataset("digits", [digits_raw], "28x28x1", tmp_path / "d", tmp_path / "d.json",
+                    split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
+    assert not any(folder.exists() for folder in left)
+    assert all(path.exists() for path in others)
+    assert sorted(path.name for path in tmp_path.glob(".d.*")) == [".d.json.q1w2e3r4.json"]
+
+
+def test_short_reads_are_read_on_until_complete_and_a_cut_shard_is_named(digits_prepared, monkeypatch):
+    """A network file system may return fewer bytes than asked (os.pread's short read)."""
+    import os
+
+    from convbench.data import prepared
+
+    data = load_prepared(digits_prepared.directory, manifest=digits_prepared.manifest)
+    expected = data.images("test", np.arange(40))
+    real_pread = os.pread
+    monkeypatch.setattr(prepared.os, "pread", lambda fd, size, offset: real_pread(fd, max(1, size // 3), offset))
+    assert np.array_equal(data.images("test", np.arange(40)), expected)
+    monkeypatch.setattr(prepared.os, "pread", lambda fd, size, offset: b"")  # the file ends early
+    with pytest.raises(OSError, match=r"x_test-00000.npy: cut short .*prepare the dataset again"):
+        data.images("test", [0])
+    data.close()
+
+
+def test_a_pass_over_the_data_releases_its_file_descriptors_and_the_next_opens_them_again(digits_prepared):
+    data = load_prepared(digits_prepared.directory, manifest=digits_prepared.manifest)
+    first = data.images("val", [3, 1])
+    assert data._files
+    data.close()
+    assert not data._files
+    assert np.array_equal(data.images("val", [3, 1]), first)
+    data.close()
+
+
+def damaged_copy(prepared, tmp_path):
+    """A copy of prepared data beside its manifest (so that setting it aside touches only the copy)."""
+    import shutil
+
+    copy = tmp_path / "28x28x1"
+    shutil.copytree(prepared.directory, copy)
+    write_json(tmp_path / "28x28x1.json", prepared.manifest)
+    return copy, tmp_path / "28x28x1.json"
+
+
+def overwrite_same_size(path, position, data):
+    with open(path, "r+b") as handle:
+        handle.seek(position)
+        handle.write(data)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("flipped byte", r"x_train-00000.npy: damaged prepared data, SHA-256 \w+…, its manifest says"),
+    ("float32", r"x_train-00000.npy: damaged prepared data, SHA-256"),
+    ("truncated", r"x_train-00000.npy: damaged prepared data, SHA-256"),
+    ("cut in the header", r"x_train-00000.npy: damaged prepared data, SHA-256"),
+    ("labels truncated", r"y_train.npy: damaged prepared data, SHA-256"),
+    ("labels deleted", r"y_train.npy: damaged prepared data, unreadable"),
+])
+def test_damaged_prepared_data_is_named_and_set_aside(digits_prepared, tmp_path, damage, problem):
+    """Same-size changes (a bad block, a partial copy), another dtype, cut files: the bytes are checked
+    against the manifest before any is used, and its manifest goes aside so that the next run prepares again."""
+    folder, manifest = damaged_copy(digits_prepared, tmp_path)
+    shard, labels = folder / "x_train-00000.npy", folder / "y_train.npy"
+    if damage == "flipped byte":
+        overwrite_same_size(shard, shard.stat().st_size // 2, b"\x7f")
+    elif damage == "float32":
+        images = np.load(shard)
+        np.save(shard, images.astype(np.float32)[: len(images) // 4])
+    elif damage == "truncated":
+        shard.write_bytes(shard.read_bytes()[:-100])
+    elif damage == "cut in the header":
+        shard.write_bytes(shard.read_bytes()[:50])
+    elif damage == "labels truncated":
+        labels.write_bytes(labels.read_bytes()[:-16])
+    else:
+        labels.unlink()
+    data = load_prepared(folder, manifest)
+    with pytest.raises(ValueError, match=problem + r".*set aside as 28x28x1.json.damaged: run snakemake again"):
+        data.images("train", [0]) if "labels" not in damage else data.labels("train")
+    assert not manifest.exists() and (tmp_path / "28x28x1.json.damaged").exists()
+    from convbench.base.job_errors import recurs
+
+    try:
+        data.images("train", [0]) if "labels" not in damage else data.labels("train")
+    except ValueError as error:
+        assert recurs(error)  # not retried: only preparing again mends it
+
+
+def test_a_shard_in_another_layout_is_refused_even_without_a_hash(digits_prepared, tmp_path):
+    """Manifests from before the checks have no label hashes; shards of the same shape swapped or in
+    Fortran order are still refused by their header."""
+    folder, manifest = damaged_copy(digits_prepared, tmp_path)
+    entry = dict(digits_prepared.manifest)
+    entry["shards"] = {split: [{k: v for k, v in shard.items() if k != "sha256"} for shard in shards]
+                       for split, shards in entry["shards"].items()}
+    write_json(manifest, entry)
+    shard = folder / "x_train-00000.npy"
+    np.save(shard, np.asfortranarray(np.load(shard)))
+    with pytest.raises(ValueError, match=r"holds uint8 \(\d+, 28, 28, 1\) in Fortran order, its manifest says uint8"):
+        load_prepared(folder, manifest).images("train", [0])

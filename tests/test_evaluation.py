@@ -89,3 +89,15 @@ def test_cost_measures_every_model_in_interleaved_rounds(tmp_path, caplog):
     assert list(table["precision"]) == ["float32", "mixed_bfloat16"]  # as each model computes, not the loader's policy
     assert table["measured_on"].str.contains("2 threads").all()
     assert sum("round" in record.message for record in caplog.records) == 3
+
+
+def test_a_pass_over_a_split_leaves_no_shard_open(digits_prepared):
+    """Readers handed to tf.numpy_function live as long as the process: their files are closed after each pass."""
+    from convbench.data.prepared import load_prepared
+    from convbench.evaluate.inference import split_probabilities
+
+    data = load_prepared(digits_prepared.directory, manifest=digits_prepared.manifest)
+    model = create_model("simple_cnn", input_shape=data.input_shape, num_classes=data.num_classes)
+    probabilities = split_probabilities(model, data, "val")
+    assert probabilities.shape == (data.count("val"), data.num_classes)
+    assert not data._files

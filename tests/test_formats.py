@@ -333,7 +333,24 @@ def test_fingerprint_follows_content_not_modification_times(tmp_path):
     assert folder_fingerprint([root], cache_dir=cache) == first
     image.write_bytes(image.read_bytes() + b"\0")  # a real edit
     assert folder_fingerprint([root], cache_dir=cache) != first
-    assert list(cache.iterdir())  # hashes are cached by (path, size, mtime)
+    assert list(cache.iterdir())  # hashes are cached by (path, size, mtime, ctime)
+
+
+def test_fingerprint_notices_other_pixels_of_the_same_size_and_modification_time(tmp_path):
+    """`cp -p` of another version: same size, same mtime; only the change time (which nobody can set) moves."""
+    from convbench.data.formats import folder_fingerprint
+
+    root = canonical.image_folder(tmp_path / "photos", per_class=4, size=12)
+    cache = tmp_path / "cache"
+    first = folder_fingerprint([root], cache_dir=cache)
+    image = next((root / "cats").glob("*.png"))
+    before = image.stat()
+    data = bytearray(image.read_bytes())
+    data[-20] ^= 0xFF  # other bytes, same size
+    image.write_bytes(bytes(data))
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert image.stat().st_size == before.st_size and image.stat().st_mtime_ns == before.st_mtime_ns
+    assert folder_fingerprint([root], cache_dir=cache) != first
 
 
 def test_the_schema_offers_exactly_the_declarable_formats():

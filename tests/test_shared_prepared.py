@@ -31,15 +31,19 @@ def test_the_key_is_the_content_not_where_it_lives():
     assert preparation_key(folder, "64x64x3", "f1", **DATA) != preparation_key(folder, "64x64x3", "f2", **DATA)
 
 
-def test_the_preparation_rule_matches_only_what_the_study_prepares():
-    constraint = preparation_constraint({"digits": ["32x32x1"], "mnist": ["28x28x1", "32x32x1"]})
-    pattern = re.compile(r"results/prepared/(?P<dataset>[a-z0-9_]+)/(?P<spec>" + constraint + r")\.json$")
-    assert pattern.match("results/prepared/digits/32x32x1.json")
-    assert pattern.match("results/prepared/mnist/28x28x1.json")
-    assert not pattern.match("results/prepared/digits/28x28x1.json")  # reused: no job may rewrite it
-    assert not pattern.match("results/prepared/cifar10/32x32x1.json")
-    nothing = re.compile(r"results/prepared/(?P<dataset>\w+)/(?P<spec>" + preparation_constraint({}) + ")$")
-    assert not nothing.match("results/prepared/digits/28x28x1")
+def test_the_preparation_rule_matches_all_but_the_data_the_study_reuses():
+    constraint = preparation_constraint({"digits": ["28x28x1"], "mnist": ["28x28x1", "32x32x1"]})
+    for suffix in (r"\.json", ""):  # the manifest and the folder
+        pattern = re.compile(r"results/prepared/(?P<dataset>[a-z0-9_]+)/(?P<spec>" + constraint + ")" + suffix + "$")
+        ending = ".json" if suffix else ""
+        assert pattern.match(f"results/prepared/digits/32x32x1{ending}")
+        assert pattern.match(f"results/prepared/cifar10/28x28x1{ending}")
+        assert pattern.match(f"results/prepared/digits/28x28x10{ending}")
+        assert not pattern.match(f"results/prepared/digits/28x28x1{ending}")  # reused: no job may rewrite it
+        assert not pattern.match(f"results/prepared/mnist/32x32x1{ending}")
+        assert pattern.match(f"results/prepared/my_digits/28x28x1{ending}")
+    everything = re.compile(r"results/prepared/(?P<dataset>\w+)/(?P<spec>" + preparation_constraint({}) + ")$")
+    assert everything.match("results/prepared/digits/28x28x1")
 
 
 def test_state_of_prepared_data(tmp_path, monkeypatch):

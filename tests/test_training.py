@@ -635,3 +635,64 @@ def test_killed_run_in_mixed_bfloat16_resumes_identically(tmp_path, digits_prepa
     assert meta["precision"] == "mixed_bfloat16" and meta["resumed_after_epoch"] == 2
     for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
         assert np.array_equal(a, b)
+
+
+def test_a_checkpoint_resumes_only_into_the_experiment_that_wrote_it(tmp_path, digits_prepared, caplog):
+    """Changing data.scaling, the split, or an architecture's layers between a kill and the rerun
+    restarts training, with one line saying why (before, only the settings and the raw data counted)."""
+    import copy
+
+    import keras
+    from convbench.models.study import resolve_architectures
+    from convbench.train.checkpoints import EpochCheckpoint, restore_checkpoint
+    from convbench.train.training import EpochTimer, experiment_fingerprint
+
+    manifest = digits_prepared.manifest
+    declared = {"mine": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3}}]}}
+    mine = resolve_architectures(declared, {})["mine"]
+    settings = {"epochs": 3, "batch_size": 64}
+    written = experiment_fingerprint(mine, 1, settings, manifest)
+    assert experiment_fingerprint(mine, 1, settings, copy.deepcopy(manifest)) == written
+
+    rescaled = copy.deepcopy(manifest)
+    rescaled["preprocessing"].update(scaling="standardize", offset=33.0, scale=0.02)
+    resplit = copy.deepcopy(manifest)
+    resplit["shards"]["train"][0]["sha256"] = "0" * 64
+    wider = copy.deepcopy(declared)
+    wider["mine"]["layers"][0]["Conv2D"]["filters"] = 16
+    changed = {"data": experiment_fingerprint(mine, 1, settings, rescaled),
+               "data ": experiment_fingerprint(mine, 1, settings, resplit),
+               "architecture": experiment_fingerprint(resolve_architectures(wider, {})["mine"], 1, settings, manifest),
+               "settings": experiment_fingerprint(mine, 1, {**settings, "batch_size": 32}, manifest)}
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    timer = EpochTimer(1)
+    timer.seconds = [0.1]
+    for part, fingerprint in changed.items():
+        assert [key for key in written if written[key] != fingerprint[key]] == [part.strip()]
+        checkpoint = EpochCheckpoint(tmp_path / "ckpt", written, timer)
+        checkpoint.set_model(model)
+        checkpoint.on_epoch_end(0, {"loss": 1.0})
+        caplog.clear()
+        restored, resumed = restore_checkpoint(tmp_path / "ckpt", fingerprint)
+        assert restored is None and not resumed.history and not (tmp_path / "ckpt").exists()
+        reason = {"data": "other prepared data", "architecture": "another architecture definition or training code",
+                  "settings": "other training settings"}[part.strip()]
+        assert f"was written for {reason}" in caplog.text
+
+
+def test_a_failed_training_takes_the_old_models_metrics_and_figures_with_it(tmp_path, digits_prepared):
+    """Snakemake deletes a failed training job's model, history and metadata; the old metrics and
+    figures went on describing a model that was no longer there."""
+    from conftest import train_small
+
+    old = [tmp_path / "metrics.json", tmp_path / "figures" / "curves.png", tmp_path / "figures" / "figures.json"]
+    for path in old:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("the old model's")
+    (tmp_path / "notes.txt").write_text("not an evaluation file")
+    with pytest.raises(ValueError):
+        train_small(digits_prepared, "simple_cnn", tmp_path, optimizer="no_such_optimizer")
+    assert not any(path.exists() for path in old)
+    assert (tmp_path / "notes.txt").exists()

@@ -348,21 +348,20 @@ def prepared_manifests():
 
 
 @functools.cache
-def prepared_to_make():
-    """{dataset: [spec, ...]} of the prepared data this study makes; the rest it reuses as it is
-    (the same preparation key: convbench.data.sharing), from an earlier run or another study."""
-    targets = {}
+def prepared_to_reuse():
+    """{dataset: [spec, ...]} of the prepared data this study reuses as it is (the same preparation
+    key: convbench.data.sharing), from an earlier run or another study; the rest it prepares."""
+    reused = {}
     for manifest in prepared_manifests():
         dataset, spec = Path(manifest).with_suffix("").parts[-2:]
         try:
             fingerprint = dataset_fingerprint(dataset)
         except OSError:  # a missing or unreadable folder: its preparation job names it
-            targets.setdefault(dataset, []).append(spec)
             continue
         key = preparation_key(DATASETS[dataset], spec, fingerprint, **config["data"])
-        if prepared_state(manifest, key) == "prepare":
-            targets.setdefault(dataset, []).append(spec)
-    return targets
+        if prepared_state(manifest, key) == "reuse":
+            reused.setdefault(dataset, []).append(spec)
+    return reused
 
 
 def evaluation_outputs():
@@ -405,6 +404,6 @@ def mlflow_runs():
 
 
 try:  # shared prepared data this study would overwrite stops it here, like a config error
-    PREPARE_TARGETS = prepared_to_make()
+    REUSED_PREPARED = prepared_to_reuse()
 except ValueError as error:
     sys.exit(f"Error in the config: {error}")

@@ -52,7 +52,7 @@ rule fetch_file:
 # study's in a shared storage.prepared_dir) has no job here, so nothing can rewrite it.
 rule prepare_dataset:
     wildcard_constraints:
-        spec=preparation_constraint(PREPARE_TARGETS),
+        spec=preparation_constraint(REUSED_PREPARED),
     input:
         raw=lambda wildcards: raw_inputs(DATASETS[wildcards.dataset]),
     output:

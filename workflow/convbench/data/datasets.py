@@ -14,6 +14,7 @@ import io
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -295,6 +296,21 @@ def prepare_dataset(dataset, raw_paths, spec, out_dir, out_manifest, *, split_se
     write_prepared(out_dir, out_manifest, splits, manifest)
 
 
+STAGING = "staging-"  # .<spec>.staging-XXXXXXXX/: prepared data being written, renamed into place when complete
+
+
+def remove_abandoned_staging(out_dir):
+    """Staging folders an earlier preparation of `out_dir` left when it was killed (or a SLURM retry's
+    predecessor, on another node): Snakemake runs one job per output at a time, so none is in use.
+    Also those of releases that named them .<spec>.XXXXXXXX/."""
+    out_dir = Path(out_dir)
+    earlier = re.compile(rf"\.{re.escape(out_dir.name)}\.(?:{STAGING}[a-z0-9_]+|[a-z0-9_]{{8}})")
+    for path in out_dir.parent.glob(f".{out_dir.name}.*"):
+        if earlier.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            log.info("removing %s, left by a preparation that did not finish", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def write_prepared(out_dir, out_manifest, splits, manifest):
     """Shards and labels of every split ({split: (labels, uint8 image chunks)}) into `out_dir`, then the
     manifest with counts, shards and the scaling parameters computed from the written training split.
@@ -302,8 +318,9 @@ def write_prepared(out_dir, out_manifest, splits, manifest):
     that looks finished."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    manifest = {**manifest, "counts": {}, "shards": {}, "preprocessing": dict(manifest["preprocessing"])}
+    remove_abandoned_staging(out_dir)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.{STAGING}"))
+    manifest = {**manifest, "counts": {}, "shards": {}, "labels_sha256": {}, "preprocessing": dict(manifest["preprocessing"])}
     try:
         os.chmod(staging, 0o777 & ~UMASK)
         for split, (labels, chunks) in splits.items():
@@ -312,6 +329,7 @@ def write_prepared(out_dir, out_manifest, splits, manifest):
                 writer.write(chunk)
             manifest["shards"][split] = writer.close()
             np.save(staging / f"y_{split}.npy", np.asarray(labels, np.int64))
+            manifest["labels_sha256"][split] = sha256(staging / f"y_{split}.npy")
             manifest["counts"][split] = np.bincount(labels, minlength=manifest["num_classes"]).tolist()
             log.info("%s: %d images of %s in %d shard(s)", split, len(labels),
                      "x".join(map(str, manifest["input_shape"])), len(manifest["shards"][split]))

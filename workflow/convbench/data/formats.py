@@ -279,8 +279,10 @@ def folder_fingerprint(roots, cache_dir=FINGERPRINT_CACHE):
     """Hash of every file's relative path and content (hidden and OS metadata files aside): changes
     when an image is added, removed, renamed or edited, not when it is only touched or copied.
 
-    Content hashes are cached by (path, size, modification time) in `cache_dir`, so a file whose
-    stat did not change is not read again; a touched file is re-read, and hashes the same.
+    Content hashes are cached by (path, size, modification time, change time) in `cache_dir`, so a
+    file whose stat did not change is not read again; a touched file is re-read, and hashes the same.
+    The change time is the kernel's, which no user can set: a file overwritten with other pixels of
+    the same size and modification time (`cp -p` of another version) is read again.
     """
     digest = hashlib.sha256()
     for root in roots:
@@ -298,7 +300,7 @@ def folder_fingerprint(roots, cache_dir=FINGERPRINT_CACHE):
                 path = os.path.join(directory, name)
                 relative = os.path.relpath(path, root)
                 stat = os.stat(path)
-                key = f"{stat.st_size}:{stat.st_mtime_ns}"
+                key = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
                 cached = cache.get(relative)
                 content = cached[1] if cached and cached[0] == key else file_digest(path)
                 fresh[relative] = [key, content]

@@ -108,10 +108,11 @@ def prepared_state(manifest_path, key):
     return "prepare"
 
 
-def preparation_constraint(targets):
-    """A regex for the `spec` wildcard of the preparation rule that matches only the prepared data
-    the study prepares ({dataset: [spec, ...]}): data it reuses then has no producing job, so
-    nothing the study runs (a download for another input size) can re-prepare it. The lookbehind
-    names the dataset: wildcard constraints cannot relate two wildcards otherwise."""
-    branches = [f"(?<=/{dataset}/)(?:{'|'.join(sorted(specs))})" for dataset, specs in sorted(targets.items()) if specs]
-    return f"(?:{'|'.join(branches)})" if branches else "(?!)"
+def preparation_constraint(reused):
+    """A regex for the `spec` wildcard of the preparation rule that matches every input spec but those
+    of the prepared data the study reuses ({dataset: [spec, ...]}): that data then has no producing
+    job, so nothing the study runs (a download for another input size) can re-prepare it. The
+    lookbehind names the dataset: wildcard constraints cannot relate two wildcards otherwise."""
+    conditions = [f"(?:(?<!/{dataset}/)|(?!(?:{'|'.join(sorted(specs))})(?:\\.json)?$))"
+                  for dataset, specs in sorted(reused.items()) if specs]
+    return "".join(conditions) + r"\d+x\d+x\d+"

@@ -74,7 +74,10 @@ def split_probabilities(model, data, split, batch_size=BATCH_SIZE):
     """(n, classes) float32 probabilities of a prepared split, in order, read a batch at a time."""
     if not data.count(split):
         return np.zeros((0, model.output_shape[-1]), np.float32)
-    return model.predict(split_batches(data, split, batch_size, model_side(model)), verbose=0).astype(np.float32)
+    try:
+        return model.predict(split_batches(data, split, batch_size, model_side(model)), verbose=0).astype(np.float32)
+    finally:
+        data.close()  # the shards' file descriptors; the next pass opens them again
 
 
 def class_probabilities(model, images, batch_size=BATCH_SIZE):

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..base.atomic import atomic_path, read_json, write_json
+from ..base.job_errors import notice_this_job
 from ..models.saving import load_model, save_model
 from .tensorboard_log import current_learning_rate
 
@@ -160,6 +161,17 @@ def runtime_facts():
             "precision": keras.mixed_precision.global_policy().name, "tensorflow": tf.__version__}
 
 
+PARTS = {"settings": "other training settings", "data": "other prepared data (its content or scaling changed)",
+         "architecture": "another architecture definition or training code"}
+
+
+def checkpoint_mismatch(saved, current):
+    """What differs between a checkpoint's fingerprint and this run's ({part: hash}), in words."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return "other settings (written by an earlier release)"
+    return " and ".join(PARTS.get(part, part) for part in current if saved.get(part) != current[part])
+
+
 def restore_checkpoint(directory, fingerprint, runtime=None):
     """(model, Resumed) of the last finished epoch, or (None, Resumed()) to start afresh.
 
@@ -171,7 +183,9 @@ def restore_checkpoint(directory, fingerprint, runtime=None):
         return None, Resumed()
     state = read_json(state_path)
     if state["fingerprint"] != fingerprint:
-        log.info("checkpoint in %s is for other settings; starting afresh", directory)
+        why = checkpoint_mismatch(state["fingerprint"], fingerprint)
+        log.warning("the checkpoint in %s was written for %s; training starts afresh", directory, why)
+        notice_this_job(f"an interrupted run's checkpoint was for {why}: training started afresh")
         shutil.rmtree(directory)
         return None, Resumed()
     saved = state.get("runtime", {})

@@ -8,7 +8,8 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,6 +19,7 @@ import tensorflow as tf
 from ..base.atomic import atomic_path, sha256, write_json
 from ..base.runtime import environment_facts
 from ..base.schedules import learning_rate_schedule
+from ..evaluate.figures import evaluation_files
 from ..evaluate.inference import image_gather, resize_batch, split_batches, without_autotune
 from ..models.architectures import as_architecture, create_model
 from ..models.fused_batchnorm import fuse_batchnorm
@@ -33,6 +35,51 @@ log = logging.getLogger(__name__)
 def config_hash(settings):
     """Short stable hash of the settings that define an experiment."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# The code that decides the weights an experiment's training arrives at: its networks, their layers and
+# saving, training and augmentation. A checkpoint resumes only under the same code.
+WEIGHT_CODE = ("models", "train")
+
+
+def experiment_fingerprint(arch, seed, settings, manifest):
+    """What a checkpoint must match to be resumed, by part (restore_checkpoint names the part that
+    differs): the training settings, the prepared data's content (its shards' and labels' hashes and
+    its scaling, so a changed split or `data.scaling` shows), and the architecture's definition and
+    the code that shapes the weights."""
+    package = Path(__file__).resolve().parent.parent
+    code = hashlib.sha256()
+    for path in sorted(path for stage in WEIGHT_CODE for path in (package / stage).glob("*.py")):
+        code.update(f"{path.relative_to(package)}\0".encode() + path.read_bytes())
+    return {
+        "settings": config_hash({"architecture": arch.name, "seed": seed, "settings": settings}),
+        "data": config_hash({"source": manifest["source_sha256"], "input_shape": manifest["input_shape"],
+                             "shards": {split: [shard.get("sha256") for shard in shards]
+                                        for split, shards in manifest["shards"].items()},
+                             "counts": manifest.get("counts"), "labels": manifest.get("labels_sha256"),
+                             "preprocessing": manifest["preprocessing"]}),
+        "architecture": config_hash({"definition": architecture_definition(arch), "code": code.hexdigest()}),
+    }
+
+
+def remove_earlier_evaluation(experiment_dir):
+    """The metrics and figures of the model this job replaces: Snakemake deletes a failed training job's
+    outputs, and they must not outlive the model they describe (a report would show them). The
+    evaluation job writes them again once the new model is there."""
+    for path in evaluation_files(experiment_dir).values():
+        if path.exists():
+            log.info("removing %s: it describes the model being replaced", path)
+            path.unlink()
+
+
+def architecture_definition(arch):
+    """The architecture as data: its fields, its builder's name and what the builder captured (a YAML
+    architecture's layers, a transfer architecture's settings); no memory addresses."""
+    build = arch.build
+    return json.dumps({**{item.name: getattr(arch, item.name) for item in fields(arch) if item.name != "build"},
+                       "builder": f"{build.__module__}.{build.__qualname__}",
+                       "captured": [cell.cell_contents for cell in build.__closure__ or ()]},
+                      sort_keys=True, default=str)
 
 
 def epoch_seed(seed, epoch):
@@ -180,8 +227,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     """
     arch = as_architecture(architecture)
     phases = Phases.of(settings, arch.transfer)
-    fingerprint = config_hash({"architecture": arch.name, "seed": seed, "settings": settings, "transfer": arch.transfer,
-                               "data": data.manifest["source_sha256"], "input_shape": list(data.input_shape)})
+    remove_earlier_evaluation(Path(model_path).parent)
+    fingerprint = experiment_fingerprint(arch, seed, settings, data.manifest)
     runtime = runtime_facts()
     with strategy.scope():
         model, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime)
@@ -281,6 +328,7 @@ def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkp
             verbose=0,
         )
         epoch = len(checkpoint.history)
+    data.close()  # the shards' file descriptors; what reads the data next opens them again
     return checkpoint.history, resumable
 
 
