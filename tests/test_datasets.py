@@ -186,3 +186,14 @@ def test_a_shard_in_another_layout_is_refused_even_without_a_hash(digits_prepare
     np.save(shard, np.asfortranarray(np.load(shard)))
     with pytest.raises(ValueError, match=r"holds uint8 \(\d+, 28, 28, 1\) in Fortran order, its manifest says uint8"):
         load_prepared(folder, manifest).images("train", [0])
+
+
+def test_the_in_memory_decision_counts_every_copy_it_keeps(digits_prepared):
+    """The training split is held twice (NumPy and TensorFlow's constant), and the validation split too."""
+    from convbench.data.prepared import fits_in_memory
+
+    held = 2 * (digits_prepared.nbytes("train") + digits_prepared.nbytes("val"))
+    enough_mb = 4 * held / 2**20
+    assert fits_in_memory(digits_prepared, enough_mb)
+    assert not fits_in_memory(digits_prepared, 0.99 * enough_mb)
+    assert fits_in_memory(digits_prepared, 4 * digits_prepared.nbytes("train") / 2**20) is False  # the old count

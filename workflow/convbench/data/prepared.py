@@ -233,11 +233,14 @@ def scale_images(images, manifest):
     return (images.astype(np.float32) - offset) * scale
 
 
+HELD_COPIES = 2  # a split in memory is held twice: the NumPy array read from the shards and TensorFlow's constant
+
+
 def fits_in_memory(data, memory_mb, share=0.25):
-    """Whether a training job given `memory_mb` holds the training split in memory (the fastest) or
-    reads it from its shards per batch: in memory up to a quarter of the job's memory, leaving the
-    rest to TensorFlow, the model and the batches."""
-    return data.nbytes("train") <= share * memory_mb * 2**20
+    """Whether a training job given `memory_mb` holds its training and validation splits in memory
+    (the fastest) or reads them from their shards per batch: in memory when every copy it keeps fits
+    in a quarter of the job's memory, leaving the rest to TensorFlow, the model and the batches."""
+    return HELD_COPIES * (data.nbytes("train") + data.nbytes("val")) <= share * memory_mb * 2**20
 
 
 def prepared_beside(manifest_path):
