@@ -53,9 +53,10 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="verify-prepared-"))
     try:
         labels = np.arange(count) % 10
-        manifest = {"dataset": "bench", "num_classes": 10, "input_shape": [SIDE, SIDE, 3], "class_names": list("abcdefghij"),
-                    "preprocessing": {"scaling": "unit"}}
-        splits = {"train": (labels, chunks(count, 0)), "val": (labels[:10], chunks(10, 1)), "test": (labels[:10], chunks(10, 2))}
+        manifest = {"dataset": "bench", "num_classes": 10, "input_shape": [SIDE, SIDE, 3],
+                    "class_names": list("abcdefghij"), "preprocessing": {"scaling": "unit"}}
+        splits = {"train": (labels, chunks(count, 0)), "val": (labels[:10], chunks(10, 1)),
+                  "test": (labels[:10], chunks(10, 2))}
         write_prepared(work / "data", work / "data.json", splits, manifest)
         from convbench.base.atomic import read_json
 
@@ -71,7 +72,8 @@ def main():
         print(f"{'read':>26} {'seconds':>8} {'GB/s':>6} {'15 GB (s)':>10}")
         for name, seconds in (("without the check", plain), ("with the check (SHA-256)", verified)):
             print(f"{name:>26} {seconds:>8.2f} {gigabytes / seconds:>6.2f} {15 * seconds / gigabytes:>10.1f}")
-        print(f"the check adds {verified - plain:.2f} s ({15 * (verified - plain) / gigabytes:.1f} s for 15 GB) per job")
+        added = verified - plain
+        print(f"the check adds {added:.2f} s ({15 * added / gigabytes:.1f} s for 15 GB) per job")
     finally:
         shutil.rmtree(work)
 

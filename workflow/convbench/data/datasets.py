@@ -320,7 +320,8 @@ def write_prepared(out_dir, out_manifest, splits, manifest):
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_staging(out_dir)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.{STAGING}"))
-    manifest = {**manifest, "counts": {}, "shards": {}, "labels_sha256": {}, "preprocessing": dict(manifest["preprocessing"])}
+    manifest = {**manifest, "counts": {}, "shards": {}, "labels_sha256": {},
+                "preprocessing": dict(manifest["preprocessing"])}
     try:
         os.chmod(staging, 0o777 & ~UMASK)
         for split, (labels, chunks) in splits.items():

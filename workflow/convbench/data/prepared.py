@@ -8,14 +8,13 @@ is what a caller asks for, so a dataset larger than memory trains and evaluates 
 NumPy only: reading prepared data needs none of the packages that prepared it.
 
 Nothing is trusted unread: each shard and label file is checked against its manifest entry (SHA-256,
-.npy dtype, order and shape) the first time a process opens it, a full read of the file (1.3 GB/s of
-SHA-256 on the 2-core AMD EPYC of BENCHMARKS.md: ~12 s per job for 15 GB, against minutes of
-training). Damaged data is set aside (its manifest renamed *.json.damaged) with one line naming the
-file, so the next run prepares it again and retrains what read it.
+.npy dtype, order and shape) the first time a process opens it, a full read of the file (+10 s per
+job for 15 GB on the 2-core AMD EPYC of BENCHMARKS.md, against minutes of training). Damaged data is
+set aside (its manifest renamed *.json.damaged) with one line naming the file, so the next run
+prepares it again and retrains what read it.
 """
 
 import hashlib
-
 import os
 import threading
 from contextlib import contextmanager
@@ -81,7 +80,8 @@ class PreparedData:
         except (OSError, ValueError, EOFError) as error:
             raise self._damaged(path, f"unreadable ({error})") from None
         if labels.shape != (self.count(split),) or labels.dtype.kind not in "iu":
-            raise self._damaged(path, f"holds {labels.dtype} {labels.shape}, its manifest says {self.count(split)} labels")
+            raise self._damaged(path, f"holds {labels.dtype} {labels.shape}, "
+                                      f"its manifest says {self.count(split)} labels")
         return labels
 
     def images(self, split, index=None):
@@ -154,7 +154,8 @@ class PreparedData:
             raise self._damaged(path, f"holds {dtype} {tuple(shape)} in {order} order, its manifest says uint8 "
                                       f"{expected} in C order")
         if os.path.getsize(path) != header + int(np.prod(expected)):
-            raise self._damaged(path, f"{os.path.getsize(path)} bytes, its header says {header + int(np.prod(expected))}")
+            size = header + int(np.prod(expected))
+            raise self._damaged(path, f"{os.path.getsize(path)} bytes, its header says {size}")
         return os.open(path, os.O_RDONLY), header
 
     def _check_hash(self, path, expected):
