@@ -10,7 +10,6 @@ and the wall time until Snakemake exited.
 """
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "tests"))
-HARNESS = PROJECT / "tests" / "slurm" / "cluster.sh"
+from slurm_wall_time import one_node_cluster  # noqa: E402  (beside this script)
 WORKFLOW = ("Snakefile", "config.yaml", "workflow", "envs", "profiles")
 STUDY = """datasets: [digits, split_folders]
 architectures: [simple_cnn]
@@ -67,17 +66,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", default="8d75f74", help="the earlier commit to compare with")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="slurm-cluster-"))
-    subprocess.run(["bash", HARNESS, "start", work], check=True, capture_output=True, timeout=120)
-    env = {**os.environ, "SLURM_CONF": str(work / "slurm.conf")}
-    try:
+    with one_node_cluster() as env:
         print(f"{'workflow':>12} {'sbatch jobs':>11} {'retries':>7} {'wall (s)':>8}  failed-job lines")
         for name, commit in ((args.before, args.before), ("this", None)):
             run = run_failing_study(env, commit)
             print(f"{name:>12} {run['submitted']:>11} {run['retries']:>7} {run['seconds']:>8.0f}  "
                   f"{'; '.join(run['lines']) or '(none)'}")
-    finally:
-        subprocess.run(["bash", HARNESS, "stop", work], capture_output=True, timeout=120)
 
 
 if __name__ == "__main__":

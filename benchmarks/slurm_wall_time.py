@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -41,24 +42,30 @@ def run_study(env, extra):
     return seconds, submissions
 
 
+@contextmanager
+def one_node_cluster():
+    """The one-node test cluster for the time of the block; yields the environment that reaches it."""
+    work = Path(tempfile.mkdtemp(prefix="slurm-cluster-"))
+    subprocess.run(["bash", HARNESS, "start", work], check=True, capture_output=True, timeout=120)
+    try:
+        yield {**os.environ, "SLURM_CONF": str(work / "slurm.conf")}
+    finally:
+        subprocess.run(["bash", HARNESS, "stop", work], capture_output=True, timeout=120)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["ungrouped", "grouped"])
     parser.add_argument("--init-seconds", nargs="+", type=int, default=[None],
                         help="slurm-init-seconds-before-status-checks to try (default: the profile's)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="slurm-cluster-"))
-    subprocess.run(["bash", HARNESS, "start", work], check=True, capture_output=True, timeout=120)
-    env = {**os.environ, "SLURM_CONF": str(work / "slurm.conf")}
-    try:
+    with one_node_cluster() as env:
         print(f"{'profile':>10} {'first status check (s)':>23} {'sbatch jobs':>12} {'wall (s)':>9}")
         for init in args.init_seconds:
             timing = ["--slurm-init-seconds-before-status-checks", str(init)] if init else []
             for variant in args.variants:
                 seconds, submissions = run_study(env, (UNGROUPED if variant == "ungrouped" else []) + timing)
                 print(f"{variant:>10} {init or 'profile':>23} {submissions:>12} {seconds:>9.0f}")
-    finally:
-        subprocess.run(["bash", HARNESS, "stop", work], capture_output=True, timeout=120)
 
 
 if __name__ == "__main__":

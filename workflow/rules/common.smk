@@ -350,8 +350,11 @@ def prepared_manifests():
 @functools.cache
 def prepared_to_reuse():
     """{dataset: [spec, ...]} of the prepared data this study reuses as it is (the same preparation
-    key: convbench.data.sharing), from an earlier run or another study; the rest it prepares."""
+    key: convbench.data.sharing), from an earlier run or another study; the rest it prepares. Decided by
+    the main process: a job's own process runs only its rule, and need not read manifests or folders."""
     reused = {}
+    if not workflow.is_main_process:
+        return reused
     for manifest in prepared_manifests():
         dataset, spec = Path(manifest).with_suffix("").parts[-2:]
         try:

@@ -36,6 +36,10 @@ def one_line(error):
     text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or "(no message)"
     if not type(error).__module__.startswith("convbench"):
         text = f"{type(error).__name__}: {text}"
+    return _shorten(text)
+
+
+def _shorten(text):
     return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"
 
 
@@ -85,7 +89,7 @@ def record_executor_error(rule, wildcards, message, logs, group=(), directory=ER
     members = sorted(_record_path(*job, directory).stem for job in group)
     write_json(_record_path(rule, wildcards, directory, "executor"),
                {"rule": rule, "job": _job_name(wildcards), "log": ", ".join(map(str, logs)) or None,
-                "message": text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…", "group": members,
+                "message": _shorten(text), "group": members,
                 "recurs": bool(REJECTED_REQUEST.search(str(message or "")))})
 
 

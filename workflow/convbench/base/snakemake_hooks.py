@@ -1,4 +1,4 @@
-"""Three places where Snakemake (9.x) and its SLURM plugin leave a cluster user without an answer,
+"""Where Snakemake (9.x) and its executor plugins leave a cluster user without an answer,
 filled in from the main process (workflow/rules/common.smk installs them; jobs never do):
 
 - `GroupJob.log_error` drops the executor's message (SLURM's state after `scancel`, sbatch's error
@@ -10,7 +10,7 @@ filled in from the main process (workflow/rules/common.smk installs them; jobs n
   SLURM plugin) even when Snakemake is shutting down; it now wakes up every second to check.
 
 Each hook wraps the original and changes nothing else. Snakemake's internals can move between
-releases: `install` returns the hooks it could install, and tests/test_snakemake_hooks.py fails when
+releases: `install` returns the hooks it could install, and tests/test_cluster_failures.py fails when
 one goes missing.
 """
 

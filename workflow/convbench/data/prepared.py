@@ -14,7 +14,6 @@ set aside (its manifest renamed *.json.damaged) with one line naming the file, s
 prepares it again and retrains what read it.
 """
 
-import hashlib
 import os
 import threading
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base.atomic import read_json
+from ..base.atomic import read_json, sha256
 from .sharing import sign_in
 
 SPLITS = ("train", "val", "test")
@@ -159,8 +158,7 @@ class PreparedData:
         return os.open(path, os.O_RDONLY), header
 
     def _check_hash(self, path, expected):
-        with open(path, "rb") as handle:
-            actual = hashlib.file_digest(handle, "sha256").hexdigest()
+        actual = sha256(path)
         if actual != expected:
             raise self._damaged(path, f"SHA-256 {actual[:12]}…, its manifest says {expected[:12]}…")
 
