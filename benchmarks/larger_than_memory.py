@@ -1,8 +1,14 @@
 """Datasets larger than memory: prepared shards read per batch (convbench.data.prepared) vs held in memory.
 
+    python benchmarks/larger_than_memory.py reads [--before 969c3ca] [--rounds 5]
     python benchmarks/larger_than_memory.py throughput [--epochs 3]
     python benchmarks/larger_than_memory.py folder [--images 50000 200000] [--size 160]
 
+reads: the cost of reading every batch from the shards, in one process (separate processes vary by
+    +-20 % on a VM; one process sees the same machine): one compiled simple_cnn (float32, batch 128)
+    trains alternately with the training and validation splits in memory, read from the shards, and
+    read by the reader of --before (that commit's convbench/data/prepared.py); images/s (validation
+    included) of each mode, median over --rounds, and the median of each round's ratio to in memory.
 throughput: training images/s of the same run (simple_cnn, float32, batch 128) with the training split
     held in memory (the default for data that fits) and read from its shards per batch, on digits
     (28x28x1, 8 x --epochs epochs: they are short) and on a CIFAR-sized set (50,000 generated 32x32x3
@@ -168,6 +174,88 @@ def throughput(args):
         subprocess.run(["git", "-C", str(PROJECT), "worktree", "prune"], check=True)
 
 
+def reader_before(commit):
+    """PreparedData as `commit` had it: its convbench/data/prepared.py loaded beside today's package."""
+    import importlib.util
+    import subprocess
+
+    source = subprocess.run(["git", "-C", str(PROJECT), "show", f"{commit}:workflow/convbench/data/prepared.py"],
+                            check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "prepared_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("convbench.data.prepared_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # its relative imports resolve in today's convbench.data
+    return module.PreparedData
+
+
+def timed_epochs(model, data, in_memory, epochs, first_epoch):
+    """images/s of `epochs` training epochs with validation, as fit_phases feeds them."""
+    import time
+
+    from convbench.evaluate.inference import split_batches
+    from convbench.train.training import training_dataset
+
+    labels = data.labels("train")
+    images = data.images("train") if in_memory else (lambda index: data.images("train", index))
+    steps = -(-len(labels) // 128)
+    train_ds = training_dataset(images, labels, data.manifest, num_classes=data.num_classes, batch_size=128, seed=1,
+                                first_epoch=first_epoch, epochs=first_epoch + epochs)
+    val_ds = split_batches(data, "val", 256, with_labels=True, in_memory=in_memory)
+    start = time.perf_counter()
+    model.fit(train_ds, initial_epoch=first_epoch, epochs=first_epoch + epochs, steps_per_epoch=steps,
+              validation_data=val_ds, shuffle=False, verbose=0)
+    seconds = time.perf_counter() - start
+    data.close()
+    return epochs * len(labels) / seconds
+
+
+def reads(args):
+    import gc
+    import statistics
+
+    from convbench.base.runtime import configure_tensorflow
+
+    configure_tensorflow(threads=2, seed=1, deterministic=True)
+    from convbench.data.prepared import load_prepared
+    from convbench.models.architectures import create_model
+    from convbench.train.training import compile_model
+
+    modes = {"memory": True, "shards": False}
+    if args.before:
+        modes[f"shards@{args.before[:7]}"] = reader_before(args.before)
+    print(f"{'data':<36}" + "".join(f"{mode + ' img/s':>22}" for mode in modes)
+          + "".join(f"{mode + ' / memory':>24}" for mode in list(modes)[1:]))
+    settings = {"optimizer": "adam", "learning_rate": 1e-3}
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        cases = {"digits": ("digits 28x28x1 (1,293 train)", lambda: digits(work / "digits" / "d"), 40),
+                 "cifar": ("CIFAR-sized 32x32x3 (45,000 train)", lambda: cifar_sized(work / "cifar"), 1)}
+        for key in args.data:  # a measurement is about 10 s: digits' epochs are short
+            name, make, epochs = cases[key]
+            directory = make()
+            today = load_prepared(directory, f"{directory}.json")
+            readers = {mode: (today if reader in (True, False) else reader(today.manifest, Path(directory)))
+                       for mode, reader in modes.items()}
+            model = create_model("simple_cnn", today.input_shape, today.num_classes)
+            compile_model(model, settings, 1e-3, "constant", 1, 1)
+            timed_epochs(model, today, True, 1, 0)  # compiles the step functions
+            speeds, epoch = {mode: [] for mode in modes}, 1
+            for turn in range(args.rounds):
+                order = list(modes)[turn % len(modes):] + list(modes)[: turn % len(modes)]  # each mode goes first
+                for mode in order:
+                    gc.collect()  # the last measurement's pipelines
+                    speeds[mode].append(timed_epochs(model, readers[mode], modes[mode] is True, epochs, epoch))
+                    epoch += epochs
+            # ratios within a round: the machine drifts between rounds, less within one
+            ratios = {mode: statistics.median(a / b for a, b in zip(speeds[mode], speeds["memory"])) for mode in modes}
+            median = {mode: statistics.median(values) for mode, values in speeds.items()}
+            print(f"{name:<36}" + "".join(f"{median[mode]:>22,.0f}" for mode in modes)
+                  + "".join(f"{ratios[mode]:>24.3f}" for mode in list(modes)[1:]), flush=True)
+            if args.verbose:
+                print("  every round:", {mode: [round(v) for v in values] for mode, values in speeds.items()})
+
+
 def folder(args):
     print(f"{'images':>8}{'GB as uint8':>12}{'prepare s':>11}{'prepare peak MB':>17}"
           f"{'train s':>9}{'train img/s':>13}{'train peak MB':>15}")
@@ -189,6 +277,11 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    same = commands.add_parser("reads")
+    same.add_argument("--rounds", type=int, default=5, help="measurements per mode; the median counts")
+    same.add_argument("--data", nargs="+", choices=["digits", "cifar"], default=["digits", "cifar"])
+    same.add_argument("--before", help="a commit whose shard reader to compare with (e.g. 969c3ca)")
+    same.add_argument("--verbose", action="store_true", help="print every round's figures")
     speed = commands.add_parser("throughput")
     speed.add_argument("--epochs", type=int, default=3)
     speed.add_argument("--rounds", type=int, default=2, help="processes per mode; the best counts")
@@ -200,7 +293,9 @@ def main():
     large.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "convbench-large-folder")
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}, 2 threads")
-    if args.command == "throughput":
+    if args.command == "reads":
+        reads(args)
+    elif args.command == "throughput":
         throughput(args)
     else:
         args.folder.mkdir(parents=True, exist_ok=True)

@@ -93,18 +93,43 @@ def test_a_killed_preparations_staging_folders_go_when_it_is_prepared_again(tmp_
     assert sorted(path.name for path in tmp_path.glob(".d.*")) == [".d.json.q1w2e3r4.json"]
 
 
+def test_images_read_by_index_across_shards_match_the_split_in_memory(tmp_path, monkeypatch):
+    """A shuffled batch is read shard by shard in file order and comes back in the order asked for:
+    indices across shards, out of order, repeated, runs of consecutive images."""
+    from conftest import write_arrays
+    from convbench.data import datasets
+
+    monkeypatch.setattr(datasets, "SHARD_BYTES", 7 * 4 * 4 * 3)  # 7 images of 4x4x3 per shard
+    rng = np.random.default_rng(0)
+    arrays = {f"x_{split}": rng.integers(0, 256, (count, 4, 4, 3), dtype=np.uint8)
+              for split, count in (("train", 30), ("val", 5), ("test", 5))}
+    arrays.update({f"y_{split}": np.arange(len(arrays[f"x_{split}"])) % 2 for split in ("train", "val", "test")})
+    data = write_arrays(tmp_path / "d", arrays, class_names=["a", "b"])
+    assert len(data.manifest["shards"]["train"]) == 5
+    for index in (rng.permutation(30), [29, 0, 0, 6, 7, 8, 13, 14, 2], np.arange(5, 25), [], [12]):
+        assert np.array_equal(data.images("train", index), arrays["x_train"][np.asarray(index, int)])
+    assert np.array_equal(data.images("train"), arrays["x_train"])
+    data.close()
+
+
 def test_short_reads_are_read_on_until_complete_and_a_cut_shard_is_named(digits_prepared, monkeypatch):
-    """A network file system may return fewer bytes than asked (os.pread's short read)."""
+    """A network file system may return fewer bytes than asked (os.preadv's short read)."""
     import os
 
     from convbench.data import prepared
 
     data = load_prepared(digits_prepared.directory, manifest=digits_prepared.manifest)
     expected = data.images("test", np.arange(40))
-    real_pread = os.pread
-    monkeypatch.setattr(prepared.os, "pread", lambda fd, size, offset: real_pread(fd, max(1, size // 3), offset))
+    real_preadv = os.preadv
+
+    def short_read(fd, buffers, offset):
+        return real_preadv(fd, [buffers[0][: max(1, len(buffers[0]) // 3)]], offset)
+
+    monkeypatch.setattr(prepared.os, "preadv", short_read)
     assert np.array_equal(data.images("test", np.arange(40)), expected)
-    monkeypatch.setattr(prepared.os, "pread", lambda fd, size, offset: b"")  # the file ends early
+    shuffled = np.random.default_rng(0).permutation(40)
+    assert np.array_equal(data.images("test", shuffled), expected[shuffled])
+    monkeypatch.setattr(prepared.os, "preadv", lambda fd, buffers, offset: 0)  # the file ends early
     with pytest.raises(OSError, match=r"x_test-00000.npy: cut short .*prepare the dataset again"):
         data.images("test", [0])
     data.close()

@@ -91,24 +91,30 @@ class PreparedData:
         if len(index) and (index.min() < 0 or index.max() >= starts[-1]):
             raise IndexError(f"{split}: image index out of range 0..{starts[-1] - 1}")
         out = np.empty((len(index), *self.input_shape), np.uint8)
-        size = out[0].nbytes if len(out) else 0
         which = np.searchsorted(starts, index, side="right") - 1
         with self._in_use():
-            self._read_into(out, shards, starts, index, which, size)
+            self._read_into(out, shards, starts, index, which)
         return out
 
-    def _read_into(self, out, shards, starts, index, which, size):
-        for shard in np.unique(which):
+    def _read_into(self, out, shards, starts, index, which):
+        """Each shard's images in file order (a shuffled batch reads forward through the shard), one
+        positioned read per run of consecutive images straight into `out`: a whole split in order is one
+        read per shard, a shuffled batch one per image at about 1.5 µs of Python each."""
+        rows = memoryview(out.reshape(-1))  # bytes: out is C-ordered uint8
+        size = out[0].nbytes if len(out) else 0
+        for shard in np.unique(which).tolist():
             fd, header = self._open(shards[shard])
             positions = np.flatnonzero(which == shard)
             local = index[positions] - starts[shard]
-            # one read per run of consecutive images (a whole split in order is one read per shard)
+            in_file_order = np.argsort(local, kind="stable")
+            positions, local = positions[in_file_order], local[in_file_order]
             breaks = np.flatnonzero((np.diff(local) != 1) | (np.diff(positions) != 1)) + 1
-            for run_positions, run_local in zip(np.split(positions, breaks), np.split(local, breaks)):
-                first, count = int(run_positions[0]), len(run_positions)
-                data = read_exactly(fd, count * size, header + int(run_local[0]) * size,
-                                    self.directory / shards[shard]["file"])
-                out[first : first + count] = np.frombuffer(data, np.uint8).reshape(count, *self.input_shape)
+            firsts = np.concatenate([[0], breaks])
+            counts = np.diff(np.concatenate([firsts, [len(positions)]]))
+            path = self.directory / shards[shard]["file"]
+            for first, count, offset in zip((positions[firsts] * size).tolist(), (counts * size).tolist(),
+                                            (header + local[firsts] * size).tolist()):
+                read_exactly(fd, rows[first : first + count], offset, path)
 
     def batches(self, split, batch_size):
         """The split's uint8 images in order, `batch_size` at a time."""
@@ -197,18 +203,16 @@ class PreparedData:
         self.close()
 
 
-def read_exactly(fd, size, offset, path):
-    """`size` bytes at `offset`: a network file system may return fewer per call (a short read), so
-    read on until all are there; the file ending first is a clear error."""
-    parts, done = [], 0
-    while done < size:
-        data = os.pread(fd, size - done, offset + done)  # thread-safe: no file offset
-        if not data:
-            raise OSError(f"{path}: cut short ({offset + done} bytes, {size - done} more expected); "
+def read_exactly(fd, buffer, offset, path):
+    """Fill `buffer` (writable bytes) from `offset`: a network file system may return fewer bytes per call
+    (a short read), so read on until all are there; the file ending first is a clear error."""
+    done = os.preadv(fd, [buffer], offset)  # thread-safe: no file offset; no bytes object to copy from
+    while done < len(buffer):
+        more = os.preadv(fd, [buffer[done:]], offset + done)
+        if not more:
+            raise OSError(f"{path}: cut short ({offset + done} bytes, {len(buffer) - done} more expected); "
                           "prepare the dataset again")
-        parts.append(data)
-        done += len(data)
-    return b"".join(parts)  # one part: the same bytes, not a copy
+        done += more
 
 
 class SplitImages:
