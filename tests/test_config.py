@@ -140,7 +140,9 @@ def test_integral_numbers_of_integer_settings_become_integers():
     (["traning={epochs: 3}"], "Error in the config: 'traning' is not a key (did you mean 'training'?); allowed: datasets,"),
     (["training={epoch: 3}"], "Error in the config: in training: 'epoch' is not a key (did you mean 'epochs'?)"),
     (["training={optimizer: rms}"], "Error in the config: training.optimizer: 'rms' is not allowed; choose from adam, adamw, sgd"),
-], ids=["top-level", "nested", "enum"])
+    (["resources={train_mem_mb: 256}"], "Error in the config: resources.train_mem_mb: 256 is less than 1500: a training job "
+                                        "needs that much: TensorFlow with the default study's smallest model peaked at 1,322 MB"),
+], ids=["top-level", "nested", "enum", "measured-need"])
 def test_config_errors_are_one_short_paragraph(tmp_path, config, message):
     copy_workflow(tmp_path)
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", *config],

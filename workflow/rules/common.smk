@@ -23,12 +23,14 @@ from convbench.base.config import (
     varied_settings,
 )
 from convbench.base.devices import local_resource_limits, visible_gpu_count
+from convbench.base.memory import asked_mb
 from convbench.base.validation import check_recipe, validate_config
 from convbench.data.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
 from convbench.data.formats import file_digest, folder_fingerprint
 from convbench.data.sharing import preparation_constraint, preparation_key, prepared_state
 from convbench.evaluate.figures import EVALUATION_FILES, FIGURES
-from convbench.models.architectures import check_input_size, check_names, input_spec
+from convbench.models.architectures import check_input_size, check_names, input_spec, model_input_size
+from convbench.models.footprints import stored_footprints, training_need_mb
 from convbench.models.custom import check_custom
 from convbench.models.study import evaluation_settings, resolve_architectures
 from convbench.models.transfer import KERAS_HOME, check_transfer, weights_source
@@ -245,6 +247,29 @@ def alone_threads(wildcards):
     """A local run gives the job every core, so that no other job runs beside it; on a cluster it
     asks for the training threads (profiles/slurm asks for an exclusive node)."""
     return config["resources"]["train_threads"] if cluster_run() else workflow.cores
+
+
+FOOTPRINTS = stored_footprints()
+
+
+def model_need_mb(dataset, arch, variant):
+    """MB training this experiment's model needs, before any run measured it (convbench.models.footprints;
+    None for custom architectures). A search's variants count with the study's own settings."""
+    settings = experiment_settings(config, dataset, arch, VARIANTS.get(variant, {}))
+    height, _, channels = DATASETS[dataset].image_shape
+    side = model_input_size(ARCHITECTURES[arch], input_spec(ARCHITECTURES[arch], height, channels)[0],
+                            settings.get("input_size"))
+    return training_need_mb(ARCHITECTURES[arch], side, settings["batch_size"], FOOTPRINTS)
+
+
+def training_need(wildcards):
+    return model_need_mb(wildcards.dataset, wildcards.arch, wildcards.variant)
+
+
+def cost_need(wildcards):
+    """measure_cost trains a step of every model of the dataset in turn: the largest need."""
+    needs = [model_need_mb(wildcards.dataset, arch, variant) for arch in config["architectures"] for variant in VARIANTS]
+    return max([need for need in needs if need], default=None)
 
 
 def training_settings(wildcards):

@@ -19,7 +19,7 @@ rule fetch_digits:
         "results/benchmarks/fetch/digits.tsv"
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=asked_mb("fetch_digits", 500),
         runtime=5,
     conda:
         "../../envs/datasets.yaml"
@@ -40,7 +40,7 @@ rule fetch_file:
         "results/benchmarks/fetch/{dataset}/{filename}.tsv"
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=asked_mb("fetch_file", 500),
         runtime=60,
     conda:
         "../../envs/datasets.yaml"
@@ -68,7 +68,7 @@ rule prepare_dataset:
         "results/benchmarks/prepare/{dataset}/{spec}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=asked_mb("prepare_dataset", 4000),
         runtime=60,
     conda:
         "../../envs/datasets.yaml"

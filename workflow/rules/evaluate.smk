@@ -20,7 +20,7 @@ rule evaluate_model:
         f"results/benchmarks/evaluate/{EXPERIMENT_ID}.tsv"
     threads: config["resources"]["train_threads"]
     resources:
-        mem_mb=2000,
+        mem_mb=asked_mb("evaluate_model", 2000),
         runtime=30,
         gpu=GPUS_PER_JOB,
     conda:
@@ -46,7 +46,7 @@ rule measure_cost:
         "results/benchmarks/measure_cost/{dataset}.tsv"
     threads: alone_threads
     resources:
-        mem_mb=4000,
+        mem_mb=asked_mb("measure_cost", 4000, estimate=cost_need),
         runtime=60,
         gpu=GPUS_PER_JOB,
     conda:
@@ -72,7 +72,7 @@ checkpoint summarize:
         "results/benchmarks/summarize.tsv"
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=asked_mb("summarize", 500),
         runtime=5,
     conda:
         "../../envs/report.yaml"

@@ -17,7 +17,7 @@ rule export_model:
         f"results/benchmarks/export/{EXPERIMENT_ID}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=asked_mb("export_model", 4000),
         runtime=30,
     conda:
         "../../envs/export.yaml"

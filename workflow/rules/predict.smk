@@ -19,7 +19,7 @@ rule predict_images:
         f"results/benchmarks/predict/{EXPERIMENT_ID}.tsv"
     threads: config["resources"]["train_threads"]
     resources:
-        mem_mb=2000,
+        mem_mb=asked_mb("predict_images", 2000),
         runtime=30,
         gpu=GPUS_PER_JOB,
     conda:

@@ -18,7 +18,7 @@ rule preview_augmentation:
         "results/benchmarks/preview_augmentation/{dataset}/{variant}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=asked_mb("preview_augmentation", 2000),
         runtime=10,
     conda:
         "../../envs/evaluate.yaml"

@@ -28,7 +28,7 @@ rule build_report:
         "results/benchmarks/report.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=asked_mb("build_report", 2000),
         runtime=15,
     conda:
         "../../envs/report.yaml"

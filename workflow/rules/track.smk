@@ -25,7 +25,7 @@ rule log_mlflow:
         f"results/benchmarks/log_mlflow/{EXPERIMENT_ID}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=asked_mb("log_mlflow", 1000),
         runtime=10,
     conda:
         "../../envs/mlflow.yaml"

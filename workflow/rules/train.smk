@@ -19,7 +19,7 @@ rule fetch_weights:
         "results/benchmarks/fetch_weights/{filename}.tsv"
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=asked_mb("fetch_weights", 500),
         runtime=60,
     conda:
         "../../envs/datasets.yaml"
@@ -55,7 +55,7 @@ rule train_model:
         f"results/benchmarks/train/{EXPERIMENT_ID}.tsv"
     threads: config["resources"]["train_threads"]
     resources:
-        mem_mb=config["resources"]["train_mem_mb"],
+        mem_mb=asked_mb("train_model", config["resources"]["train_mem_mb"], estimate=training_need),
         runtime=config["resources"]["train_runtime_min"],
         gpu=GPUS_PER_JOB,
     conda:

@@ -101,7 +101,7 @@ checkpoint search_step:
         f"results/benchmarks/search/{{dataset}}/{{arch}}/step{{step}}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=asked_mb("search_step", 1000),
         runtime=10,
     conda:
         "../../envs/tune.yaml"
@@ -125,7 +125,7 @@ checkpoint choose_recipe:
         f"results/benchmarks/search/{{dataset}}/{{arch}}/choose.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=asked_mb("choose_recipe", 1000),
         runtime=10,
     conda:
         "../../envs/tune.yaml"

@@ -1,11 +1,13 @@
 """First import of every rule script: routes all output to the rule's log, makes convbench importable,
-records an uncaught exception as one line for the end of the run (convbench.base.job_errors), and for
+records an uncaught exception as one line for the end of the run (convbench.base.job_errors) and the
+job's peak memory for the next run's request (convbench.base.memory), and for
 rules that declare GPUs claims free device slots (convbench.base.devices). `finish()` ends a TensorFlow
 job once its outputs are written.
 
 Snakemake puts this directory on sys.path; the package lives one level up, in workflow/.
 """
 
+import functools
 import logging
 import os
 import sys
@@ -24,6 +26,7 @@ def start(snakemake):
     )
     logging.getLogger("convbench").info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
     record_errors(snakemake)
+    record_memory(snakemake)
     if "gpu" in snakemake.resources.keys():  # before TensorFlow starts: it reads CUDA_VISIBLE_DEVICES once
         from convbench.base.devices import claim_gpus
 
@@ -46,10 +49,28 @@ def record_errors(snakemake):
     sys.excepthook = hook
 
 
+_memory_recorders = []
+
+
+def record_memory(snakemake):
+    """The job's peak memory, when it ends (failed or not), for the next run's request
+    (convbench.base.memory)."""
+    import atexit
+
+    from convbench.base import memory
+
+    declared = snakemake.resources.get("mem_mb")
+    recorder = functools.partial(memory.record_peak, snakemake.rule, dict(snakemake.wildcards), declared)
+    _memory_recorders.append(recorder)
+    atexit.register(recorder)
+
+
 def finish():
     """Ends a job that ran TensorFlow, its outputs written and closed: Python's own shutdown of
     TensorFlow's modules and threads takes ~1.2 s per process (BENCHMARKS.md), more than many jobs'
     real work. Only on success: an exception ends the script before this, with its traceback."""
+    for recorder in _memory_recorders:  # os._exit skips atexit
+        recorder()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

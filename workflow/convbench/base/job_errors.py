@@ -54,8 +54,9 @@ def recurs(error):
     return bool(getattr(error, "recurs", isinstance(error, RECURRING)))
 
 
-def _record_path(rule, wildcards, directory, kind="job"):
-    """One file per job and kind: `job` (its own exception), `executor` (the executor's reason), `notice`."""
+def job_record_path(rule, wildcards, directory, kind="job"):
+    """One file per job and kind: `job` (its own exception), `executor` (the executor's reason), `notice`,
+    `memory` (convbench.base.memory)."""
     key = json.dumps([rule, {name: str(value) for name, value in wildcards.items()}], sort_keys=True).encode()
     suffix = "" if kind == "job" else f".{kind}"
     return Path(directory) / f"{rule}-{hashlib.sha256(key).hexdigest()[:16]}{suffix}.json"
@@ -67,7 +68,7 @@ def _job_name(wildcards):
 
 def record(rule, wildcards, log, error, directory=ERRORS_DIR):
     """Keep this job's error for the end-of-run summary."""
-    write_json(_record_path(rule, wildcards, directory),
+    write_json(job_record_path(rule, wildcards, directory),
                {"rule": rule, "job": _job_name(wildcards), "log": log, "message": one_line(error),
                 "recurs": recurs(error)})
 
@@ -86,8 +87,8 @@ def record_executor_error(rule, wildcards, message, logs, group=(), directory=ER
     summary when the job recorded nothing itself. `group`: the (rule, wildcards) of every job of the
     group job it ran in, if any."""
     text = "; ".join(_message_lines(message)) or "the job ended without an error of its own (killed? out of memory?)"
-    members = sorted(_record_path(*job, directory).stem for job in group)
-    write_json(_record_path(rule, wildcards, directory, "executor"),
+    members = sorted(job_record_path(*job, directory).stem for job in group)
+    write_json(job_record_path(rule, wildcards, directory, "executor"),
                {"rule": rule, "job": _job_name(wildcards), "log": ", ".join(map(str, logs)) or None,
                 "message": _shorten(text), "group": members,
                 "recurs": bool(REJECTED_REQUEST.search(str(message or "")))})
@@ -97,7 +98,7 @@ def error_recurs(rule, wildcards, directory=ERRORS_DIR):
     """Whether the job failed in a way a retry would meet again: its own error, or sbatch's refusal."""
     for kind in ("job", "executor"):
         try:
-            if json.loads(_record_path(rule, wildcards, directory, kind).read_text()).get("recurs"):
+            if json.loads(job_record_path(rule, wildcards, directory, kind).read_text()).get("recurs"):
                 return True
         except (OSError, ValueError):
             continue
@@ -121,14 +122,14 @@ def notice_this_job(message, directory=ERRORS_DIR):
 
 def notice(rule, wildcards, message, directory=ERRORS_DIR):
     """Something the user must know though the job succeeded (printed at the end of the run)."""
-    write_json(_record_path(rule, wildcards, directory, "notice"),
+    write_json(job_record_path(rule, wildcards, directory, "notice"),
                {"rule": rule, "job": _job_name(wildcards), "message": message})
 
 
 def forget(rule, wildcards, directory=ERRORS_DIR):
     """A job starting again (a retry) takes back what its earlier attempt recorded."""
     for kind in ("job", "executor", "notice"):
-        _record_path(rule, wildcards, directory, kind).unlink(missing_ok=True)
+        job_record_path(rule, wildcards, directory, kind).unlink(missing_ok=True)
 
 
 def clear(directory=ERRORS_DIR):

@@ -97,6 +97,8 @@ def explain(error, noun="setting"):
         return f"{path}: {error.instance!r} is not allowed; choose from {', '.join(map(str, error.validator_value))}"
     if error.validator == "required":
         return f"{path or 'config'}: {error.message}"
+    if error.validator == "minimum" and "x-minimum-why" in error.schema:  # the measured need, say
+        return f"{path}: {error.instance} is less than {error.validator_value}: {error.schema['x-minimum-why'].strip()}"
     return f"{path}: {error.message}" if path else error.message
 
 

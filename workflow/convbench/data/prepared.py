@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base.atomic import read_json, sha256
+from ..base.memory import DATA_SHARE
 from .sharing import sign_in
 
 SPLITS = ("train", "val", "test")
@@ -239,7 +240,7 @@ def scale_images(images, manifest):
 HELD_COPIES = 2  # a split in memory is held twice: the NumPy array read from the shards and TensorFlow's constant
 
 
-def fits_in_memory(data, memory_mb, share=0.25):
+def fits_in_memory(data, memory_mb, share=DATA_SHARE):
     """Whether a training job given `memory_mb` holds its training and validation splits in memory
     (the fastest) or reads them from their shards per batch: in memory when every copy it keeps fits
     in a quarter of the job's memory, leaving the rest to TensorFlow, the model and the batches."""
