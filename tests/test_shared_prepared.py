@@ -1,6 +1,7 @@
 """Prepared data shared between studies (storage.prepared_dir): reused by its content, never
 rewritten under another study (convbench.data.sharing)."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -11,7 +12,14 @@ import pytest
 from conftest import TINY, copy_workflow
 from convbench.base.atomic import read_json, write_json
 from convbench.data.catalog import get_dataset
-from convbench.data.sharing import preparation_constraint, preparation_key, prepared_state, sign_in
+from convbench.data.sharing import (
+    RULE_PATH_RECORD,
+    preparation_constraint,
+    preparation_key,
+    prepared_state,
+    rule_prepared_dir,
+    sign_in,
+)
 
 DATA = {"split_seed": 42, "test_fraction": 0.2, "validation_fraction": 0.1, "scaling": "unit"}
 
@@ -76,6 +84,40 @@ def test_state_of_prepared_data(tmp_path, monkeypatch):
     assert prepared_state(inside, "k2") == "prepare"
 
 
+def test_the_rules_read_prepared_data_through_one_path_wherever_it_lives(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert rule_prepared_dir("results/prepared") == "results/prepared"
+    assert rule_prepared_dir(str(tmp_path / "results" / "prepared") + "/") == "results/prepared"  # the default respelled
+    link = tmp_path / "results" / "prepared"
+    write_json(link / "digits" / "28x28x1.json", {"dataset": "digits"})
+    with pytest.raises(ValueError, match=r"results/prepared holds this study's prepared data: move it there "
+                                         r"\(mkdir -p /scratch/a && mv results/prepared/\* /scratch/a/ && rmdir"):
+        rule_prepared_dir("/scratch/a")
+    shutil.move(link, tmp_path / "a")
+    assert rule_prepared_dir("a") == "results/prepared"
+    assert link.is_symlink() and (link / "digits" / "28x28x1.json").is_file()
+    assert os.readlink(link) == "../a"  # relative: the study and its data move together
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    assert rule_prepared_dir(str(tmp_path / "b")) == "results/prepared"
+    assert os.readlink(link) == str(tmp_path / "b") and (link / "digits" / "28x28x1.json").is_file()
+    assert rule_prepared_dir(str(tmp_path / "c"), create=False) == "results/prepared"  # a job's process: no change
+    assert os.readlink(link) == str(tmp_path / "b")
+    with pytest.raises(ValueError, match=rf"results/prepared links to {tmp_path / 'b'}: move the data back"):
+        rule_prepared_dir("results/prepared")
+
+
+def test_a_study_that_had_its_own_prepared_dir_before_keeps_its_path_until_it_moves(tmp_path, monkeypatch):
+    """Its jobs were recorded with that path: reading it through the link would retrain them all."""
+    monkeypatch.chdir(tmp_path)
+    write_json(tmp_path / "results/experiments/digits/bn_cnn/default/seed1/train_meta.json", {})
+    assert rule_prepared_dir("/scratch/a") == "/scratch/a"
+    assert not os.path.lexists("results/prepared") and (tmp_path / RULE_PATH_RECORD).read_text() == "/scratch/a\n"
+    assert rule_prepared_dir("/scratch/a/") == "/scratch/a"
+    assert rule_prepared_dir(str(tmp_path / "new")) == "results/prepared"  # moved: through the link from now on
+    assert os.readlink("results/prepared") == str(tmp_path / "new")
+    assert rule_prepared_dir(str(tmp_path / "new")) == "results/prepared"
+
+
 def snakemake(workdir, *args):
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
                           capture_output=True, text=True, timeout=600)
@@ -98,7 +140,7 @@ def test_two_studies_share_prepared_data_without_rewriting_it(tmp_path):
 
     # The second study trains on the shared 28x28 data and prepares 32x32 data (LeNet-5's) from its own download.
     run = snakemake(second, *config, "architectures=[simple_cnn, lenet5]", "--", model,
-                    f"{shared}/digits/32x32x1.json")
+                    "results/prepared/digits/32x32x1.json")  # the rules' path: a link to prepared_dir
     assert run.returncode == 0, run.stderr[-3000:]
     assert (second / "resources/datasets/digits/digits.npz").exists()  # it did download
     assert {path: path.stat().st_mtime_ns for path in shards} == shards  # and rewrote nothing of the first's
@@ -121,3 +163,8 @@ def test_two_studies_share_prepared_data_without_rewriting_it(tmp_path):
     shutil.rmtree(shared / "digits" / "28x28x1.readers")
     planned = snakemake(first, "-n", *other)
     assert planned.returncode == 0 and "rule prepare_dataset:" in planned.stdout, planned.stderr[-2000:]
+
+    # Moving prepared_dir re-prepares and retrains nothing: the rules read it through results/prepared.
+    shutil.move(shared, tmp_path / "moved")
+    moved = [*config[:-1], f"storage={{prepared_dir: {tmp_path / 'moved'}}}"]
+    assert "Nothing to be done" in snakemake(first, "-n", *moved, "--", model).stdout

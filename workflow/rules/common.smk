@@ -27,7 +27,7 @@ from convbench.base.memory import asked_mb
 from convbench.base.validation import check_recipe, validate_config
 from convbench.data.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
 from convbench.data.formats import file_digest, folder_fingerprint
-from convbench.data.sharing import preparation_constraint, preparation_key, prepared_state
+from convbench.data.sharing import preparation_constraint, preparation_key, prepared_state, rule_prepared_dir
 from convbench.evaluate.figures import EVALUATION_FILES, FIGURES
 from convbench.models.architectures import check_input_size, check_names, input_spec, model_input_size
 from convbench.models.footprints import stored_footprints, training_need_mb
@@ -157,7 +157,10 @@ wildcard_constraints:
 # checkpoints all live under this same relative name.
 EXPERIMENT_ID = "{dataset}/{arch}/{variant}/seed{seed}"
 EXPERIMENT = f"results/experiments/{EXPERIMENT_ID}"
-PREPARED = config["storage"]["prepared_dir"].rstrip("/")  # shards and manifests; every node must read it
+try:  # shards and manifests (every node must read them) under one path wherever prepared_dir points
+    PREPARED = rule_prepared_dir(config["storage"]["prepared_dir"], create=workflow.is_main_process)
+except ValueError as error:
+    sys.exit(f"Error in the config: {error}")
 CHECKPOINTS = "results/checkpoints"  # a running training job's checkpoint: f"{CHECKPOINTS}/{EXPERIMENT_ID}"
 
 

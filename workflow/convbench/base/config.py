@@ -8,7 +8,7 @@ TEXT_KEYS = {"class_names", "sha256", "name", "url", "mirrors", "path", "test_pa
 
 # Config sections that say how jobs run, not what they compute: changing them reruns no job's result
 # (the report shows the config in effect without them).
-RUN_ONLY_SECTIONS = ("resources", "checkpoints")
+RUN_ONLY_SECTIONS = ("resources", "checkpoints", "storage")  # storage: where prepared data lives
 
 
 def results_config(config):

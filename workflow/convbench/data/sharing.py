@@ -6,11 +6,16 @@ files' published hashes or its folders' content fingerprint, the input spec and 
 and the working directory of the study that prepared it. A study whose key matches reuses the data
 as it is, wherever it was prepared; one whose key differs re-prepares only data it prepared itself
 and nobody else reads. Studies that read another's data sign in beside it (`<spec>.readers/`).
+
+The rules name prepared data by one path whatever `prepared_dir` says: results/prepared, a link to
+prepared_dir when that is elsewhere (`rule_prepared_dir`). Snakemake reruns a job whose input paths
+changed, so moving prepared_dir would otherwise retrain the whole study.
 """
 
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 from ..base.atomic import read_json, write_json
@@ -93,6 +98,7 @@ def prepared_state(manifest_path, key):
         return "prepare"  # missing or unreadable: the preparation job remakes it
     if manifest.get("preparation_key") == key:
         return "reuse"
+    manifest_path = os.path.realpath(manifest_path)  # where it is, not the link the rules use
     folder = Path(manifest_path).with_suffix("")
     fix = (f"give this study another storage.prepared_dir, or the same data settings; if no other study "
            f"uses it any more, delete {folder}, {manifest_path} and {readers_dir(manifest_path)}")
@@ -116,3 +122,65 @@ def preparation_constraint(reused):
     conditions = [f"(?:(?<!/{dataset}/)|(?!(?:{'|'.join(sorted(specs))})(?:\\.json)?$))"
                   for dataset, specs in sorted(reused.items()) if specs]
     return "".join(conditions) + r"\d+x\d+x\d+"
+
+
+STABLE_PREPARED = "results/prepared"  # the path the rules use (relative to the working directory)
+RULE_PATH_RECORD = "results/.prepared_dir_in_rules"  # which path this study's jobs were recorded with
+
+
+def rule_prepared_dir(configured, create=True):
+    """The path the rules give prepared data for `storage.prepared_dir` = `configured`: results/prepared,
+    made a link to prepared_dir when that is elsewhere (`create`: the main process; jobs only read).
+
+    A study that gave its own prepared_dir before the link existed recorded its jobs with that path:
+    it keeps it while prepared_dir stays, so nothing retrains; once moved, it goes through the link
+    too (its jobs' paths change then anyway). Raises ValueError when results/prepared is a folder of
+    data and prepared_dir says elsewhere, or a link and prepared_dir says results/prepared."""
+    configured = os.path.normpath(configured)
+    if os.path.abspath(configured) == os.path.abspath(STABLE_PREPARED):
+        configured = STABLE_PREPARED  # the default, spelled another way
+    record = Path(RULE_PATH_RECORD)
+    written = record.read_text().strip() if record.is_file() else None
+    recorded = configured if written is None and _earlier_study(configured) else written
+    if recorded not in (None, STABLE_PREPARED) and os.path.normpath(recorded) == configured:
+        path = recorded  # an earlier study, prepared_dir unchanged
+    else:
+        path = STABLE_PREPARED
+        if create:
+            _link_prepared(configured)
+    if create and written != path:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(path + "\n")
+    return path
+
+
+def _earlier_study(configured):
+    """A study trained before results/prepared could be a link, with its own prepared_dir."""
+    return (configured != STABLE_PREPARED and not os.path.lexists(STABLE_PREPARED)
+            and any(Path("results/experiments").glob("*/*/*/*/train_meta.json")))
+
+
+def _link_prepared(configured):
+    link = Path(STABLE_PREPARED)
+    if configured == STABLE_PREPARED:
+        if link.is_symlink():
+            target = os.readlink(link)
+            raise ValueError(f"storage.prepared_dir is {STABLE_PREPARED} again, but {link} links to {target}: "
+                             f"move the data back (rm {link} && mv {target} {link}) or prepare it again (rm {link})")
+        return
+    target = configured if os.path.isabs(configured) else os.path.relpath(configured, link.parent)
+    if link.is_symlink():
+        if os.path.realpath(link) == os.path.realpath(configured):
+            return
+    elif link.exists():
+        if any(path.is_file() for path in link.rglob("*")):
+            raise ValueError(f"storage.prepared_dir is {configured}, but {link} holds this study's prepared data: "
+                             f"move it there (mkdir -p {configured} && mv {link}/* {configured}/ && rmdir {link}) "
+                             f"or delete it (rm -r {link}) to prepare it there again")
+        shutil.rmtree(link)
+    Path(configured).mkdir(parents=True, exist_ok=True)
+    staged = link.with_name(f".{link.name}.link-{os.getpid()}")
+    staged.unlink(missing_ok=True)
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, staged)
+    os.replace(staged, link)  # a link that moved is never missing
