@@ -6,8 +6,8 @@ children it waited for: papermill's kernel) when it ends, in its log and in
 what the job needs when that is more (one line says so): HEADROOM times its measured peak once a
 run has measured it, before that its model's estimated need (convbench.models.footprints) with
 room for data held in memory; times the attempt (a cluster that killed a job out of memory gives
-its retry twice as much). A job that peaked above
-what it declared leaves a notice for the end of the run: under SLURM it would have been killed.
+its retry twice as much). A job that peaked above what it declared leaves a notice for the end of
+the run: under SLURM it would have been killed.
 """
 
 import functools
