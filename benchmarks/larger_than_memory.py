@@ -235,8 +235,8 @@ def reads(args):
             name, make, epochs = cases[key]
             directory = make()
             today = load_prepared(directory, f"{directory}.json")
-            readers = {mode: (today if reader in (True, False) else reader(today.manifest, Path(directory)))
-                       for mode, reader in modes.items()}
+            readers = {mode: today if isinstance(reader, bool) else reader(today.manifest, Path(directory))
+                       for mode, reader in modes.items()}  # an earlier reader: its PreparedData class
             model = create_model("simple_cnn", today.input_shape, today.num_classes)
             compile_model(model, settings, 1e-3, "constant", 1, 1)
             timed_epochs(model, today, True, 1, 0)  # compiles the step functions

@@ -4,8 +4,8 @@
     python benchmarks/memory.py folder [--images 50000] [--size 160]
     python benchmarks/memory.py transfer [--size 224]
 
-Each job records its peak resident memory when it ends (convbench.base.memory: getrusage's maximum
-resident set of the job's process and its largest child); this runs a study in a fresh copy of the
+Each job records its peak resident memory when it ends (convbench.base.memory: its process's
+high-water mark plus its largest child's); this runs a study in a fresh copy of the
 workflow with `snakemake --cores 2` and prints, per rule, its jobs, the mem_mb they declared and
 their largest peak.
 default: config.yaml as it is. folder: a generated image folder of --images images at --size px
@@ -30,22 +30,20 @@ sys.path.insert(0, str(PROJECT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml  # noqa: E402
+from conftest import copy_workflow  # noqa: E402
 from convbench.base.memory import MEMORY_DIR  # noqa: E402
 from convbench.base.runtime import cpu_model  # noqa: E402
 
 
 def run_study(workdir, study=None):
     """The workflow copied into `workdir`, run with `study` (a config file's content) on 2 cores."""
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(PROJECT / name, workdir / name)
-    for name in ("workflow", "envs", "profiles"):
-        shutil.copytree(PROJECT / name, workdir / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    copy_workflow(workdir)
     extra = []
     if study:
         (workdir / "study.yaml").write_text(yaml.safe_dump(study))
         extra = ["--configfile", "study.yaml"]
     with open(workdir / "snakemake.log", "w") as log:
-        result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *extra], cwd=workdir,
+        result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *extra], cwd=workdir, check=False,
                                 stdout=log, stderr=subprocess.STDOUT)
     if result.returncode:
         raise SystemExit(f"the study failed: {workdir / 'snakemake.log'}")

@@ -62,14 +62,14 @@ def job_record_path(rule, wildcards, directory, kind="job"):
     return Path(directory) / f"{rule}-{hashlib.sha256(key).hexdigest()[:16]}{suffix}.json"
 
 
-def _job_name(wildcards):
+def job_name(wildcards):
     return "/".join(map(str, wildcards.values()))
 
 
 def record(rule, wildcards, log, error, directory=ERRORS_DIR):
     """Keep this job's error for the end-of-run summary."""
     write_json(job_record_path(rule, wildcards, directory),
-               {"rule": rule, "job": _job_name(wildcards), "log": log, "message": one_line(error),
+               {"rule": rule, "job": job_name(wildcards), "log": log, "message": one_line(error),
                 "recurs": recurs(error)})
 
 
@@ -89,7 +89,7 @@ def record_executor_error(rule, wildcards, message, logs, group=(), directory=ER
     text = "; ".join(_message_lines(message)) or "the job ended without an error of its own (killed? out of memory?)"
     members = sorted(job_record_path(*job, directory).stem for job in group)
     write_json(job_record_path(rule, wildcards, directory, "executor"),
-               {"rule": rule, "job": _job_name(wildcards), "log": ", ".join(map(str, logs)) or None,
+               {"rule": rule, "job": job_name(wildcards), "log": ", ".join(map(str, logs)) or None,
                 "message": _shorten(text), "group": members,
                 "recurs": bool(REJECTED_REQUEST.search(str(message or "")))})
 
@@ -123,7 +123,7 @@ def notice_this_job(message, directory=ERRORS_DIR):
 def notice(rule, wildcards, message, directory=ERRORS_DIR):
     """Something the user must know though the job succeeded (printed at the end of the run)."""
     write_json(job_record_path(rule, wildcards, directory, "notice"),
-               {"rule": rule, "job": _job_name(wildcards), "message": message})
+               {"rule": rule, "job": job_name(wildcards), "message": message})
 
 
 def forget(rule, wildcards, directory=ERRORS_DIR):

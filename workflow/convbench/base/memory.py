@@ -10,7 +10,6 @@ its retry twice as much). A job that peaked above what it declared leaves a noti
 the run: under SLURM it would have been killed.
 """
 
-import functools
 import json
 import logging
 import math
@@ -18,7 +17,7 @@ import resource
 import sys
 
 from .atomic import write_json
-from .job_errors import job_record_path, notice
+from .job_errors import job_name, job_record_path, notice
 
 MEMORY_DIR = ".snakemake/convbench-memory"  # kept across runs: the next run's requests come from it
 HEADROOM = 1.25  # the peak varies a little from run to run (allocator, thread timing)
@@ -46,7 +45,7 @@ def record_peak(rule, wildcards, declared_mb, directory=MEMORY_DIR):
     """Keep the job's peak for the next run's request; a peak above the declared memory is a notice."""
     peak = math.ceil(peak_mb())
     path = job_record_path(rule, wildcards, directory, "memory")
-    write_json(path, {"rule": rule, "job": "/".join(map(str, wildcards.values())), "peak_mb": peak,
+    write_json(path, {"rule": rule, "job": job_name(wildcards), "peak_mb": peak,
                       "declared_mb": declared_mb})
     log.info("peak memory %d MB (declared mem_mb: %s)", peak, declared_mb)
     if declared_mb and peak > declared_mb:
@@ -67,6 +66,7 @@ def measured_peak(rule, wildcards, directory=MEMORY_DIR):
 def asked_mb(rule, configured_mb, estimate=None, directory=MEMORY_DIR):
     """mem_mb for a rule's jobs (a Snakemake resource function): `configured_mb`, or the job's need
     when that is more, times the attempt. `estimate`: wildcards -> the MB its model needs, or None."""
+    said = []  # the raised request is said once per rule and run: a study has many jobs of a rule
 
     def mem_mb(wildcards, attempt):
         job = dict(wildcards.items())
@@ -77,14 +77,10 @@ def asked_mb(rule, configured_mb, estimate=None, directory=MEMORY_DIR):
             model_mb = estimate(wildcards) if estimate else None
             needed = math.ceil(model_mb / (1 - DATA_SHARE)) if model_mb else 0
             why = f"the {model_mb} MB its model needs to train, and room for its data"
-        if needed > configured_mb:
-            _say_raised(rule, configured_mb, needed, why, "/".join(map(str, job.values())))
+        if needed > configured_mb and not said:
+            said.append(job)
+            print(f"convbench: {rule} asks for more than its configured {configured_mb} MB: e.g. {job_name(job)} "
+                  f"{needed} MB, {why}", file=sys.stderr)
         return max(configured_mb, needed) * attempt
 
     return mem_mb
-
-
-@functools.cache  # once per rule and run: a study has many jobs of a rule
-def _say_raised(rule, configured_mb, needed, why, job):
-    print(f"convbench: {rule} asks for more than its configured {configured_mb} MB: e.g. {job} {needed} MB, "
-          f"{why}", file=sys.stderr)
