@@ -55,8 +55,8 @@ def write_arrays(directory, arrays, *, class_names, scaling="unit", dataset="syn
 
 
 def copy_workflow(destination):
-    """The workflow as a user has it after cloning: Snakefile, config, workflow/, envs/, profiles/."""
-    for name in ("Snakefile", "config.yaml"):
+    """The workflow as a user has it after cloning: Snakefile, config, the lock, workflow/, envs/, profiles/."""
+    for name in ("Snakefile", "config.yaml", "requirements.lock"):
         shutil.copy(PROJECT / name, destination / name)
     for name in ("workflow", "envs", "profiles"):
         shutil.copytree(PROJECT / name, destination / name, ignore=shutil.ignore_patterns("__pycache__"))

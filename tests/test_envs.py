@@ -1,14 +1,14 @@
-"""Every rule names a pinned conda env that exists, and the pins are the versions under test."""
+"""Every rule names a pinned conda env that exists, its pins are requirements.lock's, and it holds what its stage imports."""
 
 import re
 import subprocess
 import sys
-from importlib.metadata import version
-
 import package
 import pytest
 import yaml
 from conftest import PROJECT
+
+from convbench.base.lock import LOCK_FILE, locked_versions, normalized
 
 RULE_FILES = sorted((PROJECT / "workflow" / "rules").glob("*.smk"))
 ENV_FILES = sorted((PROJECT / "envs").glob("*.yaml"))
@@ -28,15 +28,72 @@ def test_rule_names_an_existing_env(rule, env):
     assert env.exists(), f"rule {rule}: {env} is missing"
 
 
+def lock_tool():
+    """envs/lock.py, the tool that writes the envs' locked dependencies, as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("envs_lock", PROJECT / "envs" / "lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
-def test_env_is_pinned_to_the_tested_versions(path):
+def test_env_is_pinned_to_the_locks_versions(path):
+    """The pins are requirements.lock's versions, whatever happens to be installed."""
     env = yaml.safe_load(path.read_text())
     assert env["channels"] == ["conda-forge", "nodefaults"]
+    locked = {**locked_versions(LOCK_FILE, {"sys_platform": "darwin"}), **locked_versions(LOCK_FILE, {"sys_platform": "linux"})}
     pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
     for requirement in pip:
-        name, pinned = re.fullmatch(r"([\w.\-\[\]]+)==([\w.]+)", requirement).groups()
-        name = name.split("[")[0]
-        assert version(name) == pinned, f"{path.name}: {name}=={pinned}, but the tests run {version(name)}"
+        name, pinned = re.fullmatch(r"([\w.\-\[\]]+)==([\w.]+)(?: ; .*)?", requirement).groups()
+        name = normalized(name.split("[")[0])
+        assert name in locked, f"{path.name}: {name} is not in requirements.lock"
+        assert pinned == locked[name], f"{path.name}: {name}=={pinned}, but requirements.lock has {name}=={locked[name]}"
+
+
+@pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
+def test_env_lists_everything_its_packages_need_at_the_locked_versions(path):
+    """An env built from its file resolves nothing itself: below its own packages it lists their whole
+    closure from the lock, as `python envs/lock.py sync` writes it."""
+    tool = lock_tool()
+    assert tool.MARKER in path.read_text().splitlines(), f"{path.name}: run `python envs/lock.py sync`"
+    assert tool.env_text(path, tool.lock_entries()) == path.read_text(), \
+        f"{path.name} is not what requirements.lock makes of it: run `python envs/lock.py sync`"
+
+
+def project_requirements():
+    """(where, Requirement) of every dependency pyproject.toml declares, extras included (not convbench's own)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    groups = {"dependencies": project["dependencies"], **{f"[{extra}]": requirements for extra, requirements
+                                                          in project["optional-dependencies"].items()}}
+    for where, requirements in groups.items():
+        for text in requirements:
+            requirement = Requirement(text)
+            if requirement.name != "convbench":
+                yield where, requirement
+
+
+def test_lock_satisfies_every_range_in_pyproject():
+    """A range edited in pyproject.toml without re-locking is caught here (offline), not at a user's install."""
+    locked = locked_versions(LOCK_FILE, {"sys_platform": "linux"})
+    for where, requirement in project_requirements():
+        name = normalized(requirement.name)
+        assert name in locked, f"pyproject {where}: {requirement.name} is not locked: run `python envs/lock.py sync`"
+        assert requirement.specifier.contains(locked[name], prereleases=True), \
+            f"pyproject {where}: {requirement} but requirements.lock has {locked[name]}: run `python envs/lock.py sync`"
+
+
+def test_every_locked_package_has_hashes_and_the_lock_says_how_it_was_made():
+    text = LOCK_FILE.read_text()
+    assert "uv pip compile pyproject.toml --extra test --universal --generate-hashes -o requirements.lock" in text
+    pins = re.findall(r"^([A-Za-z0-9][\w.\-]*)==\S+[^\n]*\\\n((?:\s+--hash=sha256:[0-9a-f]{64}.*\n)*)", text, flags=re.M)
+    assert len(pins) == len(re.findall(r"^[A-Za-z0-9][\w.\-]*==", text, flags=re.M))
+    assert all(hashes for _, hashes in pins), [name for name, hashes in pins if not hashes]
 
 
 def test_lint_is_clean():

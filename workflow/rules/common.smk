@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 # The rules read the package's tables from the workflow's own copy (no install needed here).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from convbench.base import job_errors, snakemake_hooks
+from convbench.base import job_errors, lock, snakemake_hooks
 from convbench.base.atomic import remove_empty_folders
 from convbench.base.config import (
     augmentation_on,
@@ -75,6 +75,10 @@ def print_notices():
     """What succeeded jobs must tell the user (a GPU TensorFlow could not use), once each, at the end of the run."""
     for line in job_errors.notices():
         print(f"convbench: {line}", file=sys.stderr)
+    differences = lock.drift()  # this run's packages (every job's, without --sdm conda) against requirements.lock
+    if differences:
+        print(f"convbench: packages differ from {lock.LOCK_FILE.name}: {lock.describe_drift(differences)} "
+              "(reinstall from it, or `python envs/lock.py sync` after changing pyproject.toml)", file=sys.stderr)
 
 
 def check_render_layers(render, architectures):

@@ -106,6 +106,8 @@ def seed_everything(seed, deterministic=True):
 
 def environment_facts():
     """Hardware and software versions, for provenance in every metadata file."""
+    from .lock import lock_facts
+
     import keras
     import tensorflow as tf
 
@@ -120,6 +122,7 @@ def environment_facts():
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        **lock_facts(),  # which requirements.lock, and how this job's packages differ from it
     }
 
 

@@ -37,8 +37,40 @@ def provenance(workflow_dir="."):
             packages[name] = "not installed"
     return {
         "git commit": commit or "not a git checkout",
+        **lock_provenance(),
         "report built": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": platform.node(),
         "python": platform.python_version(),
         **packages,
     }
+
+
+def lock_provenance():
+    """The lock this report was checked against, and how the report job's own packages differ from it."""
+    from ..base.lock import describe_drift, lock_facts
+
+    facts = lock_facts()
+    if "lock_sha256" not in facts:
+        return {"lock": facts["lock"]}
+    return {"lock": f"{facts['lock']} (sha256 {facts['lock_sha256']})",
+            "packages differing from the lock (report job)": describe_drift(facts["lock_drift"]) or "none"}
+
+
+def lock_drift_line(summary, own_drift=None):
+    """One line for the report's first screen when any number was made with packages other than the
+    lock's (training jobs' records, then the report job's own: `own_drift`, measured here when None), else None."""
+    from ..base.lock import describe_drift, drift
+
+    parts = []
+    if "lock_drift" in summary:
+        trained = sorted(set(summary["lock_drift"].dropna()) - {""})
+        if trained:
+            parts.append(f"training jobs had {'; '.join(trained)}")
+    if "lock_sha256" in summary and summary["lock_sha256"].isna().any():
+        parts.append(f"{int(summary['lock_sha256'].isna().sum())} experiment(s) recorded no lock (trained by an earlier release)")
+    own = describe_drift(drift() if own_drift is None else own_drift)
+    if own:
+        parts.append(f"the report job has {own}")
+    if not parts:
+        return None
+    return "**Packages differ from requirements.lock**: " + "; ".join(parts) + " (Provenance below; README, Environments)."

@@ -6,6 +6,7 @@ import pandas as pd
 
 from ..base.atomic import atomic_path, read_json
 from ..base.config import flatten, lookup
+from ..base.lock import describe_drift
 from ..evaluate.metrics import METRICS, read_metrics
 
 SETTING_PREFIX = "setting."  # summary columns holding the effective value of a setting some variant changes
@@ -34,6 +35,8 @@ def summary_row(metrics_path, meta_path, benchmark_path=None, costs=None, varied
         "cost_measured_on": None if cost is None else cost["measured_on"],
         "tensorflow": meta["environment"]["tensorflow"],
         "keras": meta["environment"]["keras"],
+        "lock_sha256": meta["environment"].get("lock_sha256"),  # earlier releases recorded no lock
+        "lock_drift": describe_drift(meta["environment"].get("lock_drift") or []) or None,
         "experiment_dir": str(Path(metrics_path).parent),
     }
     if benchmark_path:
