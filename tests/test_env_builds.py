@@ -16,6 +16,7 @@ import hashlib
 import os
 import pickle
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def start_build(env_file, cache):
     # with the study on 2 cores); no bytecode compilation, as with pip's --no-compile.
     uv = find_uv_bin()
     command = (f"{uv} venv -q --python {sys.executable} {prefix} && {uv} pip install -q --python {prefix}/bin/python "
-               + " ".join(f"'{pin}'" for pin in pins(env_file)) + f" && touch {prefix}/built")
+               + " ".join(shlex.quote(pin) for pin in pins(env_file)) + f" && touch {prefix}/built")
     log = open(cache / f"{env_file.stem}.log", "w")
     return prefix, subprocess.Popen(["bash", "-c", command], stdout=log, stderr=subprocess.STDOUT,
                                     env=clean_environment())
