@@ -57,7 +57,7 @@ for step in range(plan.step_count()):
                                  model_path=folder + "/model.keras", history_path=folder + "/history.csv",
                                  meta_path=folder + "/train_meta.json", checkpoint_dir=folder + "/ckpt")
         test = float(np.mean(class_probabilities(model, x_test).argmax(1) == y_test))
-        record.append({{**trial, "score": trial_score(folder), "test": test}})
+        record.append({{**trial, **dict(zip(("score", "loss"), trial_score(folder))), "test": test}})
 print(json.dumps(record))
 """
 

@@ -1,10 +1,9 @@
-"""Report helpers: leaderboard, statistics over seeds, Pareto front, provenance."""
+"""Report helpers: leaderboard, Pareto front, provenance (statistics: test_verdicts.py)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import write_arrays
-from convbench.report.confidence import seed_statistics
 from convbench.report.provenance import provenance
 from convbench.report.tables import leaderboard
 from convbench.report.tradeoffs import pareto_front
@@ -49,16 +48,6 @@ def test_published_accuracy_and_gap_stand_next_to_the_measured_one():
     assert "published accuracy" in html and "92.00%" in html and "Doe et al. 2020, Table 1" in html
 
 
-def test_statistics_need_three_seeds():
-    assert seed_statistics(study_summary(2), "d") is None
-    table = seed_statistics(study_summary(4), "d")
-    assert list(table["architecture"]) == ["big", "small"]
-    assert (table["ci_low"] < table["accuracy_mean"]).all() and (table["accuracy_mean"] < table["ci_high"]).all()
-    assert table["p_vs_big"].iloc[1] < 0.01  # a 5-point gap with 0.5-point noise is no accident
-    same = seed_statistics(study_summary(4, gap=0.0), "d")
-    assert same["p_vs_" + same["architecture"].iloc[0]].iloc[1] > 0.05
-
-
 def test_pareto_front_keeps_only_undominated_points():
     cost = np.array([1, 2, 3, 4, 5])
     accuracy = np.array([0.5, 0.4, 0.7, 0.6, 0.9])
@@ -68,16 +57,6 @@ def test_pareto_front_keeps_only_undominated_points():
 def test_provenance_names_code_packages_and_machine():
     facts = provenance()
     assert {"git commit", "report built", "tensorflow", "keras", "python"} <= set(facts)
-
-
-def test_accuracy_intervals_stay_within_0_and_1():
-    from convbench.report.confidence import accuracy_interval
-
-    assert accuracy_interval([1.0, 1.0, 1.0]) == (1.0, 1.0) and accuracy_interval([0.0, 0.0, 0.0]) == (0.0, 0.0)
-    low, high = accuracy_interval([0.9944, 0.9861, 0.9833])  # bn_cnn's seeds whose t interval reached 1.0072
-    assert 0.97 < low < 0.99 and high == 1.0
-    low, high = accuracy_interval([0.01, 0.0, 0.02])
-    assert low == 0.0 and 0.02 < high < 0.1
 
 
 def test_a_metric_added_to_the_table_reaches_summary_and_report(tmp_path):
@@ -268,3 +247,29 @@ def test_same_image_comparisons_on_colour_images_with_long_class_names(tmp_path)
     assert shortened("aquarium_fish_1") == "aquarium_…"
     looks = plot_gradcam_side_by_side(summary, "d", test_images)
     assert len([ax for ax in looks.axes if ax.images]) == 3 * 6  # a row per model, the same six images
+
+
+def test_a_model_without_a_latency_measurement_reads_not_measured_not_nan():
+    """The tuned variant's first line read 'nan ms per image'."""
+    from convbench.report.tables import leader_facts
+
+    summary = pd.DataFrame({"dataset": ["d", "d"], "model": ["a · tuned", "a · default"], "parameters": [225034, 225034],
+                            "latency_ms": [float("nan"), 0.25]})
+    assert leader_facts(summary, "d", "a · tuned") == "225,034 parameters, latency not measured"
+    assert leader_facts(summary, "d", "a · default") == "225,034 parameters, 0.25 ms per image"
+
+
+def test_the_leaderboard_ranks_every_model_on_the_seeds_all_of_them_ran(tmp_path):
+    """A search's tuned recipe ran seeds 11 and 12, its default 1, 11 and 12: seed 1 must not enter the mean."""
+    from convbench.report.tables import load_summary, shared_seed_note
+
+    summary = study_summary(3).assign(variant="default")
+    summary.loc[summary["seed"] == 0, "accuracy"] = 0.1  # a bad seed only "big" and "small" ran
+    tuned = study_summary(3).query("seed > 0 and architecture == 'big'").assign(variant="tuned", accuracy=0.95)
+    both = pd.concat([summary, tuned], ignore_index=True)
+    board = leaderboard(both)
+    assert set(board["seeds"]) == {2} and board["accuracy_mean"].min() > 0.5
+    path = tmp_path / "summary.csv"
+    both.assign(variant_changes="", config_hash="x").to_csv(path, index=False)
+    note = shared_seed_note(load_summary(path))
+    assert note.startswith("On **d** every model is ranked on seeds 1, 2") and "big · default seed 0" in note

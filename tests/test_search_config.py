@@ -51,8 +51,11 @@ def test_a_valid_search_fills_its_defaults():
     ({"space": {"batch_size": {"choice": [32, 64]}}, "method": "grid", "trials": 3}, {}, "the grid has 2 points"),
     ({"space": {"epochs": {"int": [1, 3]}}, "halving": {"min_epochs": 1}}, {}, "halving sets each rung's epochs"),
     ({"space": LR}, {"variants": {"default": {}, "tuned": {}}}, "variant 'tuned': 'tuned' and trial<N>-r<N> name"),
+    ({"space": LR, "trials": 9, "halving": {"min_epochs": 3, "eta": 3}}, {},
+     "spends 39 trial-epochs for simple_cnn on digits, 108% of training every trial fully (36): lower min_epochs"),
 ], ids=["unknown-setting", "bad-choice", "inverted", "empty", "log-zero", "trials", "eta", "min-epochs", "sweep-clash",
-        "sweep-dotted-clash", "confirm-seed", "grid-float", "grid-size", "halving-epochs", "reserved-variant"])
+        "sweep-dotted-clash", "confirm-seed", "grid-float", "grid-size", "halving-epochs", "reserved-variant",
+        "halving-costs-more"])
 def test_bad_search_is_one_line_naming_the_key(search, extra, words):
     with pytest.raises(ValueError) as error:
         checked(search, **extra)
@@ -62,7 +65,7 @@ def test_bad_search_is_one_line_naming_the_key(search, extra, words):
 def test_tpe_without_optuna_names_the_extra(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "optuna" else real(name, *args))
-    with pytest.raises(ValueError, match=r"search.method tpe needs Optuna, which is not installed: pip install -e '\.\[tune\]'"):
+    with pytest.raises(ValueError, match=r"search.method tpe needs Optuna, which is not installed: pip install optuna"):
         checked({"space": LR, "method": "tpe"})
 
 
@@ -75,3 +78,18 @@ def test_snakemake_prints_the_one_line_before_any_job(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "Error in the config: search.space.learning_rate: a log_uniform range" in output
     assert "Traceback" not in output and not (tmp_path / "results").exists()
+
+
+def test_each_search_plan_is_printed_and_unequal_budgets_warned():
+    from convbench.tune.checks import plan_lines
+
+    config = checked({"space": LR, "trials": 9, "halving": {"min_epochs": 1, "eta": 3}},
+                     architectures=["simple_cnn", "lenet5"], architecture_options={"lenet5": {"epochs": 9}})
+    variants = study_variants(config)
+    lines = plan_lines(config, lambda dataset, arch: experiment_settings(config, dataset, arch,
+                                                                           variants[next(iter(variants))])["epochs"])
+    assert lines[0] == ("search on digits of simple_cnn: random, 9 trials, rungs 9×1 → 3×3 → 1×4 (trials × epochs): "
+                        "22 trial-epochs each, and 4 more where the baseline recipe (trial 1) is not among the last "
+                        "rung's, 61% of training every trial fully (36)")
+    assert lines[1].startswith("search on digits of lenet5: random, 9 trials, rungs 9×1 → 3×3 → 1×9")
+    assert lines[2].startswith("warning: the architectures on digits do not get the same search budget")

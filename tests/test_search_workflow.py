@@ -36,6 +36,18 @@ def models(workdir):
             for path in (workdir / "results/experiments/digits/simple_cnn").glob("trial*/seed7/model.keras")}
 
 
+def finished_models(workdir):
+    """models() of the trials Snakemake has recorded as finished: no `incomplete` marker left (a job killed after
+    writing its outputs, before Snakemake took note, is rerun, rightly)."""
+    import base64
+
+    def marked(variant):
+        path = f"results/experiments/digits/simple_cnn/{variant}/seed7/model.keras"
+        return (workdir / ".snakemake/incomplete" / base64.urlsafe_b64encode(path.encode()).decode()).exists()
+
+    return {variant: mtime for variant, mtime in models(workdir).items() if not marked(variant)}
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """The search run through once, without interruption."""
@@ -48,10 +60,15 @@ def test_a_search_trains_its_trials_chooses_on_validation_and_confirms(searched)
     result = record(searched)
     assert [(trial["variant"], trial["epochs"]) for trial in result["trials"]][:3] == [
         ("trial001-r0", 1), ("trial002-r0", 1), ("trial003-r0", 1)]
-    (final,) = [trial for trial in result["trials"] if trial["rung"] == 1]
-    rung0 = {trial["trial"]: trial["score"] for trial in result["trials"] if trial["rung"] == 0}
-    assert final["trial"] == max(rung0, key=lambda number: (rung0[number], -number)) and final["epochs"] == 2
-    assert result["chosen"]["variant"] == final["variant"]
+    default = json.loads((searched / "results/experiments/digits/simple_cnn/default/seed101/train_meta.json").read_text())
+    assert result["trials"][0]["settings"] == {key: default["settings"][key] for key in ("learning_rate", "batch_size")}
+    finals = {trial["trial"]: trial for trial in result["trials"] if trial["rung"] == 1}
+    rung0 = {trial["trial"]: (trial["score"], -trial["loss"]) for trial in result["trials"] if trial["rung"] == 0}
+    best = max(rung0, key=lambda number: (rung0[number], -number))
+    assert best in finals and 1 in finals  # the best of rung 0, and the baseline recipe (trial 1) at the last rung
+    final = max(finals.values(), key=lambda trial: (trial["score"], -trial["loss"], -trial["trial"]))
+    assert final["epochs"] == 2 and result["chosen"]["variant"] == final["variant"]
+    assert result["chosen"]["validation_accuracy"] >= finals[1]["score"]  # never worse than the default recipe
     trial = json.loads((searched / f"results/experiments/digits/simple_cnn/{final['variant']}/seed7/train_meta.json").read_text())
     assert trial["search"] == {"method": "random", "seed": 7, "trial": final["trial"], "rung": 1,
                                "parent": f"trial{final['trial']:03d}-r0"}
@@ -80,12 +97,12 @@ def test_a_search_killed_mid_rung_resumes_and_chooses_the_same(searched, tmp_pat
                                start_new_session=True)
     try:
         deadline = time.monotonic() + 600
-        while not models(workdir) and time.monotonic() < deadline:  # one trial of rung 0 finished, others running
+        while not finished_models(workdir) and time.monotonic() < deadline:  # one trial of rung 0 finished
             time.sleep(0.2)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    finished = models(workdir)
+    finished = finished_models(workdir)
     assert finished and not (workdir / "results/search/digits/simple_cnn/search.json").exists()
     snakemake(workdir, "--unlock")
     snakemake(workdir, "--cores", "2", TARGET)

@@ -150,18 +150,55 @@ def test_the_steps_of_a_tpe_search_with_halving():
     assert [(rung.epochs, rung.trials) for rung in plan.rungs] == [(1, 9), (3, 3), (9, 1)]
     larger = Plan.from_config({**TPE_HALVING, "trials": 16}, epochs=9)
     assert larger.blocks() == [(0, 10), (10, 12), (12, 14), (14, 16)] and larger.step_count() == 6
-    assert [larger.step_of(trial, 0) for trial in (1, 10, 11, 16)] == [0, 0, 1, 3] and larger.step_of(3, 2) == 5
+    assert [larger.step_of(trial) for trial in (1, 10, 11, 16)] == [0, 0, 1, 3]
     assert Plan.from_description(larger.describe()) == larger
+
+
+def run_search_by_step(search, epochs=9):
+    """Like run_search, each step's new trials kept apart."""
+    plan, record, steps = Plan.from_config(search, epochs), [], []
+    for step in range(plan.step_count()):
+        steps.append(step_trials(plan, step, fake_scores(record)))
+        record = fake_scores(record + steps[-1])
+    return plan, record, steps
 
 
 def test_a_search_is_the_same_bit_for_bit_and_promotes_by_score():
     plan, record = run_search({**TPE_HALVING, "trials": 16})
     assert run_search({**TPE_HALVING, "trials": 16})[1] == record
+    assert [sum(trial["rung"] == rung.index for trial in record) for rung in plan.rungs] == [16, 5, 1]  # halving's budget
     rung1 = [trial for trial in record if trial["rung"] == 1]
-    rung0 = sorted((trial for trial in record if trial["rung"] == 0), key=lambda trial: -trial["score"])
-    assert sorted(trial["trial"] for trial in rung1) == sorted(trial["trial"] for trial in rung0[:5])
     assert all(trial["parent"] == f"trial{trial['trial']:03d}-r0" for trial in rung1)
     assert chosen_trial(plan, record)["rung"] == 2
+
+
+def test_random_search_promotes_the_best_of_a_complete_rung():
+    plan, record, steps = run_search_by_step({**TPE_HALVING, "method": "random", "trials": 9})
+    rung0 = sorted((trial for trial in record if trial["rung"] == 0), key=lambda trial: (-trial["score"], trial["trial"]))
+    assert [trial["rung"] for trial in steps[0]] == [0] * 9 and {trial["rung"] for trial in steps[1]} == {1}
+    assert sorted(trial["trial"] for trial in steps[1]) == sorted(trial["trial"] for trial in rung0[:3])
+
+
+def test_tpe_promotes_as_batches_finish_and_models_the_highest_rung_with_enough_scores():
+    """Asynchronous halving's rule capped at halving's share, and BOHB's: d + 1 scores on a rung make it the
+    one TPE models (2 settings searched here: 3 scores)."""
+    from convbench.tune.search import modeled_rung
+
+    search = {**TPE_HALVING, "trials": 27, "batch": 3}
+    plan, record, steps = run_search_by_step(search)
+    assert [(first, last) for first, last in plan.blocks()][:2] == [(0, 12), (12, 15)]
+    assert [trial["trial"] for trial in steps[1] if trial["rung"] == 1] != []  # promoted before rung 0 is complete
+    before_block = {}
+    for step, trials in enumerate(steps):
+        known = [trial for earlier in steps[:step] for trial in earlier]
+        before_block[step] = modeled_rung(plan, known)
+    assert before_block[0] == 0 and max(before_block.values()) >= 1
+    for step, trials in enumerate(steps):  # never more promoted than halving's share of what finished
+        known = [trial for earlier in steps[:step + 1] for trial in earlier]
+        finished0 = sum(trial["rung"] == 0 for earlier in steps[:step] for trial in earlier)
+        assert sum(trial["rung"] == 1 for trial in known) <= finished0 * plan.rungs[1].trials // plan.rungs[0].trials
+    assert [sum(trial["rung"] == rung.index for trial in record) for rung in plan.rungs] == [27, 9, 3]
+    assert len(steps) == plan.step_count() and any(trial["rung"] == 2 for trial in steps[-1])
 
 
 def test_raising_trials_keeps_every_earlier_proposal():
@@ -172,11 +209,11 @@ def test_raising_trials_keeps_every_earlier_proposal():
             ((trial["trial"], trial["settings"]) for trial in large if trial["rung"] == 0) if number in first} == first
 
 
-def write_trial(folder, val_accuracy, test_accuracy):
+def write_trial(folder, val_accuracy, test_accuracy, val_loss=0.5):
     """A trained trial's files as train_model writes them; metrics.json holds a test score selection must not see."""
     folder.mkdir(parents=True)
     (folder / "train_meta.json").write_text(json.dumps({"weights_from_epoch": 2}))
-    (folder / "history.csv").write_text(f"epoch,val_accuracy\n1,0.1\n2,{val_accuracy}\n")
+    (folder / "history.csv").write_text(f"epoch,val_accuracy,val_loss\n1,0.1,2.0\n2,{val_accuracy},{val_loss}\n")
     (folder / "metrics.json").write_text(json.dumps({"accuracy": test_accuracy}))
 
 
@@ -204,3 +241,40 @@ def test_a_search_whose_trials_all_diverged_names_the_fix(tmp_path, monkeypatch)
     (folder / "train_meta.json").write_text(json.dumps({"diverged": True}))
     with pytest.raises(ValueError, match="diverged.*narrow the search space"):
         choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")
+
+
+def test_equal_validation_accuracy_goes_to_the_lower_validation_loss(tmp_path, monkeypatch):
+    """144 validation images score in steps of 0.69 points: ties are common, and the earlier trial is no reason."""
+    monkeypatch.chdir(tmp_path)
+    search = {"method": "random", "trials": 2, "batch": 1, "seed": 0, "halving": None,
+              "space": {"learning_rate": {"log_uniform": [1e-4, 1e-2]}}}
+    plan = Plan.from_config(search, epochs=2)
+    (first, second) = run_step(plan, 0, None, "step0.json", "digits", "simple_cnn")
+    write_trial(tmp_path / first["experiment"], val_accuracy=0.9, test_accuracy=0.5, val_loss=0.40)
+    write_trial(tmp_path / second["experiment"], val_accuracy=0.9, test_accuracy=0.5, val_loss=0.35)
+    assert choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")["trial"] == 2
+
+
+@pytest.mark.parametrize("method", ["random", "grid", "tpe"])
+def test_the_baseline_recipe_is_trial_1_and_joins_the_last_rung(method):
+    """Enqueued as Optuna's enqueue_trial: the chosen recipe can never be worse than the default on validation.
+    Its batch size lies outside the searched choices: it is tried all the same, and TPE models only the others."""
+    space = {"learning_rate": {"log_uniform": [1e-4, 1e-2]}, "batch_size": {"choice": [32, 64]}}
+    if method == "grid":
+        space = {"learning_rate": {"choice": [0.0001, 0.001, 0.01]}, "batch_size": {"choice": [32, 64]}}
+    search = {"method": method, "trials": 6, "batch": 2, "seed": 0, "halving": {"min_epochs": 1, "eta": 3}, "space": space}
+    plan = Plan.from_config(search, epochs=3, baseline={"learning_rate": 0.001, "batch_size": 128, "epochs": 3})
+    assert plan.describe()["baseline"] == {"learning_rate": 0.001, "batch_size": 128}
+    assert Plan.from_description(plan.describe()) == plan
+    record = []
+    for step in range(plan.step_count()):
+        new = step_trials(plan, step, record)
+        # the baseline scores worst at every rung
+        record += [{**trial, "score": 0.1 if trial["trial"] == 1 else 0.5 + trial["trial"] / 100, "loss": 1.0}
+                   for trial in new]
+    first = [trial for trial in record if trial["trial"] == 1]
+    assert first[0]["settings"] == {"learning_rate": 0.001, "batch_size": 128}
+    assert [trial["rung"] for trial in first] == [rung.index for rung in plan.rungs]
+    # halving's budget, and one run more: the baseline, not among the best, joins the last rung
+    assert [sum(trial["rung"] == rung.index for trial in record) for rung in plan.rungs] == [6, 3]
+    assert len({json.dumps(trial["settings"], sort_keys=True) for trial in record if trial["rung"] == 0}) == 6

@@ -148,38 +148,42 @@ def test_snakemake_stops_on_a_bad_variant_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def variant_summary(differences, seeds=4, noise=0.004):
-    """A summary with a baseline and one variant per entry of `differences` (its true effect)."""
+def variant_study(differences, seeds=4, images=2000):
+    """(summary, Resampled) of a baseline and one variant per entry of `differences` (its true effect on the
+    chance of each test image being right); per seed a shared shift that the seed pairing removes."""
+    from convbench.report.verdicts import Resampled
+
     rng = np.random.default_rng(1)
-    rows = []
+    rows, right = [], {}
     for seed in range(seeds):
-        base = 0.9 + rng.normal(0, 0.01)  # shared per seed: pairing removes it
+        base = 0.9 + rng.normal(0, 0.01)
         for variant, effect in {"default": 0.0, **differences}.items():
-            rows.append({"dataset": "d", "architecture": "a", "variant": variant, "seed": seed,
-                         "accuracy": base + effect + rng.normal(0, noise),
+            model = f"a · {variant}"
+            right.setdefault(model, {})[seed] = rng.random(images) < base + effect
+            rows.append({"dataset": "d", "architecture": "a", "variant": variant, "seed": seed, "model": model,
                          "variant_changes": "" if variant == "default" else f"x={variant}"})
     summary = pd.DataFrame(rows)
     summary["variant"] = pd.Categorical(summary["variant"], categories=["default", *differences])
-    return summary
+    return summary, Resampled(right)
 
 
-def test_variant_effects_pair_by_seed_and_test_against_the_baseline():
-    effects = variant_effects(variant_summary({"better": 0.03, "same": 0.0}), "d").set_index("variant")
+def test_variant_effects_pair_by_seed_and_test_image_against_the_baseline():
+    summary, resampled = variant_study({"better": 0.05, "same": 0.0})
+    effects = variant_effects(summary, "d", resampled).set_index("variant")
     better, same = effects.loc["better"], effects.loc["same"]
     assert better["baseline"] == "default" and better["paired_seeds"] == 4 and better["changes"] == "x=better"
-    assert better["ci_low"] > 0 and better["p_value"] < 0.01
-    assert same["ci_low"] < 0 < same["ci_high"] and same["p_value"] > 0.05
-    assert better["difference"] == pytest.approx(better["variant_accuracy"] - better["baseline_accuracy"])
-    html = style_variant_effects(effects.reset_index()).to_html()  # percent and percentage points, as the leaderboard
-    assert f"{better['baseline_accuracy']:.2%}" in html and f"{100 * better['difference']:+.2f} points" in html
+    assert better["ci_low"] > 0 and better["verdict"] == "better beyond noise"
+    assert same["ci_low"] < 0 < same["ci_high"] and same["verdict"] == "no effect beyond noise"
+    html = style_variant_effects(effects.reset_index()).to_html()  # percentage points, as the leaderboard
+    assert f"{100 * better['difference']:+.2f} points" in html and "no effect beyond noise" in html
 
 
-def test_variant_effects_need_seeds_for_intervals_and_two_variants_at_all():
-    two_seeds = variant_effects(variant_summary({"v": 0.01}, seeds=2), "d").iloc[0]
-    assert two_seeds["ci_low"] is not None and two_seeds["p_value"] is None
-    one_seed = variant_effects(variant_summary({"v": 0.01}, seeds=1), "d").iloc[0]
-    assert one_seed["ci_low"] is None and one_seed["p_value"] is None
-    assert variant_effects(variant_summary({}), "d") is None
+def test_variant_effects_with_one_seed_cover_test_sampling_and_say_so():
+    summary, resampled = variant_study({"v": 0.01}, seeds=1)
+    one_seed = variant_effects(summary, "d", resampled).iloc[0]
+    assert one_seed["ci_low"] < one_seed["ci_high"] and one_seed["noise covered"] == "test images only (one seed)"
+    summary, resampled = variant_study({})
+    assert variant_effects(summary, "d", resampled) is None
 
 
 @pytest.mark.slow  # starts Snakemake in a subprocess

@@ -36,7 +36,7 @@ from convbench.models.study import evaluation_settings, resolve_architectures
 from convbench.models.transfer import KERAS_HOME, check_transfer, weights_source
 from convbench.models.weights import imagenet_weights_sources, transfer_weights
 from convbench.report.summary import best_experiments
-from convbench.tune.checks import check_search, search_enabled
+from convbench.tune.checks import check_search, plan_lines, search_enabled
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -105,6 +105,9 @@ if workflow.is_main_process:  # failed jobs' reasons, no retries of errors that 
     snakemake_hooks.install()
 BASELINE = next(iter(VARIANTS))
 SEARCH = search_enabled(config)
+if SEARCH and workflow.is_main_process:  # what each search spends, before any job (a dry run shows it too)
+    for line in plan_lines(config, lambda dataset, arch: experiment_settings(config, dataset, arch, VARIANTS[BASELINE])["epochs"]):
+        print(f"convbench: {line}", file=sys.stderr)
 if len(VARIANTS) > 1 and workflow.is_main_process:
     print(f"convbench: baseline variant {next(iter(VARIANTS))} (set `baseline:` to compare against another)",
           file=sys.stderr)

@@ -16,8 +16,10 @@ localrules:
 
 @functools.cache
 def search_plan(dataset, arch):
-    """The search of one architecture on one dataset; its last rung trains for the baseline's epochs."""
-    return Plan.from_config(config["search"], experiment_settings(config, dataset, arch, VARIANTS[BASELINE])["epochs"])
+    """The search of one architecture on one dataset; its last rung trains for the baseline's epochs, and its
+    trial 1 is the baseline's recipe."""
+    settings = experiment_settings(config, dataset, arch, VARIANTS[BASELINE])
+    return Plan.from_config(config["search"], settings["epochs"], baseline=settings)
 
 
 def search_steps(wildcards):
@@ -39,7 +41,25 @@ def last_step_inputs(wildcards, step):
 
 
 def trial_step(wildcards, trial):
-    return search_plan(wildcards.dataset, wildcards.arch).step_of(trial["trial"], trial["rung"])
+    """The step that proposed a trial: the record says (records before promotions moved say nothing: a rung-0
+    trial's step follows from its number, a promotion to rung r came r steps after the last block)."""
+    if "step" in trial:
+        return trial["step"]
+    plan = search_plan(wildcards.dataset, wildcards.arch)
+    return plan.step_of(trial["trial"]) if trial["rung"] == 0 else len(plan.blocks()) + trial["rung"] - 1
+
+
+def defining_record(dataset, arch, trial, rung):
+    """The record of the step that proposed (trial, rung): a rung-0 trial's step follows from its number; a
+    promotion's from the scores, so the steps are read in order until one holds it (each waits for its step)."""
+    plan = search_plan(dataset, arch)
+    first = plan.step_of(trial) if rung == 0 else 1
+    for step in range(first, plan.step_count()):
+        record = read_record(step_record(dataset, arch, step))
+        found = [entry for entry in record["trials"] if (entry["trial"], entry["rung"]) == (trial, rung)]
+        if found:
+            return found[0]
+    raise ValueError(f"{dataset}/{arch}: no step of the search proposes trial {trial} at rung {rung}")
 
 
 def search_variant_overrides(wildcards):
@@ -47,10 +67,7 @@ def search_variant_overrides(wildcards):
     parsed = parse_trial_variant(wildcards.variant)
     plan = search_plan(wildcards.dataset, wildcards.arch)
     if parsed:
-        trial, rung = parsed
-        record = read_record(step_record(wildcards.dataset, wildcards.arch, plan.step_of(trial, rung)))
-        (proposed,) = [entry for entry in record["trials"] if (entry["trial"], entry["rung"]) == (trial, rung)]
-        return trial_overrides(VARIANTS[BASELINE], proposed, plan)
+        return trial_overrides(VARIANTS[BASELINE], defining_record(wildcards.dataset, wildcards.arch, *parsed), plan)
     if wildcards.variant == TUNED_VARIANT:
         chosen = read_record(checkpoints.choose_recipe.get(dataset=wildcards.dataset, arch=wildcards.arch).output[0])["chosen"]
         return {**merge_settings(VARIANTS[BASELINE], overrides(chosen["settings"])),

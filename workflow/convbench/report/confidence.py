@@ -1,85 +1,9 @@
-"""How sure: t intervals of the mean accuracy over seeds, paired tests of the leader against every
-other model, and each variant's paired effect against the baseline."""
+"""How sure: every compared model against the leader and against each other, and each variant's effect
+against the baseline, as paired differences with intervals over seeds and test images (report.verdicts)."""
 
-import numpy as np
 import pandas as pd
 
-
-def accuracy_interval(accuracy, confidence=0.95):
-    """t interval of the mean accuracy over seeds, clipped to [0, 1] (the t interval knows no
-    bounds: 0.99 +- 0.02 would claim 101 %); identical seeds give the point itself."""
-    from scipy import stats  # here, not at the top: scipy.stats alone takes 0.4 s to import
-
-    mean, sem = float(np.mean(accuracy)), float(stats.sem(accuracy))
-    if sem == 0:
-        return mean, mean
-    low, high = stats.t.interval(confidence, len(accuracy) - 1, loc=mean, scale=sem)
-    return max(0.0, low), min(1.0, high)
-
-
-def seed_statistics(summary, dataset, confidence=0.95, by="architecture"):
-    """Per compared model (column `by`): mean test accuracy with a t-based confidence interval over
-    seeds, and a paired t-test (paired by seed) of the leader against every other one.
-
-    Returns None with fewer than three seeds: two points give no usable spread.
-    """
-    from scipy import stats
-
-    data = summary[summary["dataset"] == dataset]
-    if data.groupby(by, observed=True)["seed"].nunique().min() < 3:
-        return None
-    rows = []
-    for name, runs in data.groupby(by, observed=True, sort=False):
-        accuracy = runs["accuracy"].to_numpy()
-        low, high = accuracy_interval(accuracy, confidence)
-        rows.append({by: name, "seeds": len(accuracy), "accuracy_mean": accuracy.mean(), "ci_low": low, "ci_high": high})
-    table = pd.DataFrame(rows).sort_values("accuracy_mean", ascending=False, ignore_index=True)
-    leader = table[by].iloc[0]
-    by_seed = data.pivot_table(index="seed", columns=by, values="accuracy", observed=True)
-    p_values = []
-    for name in table[by]:
-        pair = by_seed[[leader, name]].dropna()
-        p_values.append(None if name == leader else float(stats.ttest_rel(pair[leader], pair[name]).pvalue))
-    table[f"p_vs_{leader}"] = p_values
-    return table
-
-
-def variant_effects(summary, dataset, confidence=0.95):
-    """For each architecture trained under two or more variants: every variant's effect on test
-    accuracy against the first one (the baseline), from seed-paired differences.
-
-    One row per (architecture, variant): the mean paired difference, its t interval (two or more
-    shared seeds) and the paired t-test's p-value (three or more). None when no architecture has
-    two variants.
-    """
-    from scipy import stats
-
-    data = summary[summary["dataset"] == dataset]
-    rows = []
-    for architecture, runs in data.groupby("architecture", sort=False):
-        by_seed = runs.pivot_table(index="seed", columns="variant", values="accuracy", observed=True)
-        variants = [variant for variant in runs["variant"].cat.categories if variant in by_seed]
-        if len(variants) < 2:
-            continue
-        baseline = variants[0]
-        for variant in variants[1:]:
-            pair = by_seed[[baseline, variant]].dropna()
-            difference = (pair[variant] - pair[baseline]).to_numpy()
-            low = high = p_value = None
-            if len(difference) >= 2:
-                sem = stats.sem(difference)
-                low, high = (difference.mean(),) * 2 if sem == 0 else stats.t.interval(
-                    confidence, len(difference) - 1, loc=difference.mean(), scale=sem)
-            if len(difference) >= 3 and stats.sem(difference) > 0:
-                p_value = float(stats.ttest_rel(pair[variant], pair[baseline]).pvalue)
-            rows.append({
-                "architecture": architecture, "variant": variant, "baseline": baseline,
-                "changes": runs.loc[runs["variant"] == variant, "variant_changes"].iloc[0],
-                "paired_seeds": len(difference), "baseline_accuracy": pair[baseline].mean(),
-                "variant_accuracy": pair[variant].mean(), "difference": difference.mean(),
-                "ci_low": low, "ci_high": high, "p_value": p_value,
-            })
-    return pd.DataFrame(rows) if rows else None
+from .verdicts import METHOD, standings
 
 
 def points(difference):
@@ -87,17 +11,97 @@ def points(difference):
     return f"{100 * difference:+.2f} points"
 
 
-def style_variant_effects(effects):
-    """The effects table as a reader wants it: accuracies, the signed difference and its interval
-    (what each variant changes is listed once, in the table above it)."""
-    def interval(row):
-        return "–" if pd.isna(row["ci_low"]) else f"[{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}] points"
+def verdict(diff):
+    """How a Difference a − b reads: `ahead beyond noise`, `behind beyond noise` or `tied`."""
+    if diff.tied:
+        return "tied (interval includes 0)"
+    return "ahead beyond noise" if diff.mean > 0 else "behind beyond noise"
 
+
+def standings_table(resampled):
+    """One row per model, best mean first: its seeds, mean accuracy with its interval, and its difference
+    from the leader with the interval and the verdict (tied with the leader or behind it beyond noise)."""
+    leader, ranked = standings(resampled)
+    rows = []
+    for model, mean, diff in ranked:
+        low, high = resampled.accuracy_interval(model)
+        rows.append({
+            "model": model, "seeds": ", ".join(map(str, resampled.seeds(model))), "accuracy (mean)": mean,
+            "accuracy 95 % interval": f"[{low:.2%}, {high:.2%}]",
+            f"difference from {leader}": "–" if diff is None else f"{100 * -diff.mean:+.2f} points",
+            "95 % interval of the difference": "–" if diff is None else
+            f"[{100 * -diff.high:+.2f}, {100 * -diff.low:+.2f}]",
+            "verdict": "leader" if diff is None else ("tied with the leader" if diff.tied else "behind beyond noise"),
+            "noise covered": "–" if diff is None else diff.covers,
+        })
+    return pd.DataFrame(rows)
+
+
+TIED, AHEAD, BEHIND = "background-color:#eeeeee", "background-color:#d4edda", "background-color:#f8d0d0"
+
+
+def pairwise_matrix(resampled):
+    """Every pair: row − column in points with its interval, green where the row is ahead beyond noise,
+    red where behind, grey where tied."""
+    cells, colors = pairwise_cells(resampled)
+    return cells.style.apply(lambda _: colors, axis=None)
+
+
+def pairwise_cells(resampled):
+    """(texts, CSS) of pairwise_matrix, as two square frames in ranking order."""
+    _, ranked = standings(resampled)
+    models = [model for model, _, _ in ranked]
+    cells = pd.DataFrame("", index=models, columns=models)
+    colors = pd.DataFrame("", index=models, columns=models)
+    for row in models:
+        for column in models:
+            if row == column:
+                continue
+            diff = resampled.difference(row, column)
+            cells.loc[row, column] = diff.text()
+            colors.loc[row, column] = TIED if diff.tied else AHEAD if diff.mean > 0 else BEHIND
+    return cells, colors
+
+
+def variant_effects(summary, dataset, resampled):
+    """For each architecture trained under two or more variants: each variant's effect on test accuracy
+    against the first one (the baseline), paired by seed and test image (report.verdicts). None when no
+    architecture has two variants. `resampled`: the dataset's verdicts.Resampled, keyed by summary's `model`."""
+    data = summary[summary["dataset"] == dataset]
+    rows = []
+    for architecture, runs in data.groupby("architecture", sort=False):
+        variants = [variant for variant in runs["variant"].cat.categories if variant in set(runs["variant"])]
+        if len(variants) < 2:
+            continue
+        model = dict(zip(runs["variant"].astype(str), runs["model"]))
+        baseline = variants[0]
+        for variant in variants[1:]:
+            diff = resampled.difference(model[variant], model[baseline])
+            rows.append({
+                "architecture": architecture, "variant": variant, "baseline": baseline,
+                "changes": runs.loc[runs["variant"] == variant, "variant_changes"].iloc[0],
+                "paired_seeds": len(diff.seeds), "difference": diff.mean, "ci_low": diff.low, "ci_high": diff.high,
+                "verdict": "no effect beyond noise" if diff.tied else ("better beyond noise" if diff.mean > 0
+                                                                        else "worse beyond noise"),
+                "noise covered": diff.covers,
+            })
+    return pd.DataFrame(rows) if rows else None
+
+
+def style_variant_effects(effects):
+    """The effects table as a reader wants it: the signed difference, its interval and the verdict (what each
+    variant changes is listed once, in the table above it)."""
     table = pd.DataFrame({
         "architecture": effects["architecture"], "variant": effects["variant"], "paired seeds": effects["paired_seeds"],
-        "accuracy, baseline": effects["baseline_accuracy"], "accuracy, variant": effects["variant_accuracy"],
-        "difference": effects["difference"], "95 % interval": effects.apply(interval, axis=1),
-        "p-value": effects["p_value"],
+        "difference (variant − baseline)": effects["difference"].map(points),
+        "95 % interval": [f"[{100 * low:+.2f}, {100 * high:+.2f}] points"
+                          for low, high in zip(effects["ci_low"], effects["ci_high"])],
+        "verdict": effects["verdict"], "noise covered": effects["noise covered"],
     })
-    return table.style.format({"accuracy, baseline": "{:.2%}", "accuracy, variant": "{:.2%}", "difference": points,
-                               "p-value": "{:.3g}"}, na_rep="–").hide(axis="index")
+    return table.style.hide(axis="index")
+
+
+def method_note():
+    return (f"Intervals: {METHOD}. A difference whose interval includes 0 is **tied**: the data cannot tell the two "
+            "apart. With one seed the interval covers the sampling of the test images only, not the seed-to-seed "
+            "spread of training; run three or more seeds for both.")

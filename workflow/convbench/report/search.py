@@ -27,20 +27,18 @@ def trials_frame(record):
 
 def plot_search(record):
     """Validation accuracy against trial number (rung 0, best so far as a step line, later rungs as larger
-    marks), the rungs (each promoted trial's line), and every searched setting against its score."""
+    marks) and the rungs (each promoted trial's line). The settings against their scores are Optuna's slice
+    and parallel-coordinate plots (plot_settings)."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
 
     from ..base.style import STYLE
 
     plan = record["plan"]
-    dimensions = parse_space(plan["space"])
     trials = trials_frame(record)
     first = trials[trials["rung"] == 0].sort_values("trial")
     with plt.rc_context(STYLE):
-        fig, axes = panel_grid(2 + len(dimensions), 3.6, 3.2)
-        axes = axes.flat
-        ax = axes[0]
+        fig, axes = panel_grid(2, 3.6, 3.2)
+        ax = axes.flat[0]
         for rung in sorted(trials["rung"].unique()):
             part = trials[trials["rung"] == rung]
             ax.scatter(part["trial"], part["score"], s=10 + 14 * rung, color=RUNG_COLORS[rung % len(RUNG_COLORS)],
@@ -49,66 +47,121 @@ def plot_search(record):
                 label="best so far (rung 0)")
         ax.set(xlabel="trial", ylabel="validation accuracy", title="trials in proposal order")
         ax.legend(fontsize=7, loc="lower right")
-        ax = axes[1]
+        ax = axes.flat[1]
         for number, runs in trials.groupby("trial"):
             if len(runs) > 1:
                 ax.plot(runs["epochs"], runs["score"], marker="o", markersize=3, linewidth=0.8)
         ax.scatter(first["epochs"], first["score"], s=8, color="tab:gray", zorder=3)
         ax.set(xlabel="epochs (rung budget)", ylabel="validation accuracy",
                title="rungs: which trials went on" if len(plan["rungs"]) > 1 else "one rung (no halving)")
-        for ax, dimension in zip(axes[2:], dimensions):
-            values = first[dimension.key]
-            if dimension.kind == "choice":
-                labels = [str(value) for value in dimension.values]
-                ax.scatter([labels.index(str(value)) for value in values], first["score"], s=10, color="tab:blue")
-                ax.set_xticks(range(len(labels)), labels)
-                ax.set_xlim(-0.5, len(labels) - 0.5)
-            else:
-                ax.scatter(values, first["score"], s=10, color="tab:blue")
-                if dimension.log_axis:
-                    ax.set_xscale("log")
-                    ax.xaxis.set_minor_formatter(NullFormatter())  # 3x10^-4 labels between the decades overlap
-            chosen = record["chosen"]["settings"][dimension.key]
-            position = [str(v) for v in dimension.values].index(str(chosen)) if dimension.kind == "choice" else chosen
-            ax.axvline(position, color="tab:red", linewidth=1, linestyle="--")
-            ax.set(xlabel=dimension.key, ylabel="validation accuracy (rung 0)")
-        suptitle(fig, f"Search of {record['architecture']} on {record['dataset']}: {plan['method']}, {plan['trials']} trials "
-                      f"(red dashes: the chosen value)")
+        suptitle(fig, f"Search of {record['architecture']} on {record['dataset']}: {plan['method']}, {plan['trials']} trials")
     return fig
 
 
+def search_study(record, rung=0):
+    """The record's scored trials at `rung` (the one all trials reach, at one budget) as an Optuna study, for
+    Optuna's importances and plots. A baseline recipe outside the searched ranges has no place in it."""
+    import optuna
+
+    from ..tune.proposals import optuna_distribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    distributions = {dimension.key: optuna_distribution(dimension) for dimension in parse_space(record["plan"]["space"])}
+    study = optuna.create_study(direction="maximize")
+    for trial in record["trials"]:
+        if trial["rung"] != rung or trial.get("score") is None:
+            continue
+        try:
+            study.add_trial(optuna.trial.create_trial(params=trial["settings"], distributions=distributions,
+                                                      value=trial["score"]))
+        except ValueError:
+            continue
+    return study
+
+
+def importances(record):
+    """Each searched setting's share of the variance in rung-0 validation accuracy: Optuna's fANOVA
+    (Hutter et al. 2014), seeded. None with fewer than 4 scored trials: no model of the scores to split."""
+    import optuna
+
+    study = search_study(record)
+    if len(study.trials) < 4:
+        return None
+    shares = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    return pd.DataFrame({"setting": list(shares), "importance (fANOVA)": [f"{float(v):.0%}" for v in shares.values()]})
+
+
+def plot_settings(record):
+    """Optuna's slice plot (each setting against the rung-0 score, the chosen value dashed in red) and its
+    parallel-coordinate plot, as two matplotlib figures; None with fewer than two scored trials."""
+    import warnings
+
+    import optuna.visualization.matplotlib as optuna_plots
+
+    study = search_study(record)
+    if len(study.trials) < 2:
+        return None
+    chosen = record["chosen"]["settings"]
+    with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental
+        warnings.simplefilter("ignore")
+        slices = np.atleast_1d(optuna_plots.plot_slice(study))
+        for ax in slices:
+            key = ax.get_xlabel()
+            value = chosen.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and ax.get_xscale() in ("linear", "log"):
+                ax.axvline(value, color="tab:red", linewidth=1, linestyle="--")
+        parallel = optuna_plots.plot_parallel_coordinate(study)
+    return slices[0].figure, parallel.figure
+
+
+def shown_value(value):
+    """A setting as written in a config: 64, 0.0003, sgd (a column of mixed values would print 64.000000)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def chosen_recipe(record, default_settings):
-    """The chosen trial's searched settings beside the default recipe's."""
+    """The chosen trial's searched settings beside the default recipe's, each as a config writes it, and a
+    note where the chosen value lies at an end of its range (the best may lie beyond it)."""
     chosen = record["chosen"]
+    dimensions = {dimension.key: dimension for dimension in parse_space(record["plan"]["space"])}
     return pd.DataFrame({
         "setting": list(chosen["settings"]),
-        "default recipe": [default_settings.get(key) for key in chosen["settings"]],
-        f"chosen (trial {chosen['trial']})": list(chosen["settings"].values()),
+        "default recipe": [shown_value(default_settings.get(key)) for key in chosen["settings"]],
+        f"chosen (trial {chosen['trial']})": [shown_value(value) for value in chosen["settings"].values()],
+        "note": [edge_note(dimensions[key], value) for key, value in chosen["settings"].items()],
     })
 
 
-def confirmation(summary, records, dataset, confidence=0.95):
-    """Per architecture: default and tuned recipe on the confirmation seeds (mean test accuracy), the paired
-    difference with its t interval, and each architecture's rank untuned and tuned."""
-    from scipy import stats
+def edge_note(dimension, value):
+    end = dimension.near_end(value)
+    return f"at the {end} end of its range: widen the range" if end else ""
 
-    data = summary[summary["dataset"] == dataset]
+
+def model_name(summary, arch, variant):
+    """The report's name for (architecture, variant): summary's `model` column."""
+    rows = summary[(summary["architecture"] == arch) & (summary["variant"].astype(str) == variant)]
+    return rows["model"].iloc[0] if len(rows) else None
+
+
+def confirmation(summary, records, dataset, resampled, confirm_seeds):
+    """Per architecture: default and tuned recipe on the confirmation seeds (mean test accuracy), the tuned −
+    default difference with its interval over seeds and test images (report.verdicts), and each
+    architecture's rank untuned and tuned."""
     rows = []
     for record in (record for record in records if record["dataset"] == dataset):
-        arch, baseline, tuned = record["architecture"], record["baseline"], record["confirmed_as"]
-        runs = data[data["architecture"] == arch]
-        by_seed = runs.pivot_table(index="seed", columns="variant", values="accuracy", observed=True)
-        if tuned not in by_seed or baseline not in by_seed:
+        arch = record["architecture"]
+        default, tuned = (model_name(summary, arch, variant) for variant in (record["baseline"], record["confirmed_as"]))
+        if default is None or tuned is None:
             continue
-        pair = by_seed[[baseline, tuned]].dropna()
-        difference = (pair[tuned] - pair[baseline]).to_numpy()
-        sem = stats.sem(difference) if len(difference) > 1 else np.nan
-        low, high = ((difference.mean(),) * 2 if sem == 0 else
-                     stats.t.interval(confidence, len(difference) - 1, loc=difference.mean(), scale=sem)
-                     if len(difference) > 1 else (np.nan, np.nan))
-        rows.append({"architecture": arch, "seeds": len(difference), "default": pair[baseline].mean(),
-                     "tuned": pair[tuned].mean(), "difference": difference.mean(), "ci_low": low, "ci_high": high,
-                     "validation (search)": record["chosen"]["validation_accuracy"]})
+        diff = resampled.difference(tuned, default, seeds=confirm_seeds)
+        rows.append({"architecture": arch, "seeds": len(diff.seeds), "default": resampled.mean(default, diff.seeds),
+                     "tuned": resampled.mean(tuned, diff.seeds), "difference": diff.mean, "ci_low": diff.low,
+                     "ci_high": diff.high, "verdict": "better beyond noise" if not diff.tied and diff.mean > 0 else
+                     "worse beyond noise" if not diff.tied else "no effect beyond noise",
+                     "validation (search)": record["chosen"]["validation_accuracy"], "default_model": default,
+                     "tuned_model": tuned})
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -123,14 +176,65 @@ def style_confirmation(table):
         "test accuracy, tuned": table["tuned"].map("{:.2%}".format),
         "test accuracy, default": table["default"].map("{:.2%}".format),
         "tuned − default": table["difference"].map(points),
-        "95 % interval": [f"[{100 * low:+.2f}, {100 * high:+.2f}] points" if not np.isnan(low) else "–"
-                          for low, high in zip(table["ci_low"], table["ci_high"])],
-        "paired seeds": table["seeds"],
+        "95 % interval": [f"[{100 * low:+.2f}, {100 * high:+.2f}] points" for low, high in zip(table["ci_low"], table["ci_high"])],
+        "verdict": table["verdict"], "paired seeds": table["seeds"],
         "validation accuracy in the search": table["validation (search)"].map("{:.2%}".format),
     })
     return shown.style.hide(axis="index")
 
 
-def order_changed(table):
-    """Whether tuning changed the architectures' order (by mean test accuracy on the confirmation seeds)."""
-    return list(table.sort_values("default", ascending=False)["architecture"]) != list(table["architecture"])
+def order_pairs(table, resampled, confirm_seeds):
+    """Every pair of architectures under both recipes on the confirmation seeds: (a, b, default a − b, tuned a − b),
+    a ahead of b under the tuned recipes."""
+    pairs = []
+    for i, a in enumerate(table.itertuples(index=False)):
+        for b in table.iloc[i + 1:].itertuples(index=False):
+            pairs.append((a.architecture, b.architecture,
+                          resampled.difference(a.default_model, b.default_model, seeds=confirm_seeds),
+                          resampled.difference(a.tuned_model, b.tuned_model, seeds=confirm_seeds)))
+    return pairs
+
+
+def flipped(default, tuned):
+    """A pair flipped: each recipe's interval excludes 0, on opposite sides. Anything less is no flip."""
+    return not default.tied and not tuned.tied and (default.mean > 0) != (tuned.mean > 0)
+
+
+def order_verdict(pairs):
+    """The sentence on the order: a change only where a pair flipped beyond noise under both recipes."""
+    flips = [(a, b, default, tuned) for a, b, default, tuned in pairs if flipped(default, tuned)]
+    if not flips:
+        return "The order did not change beyond noise (every pair's intervals below)."
+    listed = "; ".join(f"{a} now ahead of {b} (tuned {tuned.text()}, default {default.text()})"
+                       for a, b, default, tuned in flips)
+    return f"**Tuning changed the order beyond noise**: {listed}."
+
+
+def style_order_pairs(pairs):
+    """Each pair's difference under the default and the tuned recipes, with both intervals and what they say."""
+    def reading(diff):
+        return "tied" if diff.tied else "ahead" if diff.mean > 0 else "behind"
+
+    return pd.DataFrame([{
+        "pair (a − b)": f"{a} − {b}", "default recipes": default.text(), "default says": f"a {reading(default)}",
+        "tuned recipes": tuned.text(), "tuned says": f"a {reading(tuned)}",
+        "flipped beyond noise": "yes" if flipped(default, tuned) else "no"}
+        for a, b, default, tuned in pairs]).style.hide(axis="index")
+
+
+def budget_sentence(records):
+    """What every architecture's search cost: one statement when all spent the same (trials, rungs' epochs),
+    else one warning line listing each, so "the same budget" is never claimed where it was not."""
+    def budget(record):
+        plan = record["plan"]
+        return (plan["method"], plan["trials"], tuple((rung["epochs"], rung["trials"]) for rung in plan["rungs"]))
+
+    first = records[0]["plan"]
+    rungs = " → ".join(f"{rung['trials']} trials × {rung['epochs']} epochs" for rung in first["rungs"])
+    if len({budget(record) for record in records}) == 1:
+        return (f"Every architecture got the same search budget: **{first['trials']} trials** ({first['method']}; "
+                f"rungs {rungs}; {records[0]['epochs_spent']} training epochs each).")
+    each = "; ".join(f"{record['architecture']} on {record['dataset']}: {record['plan']['trials']} trials, "
+                     f"{record['epochs_spent']} epochs" for record in records)
+    return (f"**The search budgets differ** (their epochs or rungs differ, e.g. through `architecture_options`): "
+            f"{each}. Compare the tuned results with that in mind.")

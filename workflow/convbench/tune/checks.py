@@ -4,6 +4,7 @@ import importlib.util
 
 from ..base.validation import explain
 from .proposals import OPTUNA_EXTRA
+from .halving import epochs_spent
 from .search import TUNED_VARIANT, Plan, overrides, parse_trial_variant
 from .space import grid_size, parse_space
 
@@ -32,8 +33,7 @@ def check_search(config, variants, settings_schema, epochs_of):
             raise ValueError(f"search.space.{clash[0]} and sweep.{swept} set the same training setting; "
                              "search it or sweep it, not both")
     if search["method"] == "tpe" and importlib.util.find_spec("optuna") is None:
-        raise ValueError(f"search.method tpe needs Optuna, which is not installed: {OPTUNA_EXTRA} "
-                         "(or pip install optuna); random and grid need nothing more")
+        raise ValueError(f"search.method tpe needs Optuna, which is not installed: {OPTUNA_EXTRA}")
     if search["method"] == "grid":
         size = grid_size(dimensions)  # raises for a float range: a grid takes choice and int
         if search["trials"] > size:
@@ -52,7 +52,36 @@ def check_search(config, variants, settings_schema, epochs_of):
             if halving and halving["min_epochs"] > epochs:
                 raise ValueError(f"search.halving.min_epochs is {halving['min_epochs']}, above the {epochs} epochs "
                                  f"{arch} trains on {dataset}; the last rung trains for those epochs")
-            Plan.from_config(search, epochs)
+            plan = Plan.from_config(search, epochs)
+            spent, full = epochs_spent(plan.rungs), plan.trials * epochs
+            if spent > full:
+                raise ValueError(f"search.halving (min_epochs {halving['min_epochs']}, eta {halving.get('eta', 3)}) "
+                                 f"spends {spent} trial-epochs for {arch} on {dataset}, {spent / full:.0%} of training "
+                                 f"every trial fully ({full}): lower min_epochs or drop halving")
+
+
+def plan_lines(config, epochs_of):
+    """What each search will spend, one line per distinct plan (the architectures sharing it named), and a
+    warning line when the architectures of a dataset do not get the same budget."""
+    if not search_enabled(config):
+        return []
+    lines = []
+    for dataset in config["datasets"]:
+        plans = {}
+        for arch in config["architectures"]:
+            plans.setdefault(Plan.from_config(config["search"], epochs_of(dataset, arch)), []).append(arch)
+        for plan, archs in plans.items():
+            rungs = " → ".join(f"{rung.trials}×{rung.epochs}" for rung in plan.rungs)
+            spent, full = epochs_spent(plan.rungs), plan.trials * plan.rungs[-1].epochs
+            extra = (f", and {plan.rungs[-1].epochs} more where the baseline recipe (trial 1) is not among the last "
+                     "rung's" if len(plan.rungs) > 1 else "")
+            lines.append(f"search on {dataset} of {', '.join(archs)}: {plan.method}, {plan.trials} trials, rungs "
+                         f"{rungs} (trials × epochs): {spent} trial-epochs each{extra}, {spent / full:.0%} of training "
+                         f"every trial fully ({full})")
+        if len(plans) > 1:
+            lines.append(f"warning: the architectures on {dataset} do not get the same search budget (their epochs "
+                         "differ, e.g. through architecture_options); the report says so beside the comparison")
+    return lines
 
 
 def check_settings(dimensions, settings_schema):

@@ -8,6 +8,7 @@ it would for a plain experiment of that length, and a rung's trial is exactly th
 would get with those settings and epochs (the same cached folder, were it asked for directly).
 """
 
+import math
 from dataclasses import dataclass
 
 
@@ -35,9 +36,11 @@ def rungs(trials, max_epochs, min_epochs=None, eta=3):
     return tuple(schedule)
 
 
-def promoted(scores, count):
-    """The `count` trials with the best validation scores ({trial: score}); a tie goes to the earlier trial."""
-    return sorted(sorted(scores, key=lambda trial: (-scores[trial], trial))[:count])
+def promoted(scores, count, losses=None):
+    """The `count` trials with the best validation scores ({trial: score}); a tie goes to the lower validation
+    loss ({trial: loss}, when given), then to the earlier trial."""
+    losses = losses or {}
+    return sorted(sorted(scores, key=lambda trial: (-scores[trial], losses.get(trial, math.inf), trial))[:count])
 
 
 def epochs_spent(schedule):

@@ -14,7 +14,7 @@ rerun, or a search killed and started again, proposes the same trials bit for bi
 import itertools
 import math
 
-OPTUNA_EXTRA = "pip install -e '.[tune]'"  # method tpe needs Optuna; the other methods do not
+OPTUNA_EXTRA = "pip install optuna (a dependency of convbench: reinstall from requirements.lock)"
 
 
 def random_proposals(dimensions, count, seed):
@@ -59,7 +59,10 @@ def tpe_proposals(dimensions, scored, count, seed):
                                          multivariate=True)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for settings, score in scored:
-        trial = optuna.trial.create_trial(params=dict(settings), distributions=distributions, value=float(score))
+        try:
+            trial = optuna.trial.create_trial(params=dict(settings), distributions=distributions, value=float(score))
+        except ValueError:  # the baseline recipe outside the searched ranges: TPE's model has no place for it
+            continue
         study.add_trial(trial)
     asked = [study.ask(distributions).params for _ in range(count)]  # pending trials: the constant liar spreads them
     return [{dimension.key: from_param(dimension, point[dimension.key]) for dimension in dimensions} for point in asked]
@@ -81,15 +84,18 @@ def from_param(dimension, value):
     return value if dimension.kind in ("choice", "int") else dimension.snapped(value)
 
 
-def proposals(method, dimensions, trials, batch, seed, scored=()):
+def proposals(method, dimensions, trials, batch, seed, scored=(), baseline=None):
     """Every trial that can be proposed now, in trial order: all of them for random and grid; for tpe
-    the startup trials, then one batch after each batch whose scores are in `scored`."""
+    the startup trials, then one batch after each batch whose scores are in `scored`. `baseline` (the
+    default recipe's values) is trial 1, as Optuna's enqueue_trial; the method's own points follow."""
+    enqueued = [dict(baseline)] if baseline else []
     if method == "random":
-        return random_proposals(dimensions, trials, seed)
+        return enqueued + random_proposals(dimensions, trials - len(enqueued), seed)
     if method == "grid":
-        return grid_proposals(dimensions, trials)
+        others = [point for point in grid_proposals(dimensions, trials + 1) if point not in enqueued]
+        return enqueued + others[:trials - len(enqueued)]
     startup = startup_trials(trials, batch)
-    made = random_proposals(dimensions, startup, seed)
+    made = enqueued + random_proposals(dimensions, startup - len(enqueued), seed)
     scored = list(scored)
     while len(made) < trials and len(scored) >= len(made):
         made += tpe_proposals(dimensions, scored[: len(made)], min(batch, trials - len(made)), seed)

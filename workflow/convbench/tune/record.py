@@ -8,20 +8,21 @@ from pathlib import Path
 import pandas as pd
 
 from ..base.atomic import write_json
-from .halving import epochs_spent
 from .search import TUNED_VARIANT, chosen_trial, step_trials, trial_variant
 
 SCORE = "val_accuracy"  # what selection maximises: validation, never test
+TIE_BREAK = "val_loss"  # then what it minimises among equal scores
 
 
 def trial_score(experiment):
-    """The validation accuracy of a trained trial's saved weights (the epoch they come from, which early
-    stopping may have restored); None if the trial diverged."""
+    """(validation accuracy, validation loss) of a trained trial's saved weights (the epoch they come from,
+    which early stopping may have restored); (None, None) if the trial diverged. The loss breaks ties: on a
+    small validation split many trials share an accuracy."""
     meta = json.loads((Path(experiment) / "train_meta.json").read_text())
     if meta.get("diverged"):
-        return None
-    history = pd.read_csv(Path(experiment) / "history.csv")
-    return float(history[SCORE].iloc[meta["weights_from_epoch"] - 1])
+        return None, None
+    epoch = pd.read_csv(Path(experiment) / "history.csv").iloc[meta["weights_from_epoch"] - 1]
+    return float(epoch[SCORE]), float(epoch[TIE_BREAK])
 
 
 def experiment_folder(dataset, arch, trial, seed):
@@ -30,13 +31,14 @@ def experiment_folder(dataset, arch, trial, seed):
 
 def scored(record):
     """The record with every trained trial's score read (trials of the step before have none yet)."""
-    return [trial if "score" in trial else {**trial, "score": trial_score(trial["experiment"])} for trial in record]
+    return [trial if "score" in trial else {**trial, **dict(zip(("score", "loss"), trial_score(trial["experiment"])))}
+            for trial in record]
 
 
 def run_step(plan, step, previous, output, dataset, arch):
     """Step `step` of the search: score the previous step's trials, propose this step's, write the record."""
     record = scored(json.loads(Path(previous).read_text())["trials"]) if step else []
-    new = [{**trial, "variant": trial_variant(trial["trial"], trial["rung"]),
+    new = [{**trial, "step": step, "variant": trial_variant(trial["trial"], trial["rung"]),
             "experiment": experiment_folder(dataset, arch, trial, plan.seed)} for trial in step_trials(plan, step, record)]
     write_json(output, {"dataset": dataset, "architecture": arch, "step": step, "plan": plan.describe(),
                         "trials": record + new})
@@ -53,7 +55,7 @@ def choose(plan, last_step, output, dataset, arch, baseline):
     write_json(output, {
         "dataset": dataset, "architecture": arch, "plan": plan.describe(), "baseline": baseline,
         "confirmed_as": TUNED_VARIANT,  # the chosen recipe's variant on the confirmation seeds
-        "epochs_spent": epochs_spent(plan.rungs), "trials": record,
+        "epochs_spent": sum(trial["epochs"] for trial in record), "trials": record,  # the baseline's extra run too
         "chosen": {"trial": winner["trial"], "settings": winner["settings"], "validation_accuracy": winner["score"],
                    "variant": winner["variant"]},
     })

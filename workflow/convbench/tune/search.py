@@ -1,9 +1,12 @@
 """One architecture's search on one dataset, as a sequence of steps the workflow runs one after another.
 
 A step proposes the trials to train next, from the validation scores of the steps before it:
-- rung 0, the trials' first budget: one step for random and grid (every trial is known at once), for
-  tpe the startup trials, then one step per `batch`;
-- each later rung of successive halving: one step, the best 1/eta of the rung before.
+- new trials at rung 0, the trials' first budget: one step for random and grid (every trial is known at
+  once); for tpe the startup trials (the baseline recipe first, then the random search's points), then one
+  step per `batch`, modeled on the highest rung with enough scores (BOHB's rule, `modeled_rung`);
+- promotions of successive halving: the best of a rung go on to the next. A random or grid search promotes
+  a rung once it is complete; a TPE search promotes as its batches finish (capped at halving's share), so
+  its later batches can model a higher rung. The last rung is complete after the same number of steps.
 Every trial of a step is an ordinary experiment (variant `trial007-r1`: trial 7 at rung 1), trained by
 train_model with the search seed; a step's trials train in parallel. After the last step the best trial
 of the last rung is the chosen recipe. Trials are numbered from 1, in the order they were proposed.
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 from ..base.config import lookup, merge_settings, nested
 from .halving import Rung, promoted, rungs
-from .proposals import proposals, startup_trials
+from .proposals import proposals, startup_trials, tpe_proposals
 from .space import parse_space
 
 TRIAL_VARIANT = re.compile(r"trial(\d+)-r(\d+)")
@@ -29,21 +32,27 @@ class Plan:
     batch: int
     seed: int
     rungs: tuple  # halving.Rung, the last one at the study's epochs
+    # The baseline recipe's values of the searched settings, ((key, value), ...): trial 1 of the search, as
+    # Optuna's enqueue_trial, and run at the last rung too, so the chosen recipe is never worse than the default
+    # on validation. Empty: no baseline trial (a plan described before it existed).
+    baseline: tuple = ()
 
     @classmethod
-    def from_config(cls, search, epochs):
-        """The plan of the config's `search` section for an experiment trained for `epochs`."""
+    def from_config(cls, search, epochs, baseline=None):
+        """The plan of the config's `search` section for an experiment trained for `epochs`; `baseline`: the
+        baseline variant's settings (their searched values become trial 1)."""
         halving = search.get("halving") or {}
         schedule = rungs(search["trials"], epochs, halving.get("min_epochs"), halving.get("eta", 3))
-        return cls(search["method"], parse_space(search["space"]), search["trials"], search["batch"],
-                   search["seed"], schedule)
+        dimensions = parse_space(search["space"])
+        enqueued = tuple((dimension.key, lookup(baseline, dimension.key)) for dimension in dimensions) if baseline else ()
+        return cls(search["method"], dimensions, search["trials"], search["batch"], search["seed"], schedule, enqueued)
 
     @classmethod
     def from_description(cls, described):
         """The plan describe() wrote (a rule's params, a record's `plan`)."""
         schedule = tuple(Rung(rung["rung"], rung["epochs"], rung["trials"]) for rung in described["rungs"])
         return cls(described["method"], parse_space(described["space"]), described["trials"], described["batch"],
-                   described["seed"], schedule)
+                   described["seed"], schedule, tuple((described.get("baseline") or {}).items()))
 
     def blocks(self):
         """The trials (first, last + 1) each rung-0 step proposes."""
@@ -57,16 +66,20 @@ class Plan:
     def step_count(self):
         return len(self.blocks()) + len(self.rungs) - 1
 
-    def step_of(self, trial, rung):
-        """The step that proposes `trial` (numbered from 1) at `rung`."""
-        if rung:
-            return len(self.blocks()) + rung - 1
+    def step_of(self, trial):
+        """The step that proposes `trial` (numbered from 1) at rung 0 (a promotion's step depends on the scores:
+        the record says, `step`)."""
         return next(step for step, (first, last) in enumerate(self.blocks()) if first < trial <= last)
 
     def describe(self):
         return {"method": self.method, "trials": self.trials, "batch": self.batch, "seed": self.seed,
                 "space": {dimension.key: {dimension.kind: list(dimension.values)} for dimension in self.dimensions},
-                "rungs": [{"rung": rung.index, "epochs": rung.epochs, "trials": rung.trials} for rung in self.rungs]}
+                "rungs": [{"rung": rung.index, "epochs": rung.epochs, "trials": rung.trials} for rung in self.rungs],
+                **({"baseline": dict(self.baseline)} if self.baseline else {})}
+
+    def baseline_trial(self):
+        """The trial number of the baseline recipe (1), or None when the plan has none."""
+        return 1 if self.baseline else None
 
 
 def trial_variant(trial, rung):
@@ -81,21 +94,64 @@ def parse_trial_variant(variant):
 
 def step_trials(plan, step, record):
     """The trials `step` trains: [{trial, rung, epochs, settings, parent}], from the trials of the steps
-    before it and their scores (`record`: those trials, each with its `score`, None if it diverged)."""
+    before it and their scores (`record`: those trials, all trained, each with its `score`, None if it
+    diverged, and `loss`): its block of new trials at rung 0, then the promotions that are due."""
     blocks = plan.blocks()
+    new = []
     if step < len(blocks):
         first, last = blocks[step]
-        earlier = [trial for trial in record if trial["rung"] == 0]
-        scored = [(trial["settings"], worst_if_none(trial["score"])) for trial in earlier]
-        proposed = proposals(plan.method, plan.dimensions, plan.trials, plan.batch, plan.seed, scored)
         epochs = plan.rungs[0].epochs
-        return [{"trial": index + 1, "rung": 0, "epochs": epochs, "settings": proposed[index], "parent": None}
-                for index in range(first, last)]
-    rung = plan.rungs[step - len(blocks) + 1]
-    before = {trial["trial"]: trial for trial in record if trial["rung"] == rung.index - 1}
-    scores = {number: worst_if_none(trial["score"]) for number, trial in before.items()}
-    return [{"trial": number, "rung": rung.index, "epochs": rung.epochs, "settings": before[number]["settings"],
-             "parent": trial_variant(number, rung.index - 1)} for number in promoted(scores, rung.trials)]
+        new += [{"trial": first + index + 1, "rung": 0, "epochs": epochs, "settings": settings, "parent": None}
+                for index, settings in enumerate(new_settings(plan, first, last, record))]
+    for rung in plan.rungs[1:]:
+        new += promotions(plan, rung, record)
+    return new
+
+
+def new_settings(plan, first, last, record):
+    """Settings of trials first+1..last: the method's proposals; for TPE after its startup trials, from the
+    scores of the highest rung that has enough of them (modeled_rung), as BOHB does."""
+    if plan.method != "tpe" or first < startup_trials(plan.trials, plan.batch):
+        made = proposals(plan.method, plan.dimensions, plan.trials, plan.batch, plan.seed, (), dict(plan.baseline) or None)
+        return made[first:last]
+    rung = modeled_rung(plan, record)
+    scored = [(trial["settings"], worst_if_none(trial["score"])) for trial in record if trial["rung"] == rung]
+    return tpe_proposals(plan.dimensions, scored, last - first, plan.seed)
+
+
+def modeled_rung(plan, record):
+    """The highest rung with at least d + 1 scored trials (d: the searched settings; BOHB's default
+    min_points_in_model), whose scores TPE then models: longer training tells good recipes from bad better
+    than rung 0's few epochs. Rung 0 otherwise."""
+    enough = len(plan.dimensions) + 1
+    counts = [sum(trial["rung"] == rung.index for trial in record) for rung in plan.rungs]
+    return max((index for index, count in enumerate(counts) if count >= enough), default=0)
+
+
+def promotions(plan, rung, record):
+    """The trials that go on to `rung` now: successive halving promotes the best rung.trials of the rung
+    below once it is complete; a TPE search promotes as soon as the rung below has finished enough trials,
+    asynchronous successive halving's rule (Li et al. 2020), capped at the same share (rung.trials of the
+    trials below, in proportion to how many finished), so the budget is plain halving's and later TPE batches
+    can model the higher rung. The baseline recipe (trial 1) joins the last rung even when not among the best,
+    one run more, so the chosen recipe is never worse than the default on validation."""
+    below_rung = plan.rungs[rung.index - 1]
+    below = {trial["trial"]: trial for trial in record if trial["rung"] == below_rung.index}
+    already = {trial["trial"] for trial in record if trial["rung"] == rung.index}
+    room = len(below) * rung.trials // below_rung.trials - len(already)
+    candidates = {number: worst_if_none(trial["score"]) for number, trial in below.items() if number not in already}
+    chosen = promoted(candidates, min(max(room, 0), len(candidates)), losses(below)) if candidates else []
+    baseline = plan.baseline_trial()
+    last, complete = rung.index == plan.rungs[-1].index, len(below) == below_rung.trials
+    if last and complete and baseline in candidates and baseline not in chosen:
+        chosen = sorted([*chosen, baseline])
+    return [{"trial": number, "rung": rung.index, "epochs": rung.epochs, "settings": below[number]["settings"],
+             "parent": trial_variant(number, below_rung.index)} for number in chosen]
+
+
+def losses(trials):
+    """{trial: validation loss} of scored trials (records before losses were kept have none: no tie-break)."""
+    return {number: trial["loss"] for number, trial in trials.items() if trial.get("loss") is not None}
 
 
 def worst_if_none(score):
@@ -104,9 +160,10 @@ def worst_if_none(score):
 
 
 def chosen_trial(plan, record):
-    """The trial of the last rung with the best validation score (ties: the earlier trial)."""
-    last = {trial["trial"]: worst_if_none(trial["score"]) for trial in record if trial["rung"] == plan.rungs[-1].index}
-    (winner,) = promoted(last, 1)
+    """The trial of the last rung with the best validation score (ties: the lower validation loss, then the
+    earlier trial)."""
+    final = {trial["trial"]: trial for trial in record if trial["rung"] == plan.rungs[-1].index}
+    (winner,) = promoted({number: worst_if_none(trial["score"]) for number, trial in final.items()}, 1, losses(final))
     return next(trial for trial in record if trial["trial"] == winner and trial["rung"] == plan.rungs[-1].index)
 
 

@@ -12,6 +12,7 @@ DISTRIBUTIONS = {
     "int": {"takes": "[low, high], both included", "log_axis": False},
     "choice": {"takes": "[value, ...]", "log_axis": False},
 }
+EDGE = 0.05  # a chosen value this close to an end of its range (fraction of the range) may want a wider range
 SIGNIFICANT_DIGITS = 4  # proposed floats are rounded: readable in train_meta.json, and the same on every machine
 
 
@@ -41,6 +42,16 @@ class Dimension:
         alone could leave by the last digit."""
         low, high = self.values
         return min(max(rounded(value), low), high)
+
+    def near_end(self, value, within=EDGE):
+        """'lower' or 'upper' when a value lies within `within` (a fraction of the range; of its logarithm for
+        log_uniform) of an end of a range, else None; a choice has no ends."""
+        if self.kind == "choice":
+            return None
+        low, high = self.values
+        scale = math.log if self.kind == "log_uniform" else float
+        position = (scale(value) - scale(low)) / (scale(high) - scale(low))
+        return "lower" if position <= within else "upper" if position >= 1 - within else None
 
     def grid_values(self):
         """Every value a grid search visits: a choice's values, or an int range's integers."""
