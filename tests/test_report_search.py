@@ -138,3 +138,21 @@ def test_a_chosen_value_at_an_end_of_its_range_is_flagged():
     assert notes["label_smoothing"] == "" and notes["batch_size"] == ""
     chosen["chosen"]["settings"]["label_smoothing"] = 0.005
     assert search.chosen_recipe(chosen, {}).set_index("setting").loc["label_smoothing", "note"].startswith("at the lower")
+
+
+def test_budget_curves_show_the_best_so_far_over_repeats():
+    import matplotlib.pyplot as plt
+
+    first, second = record("a", 8, halving=False), record("a", 8, halving=False)
+    second["plan"]["repeat"] = 1
+    for trial in second["trials"]:
+        trial["score"] = trial["score"] - 0.01 * (trial["trial"] % 2)
+    first["trials"][2]["score"] = None  # a diverged trial: no score, not a crash
+    best = search.best_so_far(first)
+    assert len(best) == 8 and all(np.diff(best) >= 0)
+    assert [r["plan"].get("repeat", 0) for r in search.main_records([first, second])] == [0]
+    fig = search.plot_budget_curves([first, second, record("b", 8, halving=False)], "digits")
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["a (2 repeats)", "b (1 repeat)"]
+    assert len(ax.collections) == 1  # one band: a's spread over its two repeats
+    plt.close(fig)

@@ -30,8 +30,8 @@ def checked(search, **extra):
 
 def test_a_valid_search_fills_its_defaults():
     config = checked({"space": LR})
-    assert config["search"] == {"space": LR, "method": "random", "trials": 16, "batch": 4, "seed": 0, "halving": None,
-                                "confirm_seeds": [101, 102, 103]}
+    assert config["search"] == {"space": LR, "method": "random", "trials": 16, "batch": 4, "seed": 0, "repeats": 1,
+                                "halving": None, "confirm_seeds": [101, 102, 103]}
 
 
 @pytest.mark.parametrize("search, extra, words", [

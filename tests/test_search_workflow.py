@@ -15,8 +15,9 @@ from conftest import TINY, copy_workflow, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.integration
 
-# One architecture, 3 trials at 1 epoch, the best one at 2 (halving, eta 3), confirmed on 2 seeds.
-SEARCH = ("search={method: random, trials: 3, seed: 7, halving: {min_epochs: 1, eta: 3}, confirm_seeds: [101, 102], "
+# One architecture, 3 trials at 1 epoch, the best one at 2 (halving, eta 3), confirmed on 2 seeds; the search
+# repeated once from another proposal seed (the budget curves).
+SEARCH = ("search={method: random, trials: 3, seed: 7, repeats: 2, halving: {min_epochs: 1, eta: 3}, confirm_seeds: [101, 102], "
           "space: {learning_rate: {log_uniform: [0.0003, 0.01]}, batch_size: {choice: [32, 64]}}}")
 TARGET = "results/search/digits/simple_cnn/search.json"
 STUDY = ["architectures=[simple_cnn]", "seeds=[101]", "training={epochs: 2}", "render={feature_map_images: 2}", SEARCH]
@@ -82,6 +83,12 @@ def test_a_search_trains_its_trials_chooses_on_validation_and_confirms(searched)
     assert summary.count("simple_cnn,tuned,") == 2 and summary.count("simple_cnn,default,") == 2
     report = (searched / "results/report.html").read_text()
     assert "Tuned comparison" in report and "Search of simple_cnn on digits" in report
+    assert "Expected best validation accuracy against the number of trials on digits" in report
+    repeat = json.loads((searched / "results/search/digits/simple_cnn/repeat1/search.json").read_text())
+    assert repeat["plan"]["repeat"] == 1 and repeat["trials"][0]["variant"] == "trial001-r0"  # the default recipe, shared
+    assert [trial["variant"] for trial in repeat["trials"] if trial["rung"] == 0][1:] == ["rep1-trial002-r0", "rep1-trial003-r0"]
+    assert repeat["trials"][1]["settings"] != result["trials"][1]["settings"]  # its own proposals
+    assert len(list((searched / "results/experiments/digits/simple_cnn").glob("*trial001-r0"))) == 1  # trained once
 
 
 def test_a_rerun_does_nothing(searched):

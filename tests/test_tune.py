@@ -278,3 +278,19 @@ def test_the_baseline_recipe_is_trial_1_and_joins_the_last_rung(method):
     # halving's budget, and one run more: the baseline, not among the best, joins the last rung
     assert [sum(trial["rung"] == rung.index for trial in record) for rung in plan.rungs] == [6, 3]
     assert len({json.dumps(trial["settings"], sort_keys=True) for trial in record if trial["rung"] == 0}) == 6
+
+
+def test_a_repeat_proposes_from_its_own_seed_and_shares_the_default_recipe():
+    from convbench.tune.search import parse_trial_variant, trial_name
+
+    search = {**TPE_HALVING, "method": "random", "trials": 6}
+    plan = Plan.from_config(search, epochs=9, baseline={"learning_rate": 0.001, "batch_size": 64})
+    again = plan.for_repeat(2)
+    assert Plan.from_description(again.describe()) == again and again.seed == plan.seed  # trials train alike
+    first, second = (step_trials(p, 0, []) for p in (plan, again))
+    assert first[0]["settings"] == second[0]["settings"] == {"learning_rate": 0.001, "batch_size": 64}
+    assert [trial["settings"] for trial in first[1:]] != [trial["settings"] for trial in second[1:]]
+    assert trial_name(again, 1, 0) == "trial001-r0" and trial_name(again, 4, 1) == "rep2-trial004-r1"
+    assert trial_name(plan, 4, 1) == "trial004-r1"
+    assert parse_trial_variant("rep2-trial004-r1") == (4, 1, 2) and parse_trial_variant("trial004-r1") == (4, 1, 0)
+    assert parse_trial_variant("rep2-default") is None

@@ -2,9 +2,17 @@
 # recipe (variant `tuned`) trained on the confirmation seeds beside the baseline variant.
 # Code: workflow/convbench/tune.
 from convbench.tune.record import read_record
-from convbench.tune.search import TUNED_VARIANT, Plan, overrides, parse_trial_variant, trial_overrides
+from convbench.tune.search import (TUNED_VARIANT, Plan, baseline_entry, overrides, parse_trial_variant,
+                                   trial_overrides)
 
-SEARCHES = "results/search/{dataset}/{arch}"  # the steps' records and the result, search.json
+# The steps' records and the result, search.json; `search.repeats` > 1 adds repeats 1, 2, ... beside it, in
+# repeat<r>/ (the wildcard `repeat` is empty for repeat 0, "/repeat<r>" for the others).
+SEARCHES = "results/search/{dataset}/{arch}{repeat}"
+
+
+wildcard_constraints:
+    repeat="(|/repeat[1-9][0-9]*)",
+
 
 # A step reads a few JSON files and proposes settings in a second or two: on a cluster it runs where Snakemake
 # runs, not as an sbatch job that would wait in the queue between every batch of trials.
@@ -14,28 +22,41 @@ localrules:
 
 
 
+def repeat_path(repeat):
+    return f"/repeat{repeat}" if repeat else ""
+
+
+def repeat_of(wildcards):
+    return int(wildcards.repeat[len("/repeat"):] or 0)
+
+
 @functools.cache
-def search_plan(dataset, arch):
+def search_plan(dataset, arch, repeat=0):
     """The search of one architecture on one dataset; its last rung trains for the baseline's epochs, and its
-    trial 1 is the baseline's recipe."""
+    trial 1 is the baseline's recipe. Repeat r proposes from its own seed."""
     settings = experiment_settings(config, dataset, arch, VARIANTS[BASELINE])
-    return Plan.from_config(config["search"], settings["epochs"], baseline=settings)
+    return Plan.from_config(config["search"], settings["epochs"], baseline=settings).for_repeat(repeat)
 
 
 def search_steps(wildcards):
-    return dict(search_plan(wildcards.dataset, wildcards.arch).describe())
+    return dict(search_plan(wildcards.dataset, wildcards.arch, repeat_of(wildcards)).describe())
 
 
-def step_record(dataset, arch, step):
+def step_record(dataset, arch, step, repeat=0):
     """The record step `step` wrote (waits for it: a checkpoint)."""
-    return checkpoints.search_step.get(dataset=dataset, arch=arch, step=step).output[0]
+    return checkpoints.search_step.get(dataset=dataset, arch=arch, step=step, repeat=repeat_path(repeat)).output[0]
+
+
+def chosen_record(dataset, arch, repeat=0):
+    """search.json of a search (waits for it: a checkpoint)."""
+    return checkpoints.choose_recipe.get(dataset=dataset, arch=arch, repeat=repeat_path(repeat)).output[0]
 
 
 def last_step_inputs(wildcards, step):
     """What step `step` needs of the one before: its record and its trials' trained experiments."""
     if step == 0:
         return []
-    record = step_record(wildcards.dataset, wildcards.arch, step - 1)
+    record = step_record(wildcards.dataset, wildcards.arch, step - 1, repeat_of(wildcards))
     trials = [trial for trial in read_record(record)["trials"] if trial_step(wildcards, trial) == step - 1]
     return [record, *(f"{trial['experiment']}/{name}" for trial in trials for name in ("train_meta.json", "history.csv"))]
 
@@ -49,17 +70,20 @@ def trial_step(wildcards, trial):
     return plan.step_of(trial["trial"]) if trial["rung"] == 0 else len(plan.blocks()) + trial["rung"] - 1
 
 
-def defining_record(dataset, arch, trial, rung):
+def defining_record(dataset, arch, trial, rung, repeat):
     """The record of the step that proposed (trial, rung): a rung-0 trial's step follows from its number; a
-    promotion's from the scores, so the steps are read in order until one holds it (each waits for its step)."""
-    plan = search_plan(dataset, arch)
+    promotion's from the scores, so the steps are read in order until one holds it (each waits for its step).
+    The baseline recipe (trial 1) needs no record: it is the same experiment in every repeat."""
+    plan = search_plan(dataset, arch, repeat)
+    if trial == plan.baseline_trial():
+        return baseline_entry(plan, rung)
     first = plan.step_of(trial) if rung == 0 else 1
     for step in range(first, plan.step_count()):
-        record = read_record(step_record(dataset, arch, step))
+        record = read_record(step_record(dataset, arch, step, repeat))
         found = [entry for entry in record["trials"] if (entry["trial"], entry["rung"]) == (trial, rung)]
         if found:
             return found[0]
-    raise ValueError(f"{dataset}/{arch}: no step of the search proposes trial {trial} at rung {rung}")
+    raise ValueError(f"{dataset}/{arch}: no step of the search (repeat {repeat}) proposes trial {trial} at rung {rung}")
 
 
 def search_variant_overrides(wildcards):
@@ -69,7 +93,7 @@ def search_variant_overrides(wildcards):
     if parsed:
         return trial_overrides(VARIANTS[BASELINE], defining_record(wildcards.dataset, wildcards.arch, *parsed), plan)
     if wildcards.variant == TUNED_VARIANT:
-        chosen = read_record(checkpoints.choose_recipe.get(dataset=wildcards.dataset, arch=wildcards.arch).output[0])["chosen"]
+        chosen = read_record(chosen_record(wildcards.dataset, wildcards.arch))["chosen"]
         return {**merge_settings(VARIANTS[BASELINE], overrides(chosen["settings"])),
                 "search": {"method": plan.method, "seed": plan.seed, "trial": chosen["trial"], "rung": None,
                            "parent": chosen["variant"]}}
@@ -90,16 +114,18 @@ def tuned_experiments():
         return ()
     for dataset in config["datasets"]:
         for arch in config["architectures"]:
-            checkpoints.choose_recipe.get(dataset=dataset, arch=arch)
+            chosen_record(dataset, arch)
     return tuple({"dataset": dataset, "arch": arch, "variant": TUNED_VARIANT, "seed": seed}
                  for dataset in config["datasets"] for arch in config["architectures"]
                  for seed in config["search"]["confirm_seeds"])
 
 
 def search_records(wildcards):
+    """Every search's search.json, repeats included (the report's budget curves)."""
     if not SEARCH:
         return []
-    return expand(f"{SEARCHES}/search.json", dataset=config["datasets"], arch=config["architectures"])
+    return expand(f"{SEARCHES}/search.json", dataset=config["datasets"], arch=config["architectures"],
+                  repeat=[repeat_path(repeat) for repeat in range(config["search"]["repeats"])])
 
 
 # One step of one architecture's search: scores the trials of the step before (validation only) and
@@ -113,9 +139,9 @@ checkpoint search_step:
         search=search_steps,
         baseline=lambda wildcards: VARIANTS[BASELINE],
     log:
-        f"results/logs/search/{{dataset}}/{{arch}}/step{{step}}.log",
+        f"results/logs/search/{{dataset}}/{{arch}}{{repeat}}/step{{step}}.log",
     benchmark:
-        f"results/benchmarks/search/{{dataset}}/{{arch}}/step{{step}}.tsv"
+        f"results/benchmarks/search/{{dataset}}/{{arch}}{{repeat}}/step{{step}}.tsv"
     threads: 1
     resources:
         mem_mb=asked_mb("search_step", 1000),
@@ -130,16 +156,16 @@ checkpoint search_step:
 checkpoint choose_recipe:
     input:
         last=lambda wildcards: last_step_inputs(
-            wildcards, search_plan(wildcards.dataset, wildcards.arch).step_count()),
+            wildcards, search_plan(wildcards.dataset, wildcards.arch, repeat_of(wildcards)).step_count()),
     output:
         f"{SEARCHES}/search.json",
     params:
         search=search_steps,
         baseline=BASELINE,
     log:
-        f"results/logs/search/{{dataset}}/{{arch}}/choose.log",
+        f"results/logs/search/{{dataset}}/{{arch}}{{repeat}}/choose.log",
     benchmark:
-        f"results/benchmarks/search/{{dataset}}/{{arch}}/choose.tsv"
+        f"results/benchmarks/search/{{dataset}}/{{arch}}{{repeat}}/choose.tsv"
     threads: 1
     resources:
         mem_mb=asked_mb("choose_recipe", 1000),
@@ -151,15 +177,19 @@ checkpoint choose_recipe:
 
 
 def search_benchmarks():
-    """The benchmark files of every search's jobs: its steps, its trials' training, its choice (for the
-    report's wall-time table; called once the searches ended)."""
-    jobs = []
+    """The benchmark files of every search's jobs, repeats included: its steps, its trials' training (the baseline
+    recipe's once), its choice (for the report's wall-time table; called once the searches ended)."""
+    jobs, trained = [], set()
     for dataset in config["datasets"] if SEARCH else []:
         for arch in config["architectures"]:
-            plan, values = search_plan(dataset, arch), {"dataset": dataset, "arch": arch}
-            jobs += [(rules.search_step, {**values, "step": step}) for step in range(plan.step_count())]
-            jobs.append((rules.choose_recipe, values))
-            record = read_record(checkpoints.choose_recipe.get(**values).output[0])
-            jobs += [(rules.train_model, {**values, "variant": trial["variant"], "seed": plan.seed})
-                     for trial in record["trials"]]
+            for repeat in range(config["search"]["repeats"]):
+                plan = search_plan(dataset, arch, repeat)
+                values = {"dataset": dataset, "arch": arch, "repeat": repeat_path(repeat)}
+                jobs += [(rules.search_step, {**values, "step": step}) for step in range(plan.step_count())]
+                jobs.append((rules.choose_recipe, values))
+                for trial in read_record(chosen_record(dataset, arch, repeat))["trials"]:
+                    if (dataset, arch, trial["variant"]) not in trained:
+                        trained.add((dataset, arch, trial["variant"]))
+                        jobs.append((rules.train_model, {"dataset": dataset, "arch": arch, "variant": trial["variant"],
+                                                         "seed": plan.seed}))
     return jobs

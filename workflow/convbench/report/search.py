@@ -18,6 +18,50 @@ def load_records(paths):
     return [read_json(path) for path in paths]
 
 
+def repeat_of(record):
+    return record["plan"].get("repeat", 0)
+
+
+def main_records(records):
+    """Repeat 0 of every search: the one whose choice is confirmed."""
+    return [record for record in records if repeat_of(record) == 0]
+
+
+def best_so_far(record):
+    """Best rung-0 validation accuracy among the first n trials, n = 1 .. trials (a diverged trial scores nothing)."""
+    first = sorted((trial for trial in record["trials"] if trial["rung"] == 0), key=lambda trial: trial["trial"])
+    return np.maximum.accumulate([-np.inf if trial["score"] is None else trial["score"] for trial in first])
+
+
+def plot_budget_curves(records, dataset):
+    """Per architecture, the expected best validation accuracy after n trials (Dodge et al. 2019, "Show your
+    work"): the mean over the search's repeats of the best rung-0 score among its first n trials, the band
+    spanning the repeats. Flat curves: more trials would not have helped; crossing curves: the ranking depends
+    on the budget."""
+    import matplotlib.pyplot as plt
+
+    from ..base.style import STYLE
+
+    by_arch = {}
+    for record in records:
+        if record["dataset"] == dataset:
+            by_arch.setdefault(record["architecture"], []).append(best_so_far(record))
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
+        for arch, curves in by_arch.items():
+            length = min(map(len, curves))
+            stacked = np.array([curve[:length] for curve in curves])
+            trials = np.arange(1, length + 1)
+            line, = ax.plot(trials, stacked.mean(axis=0), marker="o", markersize=3, label=f"{arch} ({len(curves)} repeat{'s' * (len(curves) > 1)})")
+            if len(curves) > 1:
+                ax.fill_between(trials, stacked.min(axis=0), stacked.max(axis=0), color=line.get_color(), alpha=0.2)
+        epochs = records[0]["plan"]["rungs"][0]["epochs"]
+        ax.set(xlabel="trials", ylabel=f"best validation accuracy ({epochs} epochs)",
+               title=f"Expected best validation accuracy against the budget on {dataset}")
+        ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
 def trials_frame(record):
     """One row per trained trial: trial, rung, epochs, score, and one column per searched setting."""
     rows = [{"trial": trial["trial"], "rung": trial["rung"], "epochs": trial["epochs"], "score": trial["score"],

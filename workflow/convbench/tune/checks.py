@@ -78,6 +78,9 @@ def plan_lines(config, epochs_of):
             lines.append(f"search on {dataset} of {', '.join(archs)}: {plan.method}, {plan.trials} trials, rungs "
                          f"{rungs} (trials × epochs): {spent} trial-epochs each{extra}, {spent / full:.0%} of training "
                          f"every trial fully ({full})")
+        if config["search"].get("repeats", 1) > 1:
+            lines.append(f"search on {dataset}: {config['search']['repeats']} repeats of each search (other proposal "
+                         f"seeds; the default recipe trains once), {config['search']['repeats']}× the trials above")
         if len(plans) > 1:
             lines.append(f"warning: the architectures on {dataset} do not get the same search budget (their epochs "
                          "differ, e.g. through architecture_options); the report says so beside the comparison")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..base.atomic import write_json
-from .search import TUNED_VARIANT, chosen_trial, step_trials, trial_variant
+from .search import TUNED_VARIANT, chosen_trial, step_trials, trial_name
 
 SCORE = "val_accuracy"  # what selection maximises: validation, never test
 TIE_BREAK = "val_loss"  # then what it minimises among equal scores
@@ -25,8 +25,8 @@ def trial_score(experiment):
     return float(epoch[SCORE]), float(epoch[TIE_BREAK])
 
 
-def experiment_folder(dataset, arch, trial, seed):
-    return f"results/experiments/{dataset}/{arch}/{trial_variant(trial['trial'], trial['rung'])}/seed{seed}"
+def experiment_folder(dataset, arch, variant, seed):
+    return f"results/experiments/{dataset}/{arch}/{variant}/seed{seed}"
 
 
 def scored(record):
@@ -38,8 +38,11 @@ def scored(record):
 def run_step(plan, step, previous, output, dataset, arch):
     """Step `step` of the search: score the previous step's trials, propose this step's, write the record."""
     record = scored(json.loads(Path(previous).read_text())["trials"]) if step else []
-    new = [{**trial, "step": step, "variant": trial_variant(trial["trial"], trial["rung"]),
-            "experiment": experiment_folder(dataset, arch, trial, plan.seed)} for trial in step_trials(plan, step, record)]
+    new = []
+    for trial in step_trials(plan, step, record):
+        variant = trial_name(plan, trial["trial"], trial["rung"])
+        new.append({**trial, "step": step, "variant": variant,
+                    "experiment": experiment_folder(dataset, arch, variant, plan.seed)})
     write_json(output, {"dataset": dataset, "architecture": arch, "step": step, "plan": plan.describe(),
                         "trials": record + new})
     return new

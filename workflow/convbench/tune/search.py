@@ -13,15 +13,16 @@ of the last rung is the chosen recipe. Trials are numbered from 1, in the order 
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..base.config import lookup, merge_settings, nested
 from .halving import Rung, promoted, rungs
 from .proposals import proposals, startup_trials, tpe_proposals
 from .space import parse_space
 
-TRIAL_VARIANT = re.compile(r"trial(\d+)-r(\d+)")
+TRIAL_VARIANT = re.compile(r"(?:rep(\d+)-)?trial(\d+)-r(\d+)")  # rep2-trial007-r1: repeat 2's trial 7 at rung 1
 TUNED_VARIANT = "tuned"  # the chosen recipe, retrained on the confirmation seeds
+PROPOSAL_SEED_STRIDE = 7919  # repeat r proposes from seed + 7919 r: no neighbouring search seed's proposals
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Plan:
     # Optuna's enqueue_trial, and run at the last rung too, so the chosen recipe is never worse than the default
     # on validation. Empty: no baseline trial (a plan described before it existed).
     baseline: tuple = ()
+    # Which of `search.repeats` searches this is: repeat r proposes from its own seed (proposal_seed) while its
+    # trials train with `seed`, as repeat 0's do, so a proposal two repeats share is one experiment.
+    repeat: int = 0
 
     @classmethod
     def from_config(cls, search, epochs, baseline=None):
@@ -52,7 +56,16 @@ class Plan:
         """The plan describe() wrote (a rule's params, a record's `plan`)."""
         schedule = tuple(Rung(rung["rung"], rung["epochs"], rung["trials"]) for rung in described["rungs"])
         return cls(described["method"], parse_space(described["space"]), described["trials"], described["batch"],
-                   described["seed"], schedule, tuple((described.get("baseline") or {}).items()))
+                   described["seed"], schedule, tuple((described.get("baseline") or {}).items()),
+                   described.get("repeat", 0))
+
+    def for_repeat(self, repeat):
+        return replace(self, repeat=repeat)
+
+    @property
+    def proposal_seed(self):
+        """Repeat 0 proposes from `seed` itself; repeat r from another seed derived from it."""
+        return self.seed + PROPOSAL_SEED_STRIDE * self.repeat
 
     def blocks(self):
         """The trials (first, last + 1) each rung-0 step proposes."""
@@ -75,7 +88,8 @@ class Plan:
         return {"method": self.method, "trials": self.trials, "batch": self.batch, "seed": self.seed,
                 "space": {dimension.key: {dimension.kind: list(dimension.values)} for dimension in self.dimensions},
                 "rungs": [{"rung": rung.index, "epochs": rung.epochs, "trials": rung.trials} for rung in self.rungs],
-                **({"baseline": dict(self.baseline)} if self.baseline else {})}
+                **({"baseline": dict(self.baseline)} if self.baseline else {}),
+                **({"repeat": self.repeat} if self.repeat else {})}
 
     def baseline_trial(self):
         """The trial number of the baseline recipe (1), or None when the plan has none."""
@@ -87,9 +101,22 @@ def trial_variant(trial, rung):
 
 
 def parse_trial_variant(variant):
-    """(trial, rung) of a trial's variant name, or None for any other variant."""
+    """(trial, rung, repeat) of a trial's variant name, or None for any other variant."""
     match = TRIAL_VARIANT.fullmatch(variant)
-    return (int(match[1]), int(match[2])) if match else None
+    return (int(match[2]), int(match[3]), int(match[1] or 0)) if match else None
+
+
+def trial_name(plan, trial, rung):
+    """A trial's variant: repeat 0's names as before, `rep<r>-` before a later repeat's; the baseline recipe
+    (trial 1) is the same experiment in every repeat, so it keeps repeat 0's name: trained once."""
+    shared = plan.repeat == 0 or trial == plan.baseline_trial()
+    return trial_variant(trial, rung) if shared else f"rep{plan.repeat}-{trial_variant(trial, rung)}"
+
+
+def baseline_entry(plan, rung):
+    """The baseline recipe's trial at `rung`, as any repeat's record holds it (it needs no record to be known)."""
+    return {"trial": 1, "rung": rung, "epochs": plan.rungs[rung].epochs, "settings": dict(plan.baseline),
+            "parent": trial_variant(1, rung - 1) if rung else None}
 
 
 def step_trials(plan, step, record):
@@ -112,11 +139,12 @@ def new_settings(plan, first, last, record):
     """Settings of trials first+1..last: the method's proposals; for TPE after its startup trials, from the
     scores of the highest rung that has enough of them (modeled_rung), as BOHB does."""
     if plan.method != "tpe" or first < startup_trials(plan.trials, plan.batch):
-        made = proposals(plan.method, plan.dimensions, plan.trials, plan.batch, plan.seed, (), dict(plan.baseline) or None)
+        made = proposals(plan.method, plan.dimensions, plan.trials, plan.batch, plan.proposal_seed, (),
+                         dict(plan.baseline) or None)
         return made[first:last]
     rung = modeled_rung(plan, record)
     scored = [(trial["settings"], worst_if_none(trial["score"])) for trial in record if trial["rung"] == rung]
-    return tpe_proposals(plan.dimensions, scored, last - first, plan.seed)
+    return tpe_proposals(plan.dimensions, scored, last - first, plan.proposal_seed)
 
 
 def modeled_rung(plan, record):
@@ -146,7 +174,7 @@ def promotions(plan, rung, record):
     if last and complete and baseline in candidates and baseline not in chosen:
         chosen = sorted([*chosen, baseline])
     return [{"trial": number, "rung": rung.index, "epochs": rung.epochs, "settings": below[number]["settings"],
-             "parent": trial_variant(number, below_rung.index)} for number in chosen]
+             "parent": trial_name(plan, number, below_rung.index)} for number in chosen]
 
 
 def losses(trials):
