@@ -103,3 +103,27 @@ def test_correctness_pairs_only_predictions_on_the_same_test_images(tmp_path):
 def test_accuracy_intervals_stay_within_0_and_1():
     resampled = verdicts.Resampled({"perfect": outcomes([1.0, 1.0]), "none": outcomes([0.0, 0.0])})
     assert resampled.accuracy_interval("perfect") == (1.0, 1.0) and resampled.accuracy_interval("none") == (0.0, 0.0)
+
+
+def test_the_leaderboard_marks_every_model_tied_for_first():
+    from convbench.report.tables import leaderboard, style_leaderboard
+
+    resampled = verdicts.Resampled({"a": outcomes([0.95, 0.95], seed=1), "b": outcomes([0.945, 0.945], seed=2),
+                                    "c": outcomes([0.80, 0.80], seed=3)})
+    summary = pd.DataFrame([{"dataset": "d", "architecture": model, "variant": "default", "model": model, "seed": seed,
+                             "accuracy": right.mean(), "parameters": 10, "loss": 0.3, "macro_f1": 0.8,
+                             "expected_calibration_error": 0.02, "flops_per_image": 5, "latency_ms": 1.0,
+                             "train_seconds": 3.0, "images_per_second": 100}
+                            for model, seeds in resampled.right.items() for seed, right in seeds.items()])
+    first = {"d": verdicts.first_place(summary, "d", resampled)}
+    assert first == {"d": {("a", "default"), ("b", "default")}}
+    import re
+
+    html = style_leaderboard(leaderboard(summary), first=first).to_html()
+    marked = {}
+    for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", html):
+        if "#d4edda" in body:
+            for row, column in re.findall(r"_row(\d+)_col(\d+)", selectors):
+                marked.setdefault(int(column), set()).add(int(row))
+    accuracy = list(leaderboard(summary).drop(columns="variant").columns).index("accuracy_mean")
+    assert marked[accuracy] == {0, 1}  # a and b, tied for first; not c

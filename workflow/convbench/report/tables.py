@@ -73,6 +73,8 @@ def leaderboard(summary, metrics_table=METRICS):
     return board.sort_values(["dataset", "accuracy_mean"], ascending=[True, False], ignore_index=True)
 
 
+BEST = "font-weight:bold;background-color:#d4edda"  # the leaderboard's mark of the best value
+
 # Columns with_references adds: (header, format)
 REFERENCE_COLUMNS = {
     "published_accuracy": ("published accuracy", "{:.2%}"),
@@ -106,10 +108,14 @@ def formatted(fmt, value):
 WIDE_REFERENCE_COLUMNS = {"published_source"}
 
 
-def style_leaderboard(board, metrics_table=METRICS, full=True):
+def style_leaderboard(board, metrics_table=METRICS, full=True, first=None):
     """Formatted by the metrics table, human headers, the best value of each ranked column
-    highlighted per dataset; the variant column only when the study compares variants. Not `full`:
+    highlighted per dataset (test accuracy: every model `first` names for its dataset, {dataset: {(architecture,
+    variant)}}, the leader and those tied with it, else the top value); the variant column only when the
+    study compares variants. Not `full`:
     the first-screen version, without the metrics the table keeps off it (so that it fits 1280 px)."""
+    marked = [row for row in board.index if first and (board.at[row, "architecture"], str(board.at[row, "variant"]))
+              in first.get(board.at[row, "dataset"], ())]  # before the variant column may go
     if board["variant"].nunique() == 1:
         board = board.drop(columns="variant")
     if not full:
@@ -137,8 +143,11 @@ def style_leaderboard(board, metrics_table=METRICS, full=True):
         for column, metric, how in columns:
             if how == "std" or metric.higher_is_better is None or not metric.highlight:
                 continue
+            if column == "accuracy_mean" and first and dataset in first:  # no single best where models are tied
+                styler = styler.map(lambda _: BEST, subset=([row for row in rows if row in marked], [column]))
+                continue
             best = styler.highlight_max if metric.higher_is_better else styler.highlight_min
-            styler = best(subset=(rows, [column]), props="font-weight:bold;background-color:#d4edda")
+            styler = best(subset=(rows, [column]), props=BEST)
     headers = {column: metric.label if how == "first" else f"{metric.label} ({how})" for column, metric, how in columns}
     headers.update({mean: f"{metric.label} (mean ± std)" for mean, _, metric in paired})
     headers.update({column: header for column, (header, _) in REFERENCE_COLUMNS.items()})

@@ -160,3 +160,11 @@ def lead_sentence(dataset, resampled):
     gaps = "; ".join(f"{leader} − {model} {diff.text()}" for model, diff in tied)
     return (f"On **{dataset}**, {listed} are tied for first within noise ({gaps}; {tied[0][1].covers}); "
             f"{leader} has the highest mean, {accuracy:.2%}.")
+
+
+def first_place(summary, dataset, resampled):
+    """{(architecture, variant)} of the leader and every model tied with it: the leaderboard marks them all."""
+    leader, ranked = standings(resampled)
+    models = {model for model, _, diff in ranked if diff is None or diff.tied}
+    rows = summary[(summary["dataset"] == dataset) & summary["model"].isin(models)]
+    return set(zip(rows["architecture"], rows["variant"].astype(str)))
