@@ -116,8 +116,9 @@ def main():
                   f"{result['epochs']} epochs)", flush=True)
     for rule, values in summary.items():
         validation, confirmed = zip(*values)
-        print(f"{rule:<8} validation {statistics.mean(validation):.2%} ± {statistics.stdev(validation):.2%}, "
-              f"confirmed test {statistics.mean(confirmed):.2%} ± {statistics.stdev(confirmed):.2%}")
+        spread = [statistics.stdev(values) if len(values) > 1 else 0.0 for values in (validation, confirmed)]
+        print(f"{rule:<8} validation {statistics.mean(validation):.2%} ± {spread[0]:.2%}, "
+              f"confirmed test {statistics.mean(confirmed):.2%} ± {spread[1]:.2%} (mean ± std over search seeds)")
 
 
 if __name__ == "__main__":
