@@ -35,7 +35,7 @@ def report(results):
 
     os.chdir(results.parent)  # summary.csv names experiment folders relative to the study
     summary = tables.load_summary(results / "summary.csv")
-    records = search.load_records(sorted(results.glob("search/*/*/search.json")))
+    records = search.main_records(search.load_records(sorted(results.glob("search/*/*/search.json"))))
     for dataset in dict.fromkeys(summary["dataset"]):
         resampled = verdicts.Resampled(verdicts.correctness(summary, dataset))
         print(f"\n## {dataset}\n\n{verdicts.lead_sentence(dataset, resampled)}\n")
@@ -47,7 +47,7 @@ def report(results):
                 diff = resampled.difference(a, b)
                 print(f"  {a} − {b}: {diff.text()} ({'tied' if diff.tied else 'beyond noise'}; {diff.covers})")
         if records:
-            confirm = sorted(summary.loc[summary["variant"].astype(str) == "tuned", "seed"].unique())
+            confirm = sorted(map(int, summary.loc[summary["variant"].astype(str) == "tuned", "seed"].unique()))
             table = search.confirmation(summary, records, dataset, resampled, confirm)
             print(f"\ntuned − default on seeds {confirm}:")
             for row in table.itertuples(index=False):

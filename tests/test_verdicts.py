@@ -50,6 +50,7 @@ def test_identical_networks_are_tied_everywhere():
     assert "are tied for first within noise" in sentence and "leads" not in sentence
     table = confidence.standings_table(resampled)
     assert list(table["verdict"]) == ["leader", "tied with the leader"]
+    assert table.iloc[1, 4:6].tolist() == ["+0.00 points", "[+0.00, +0.00]"]  # no "-0.00"
 
 
 def test_a_leader_is_named_only_when_ahead_of_everyone_beyond_noise():

@@ -28,9 +28,9 @@ def standings_table(resampled):
         rows.append({
             "model": model, "seeds": ", ".join(map(str, resampled.seeds(model))), "accuracy (mean)": mean,
             "accuracy 95 % interval": f"[{low:.2%}, {high:.2%}]",
-            f"difference from {leader}": "–" if diff is None else f"{100 * -diff.mean:+.2f} points",
+            f"difference from {leader}": "–" if diff is None else f"{100 * (-diff.mean or 0.0):+.2f} points",
             "95 % interval of the difference": "–" if diff is None else
-            f"[{100 * -diff.high:+.2f}, {100 * -diff.low:+.2f}]",
+            f"[{100 * (-diff.high or 0.0):+.2f}, {100 * (-diff.low or 0.0):+.2f}]",  # `or 0.0`: no "-0.00"
             "verdict": "leader" if diff is None else ("tied with the leader" if diff.tied else "behind beyond noise"),
             "noise covered": "–" if diff is None else diff.covers,
         })
