@@ -86,7 +86,7 @@ def test_a_search_trains_its_trials_chooses_on_validation_and_confirms(searched)
     assert "Expected best validation accuracy against the number of trials on digits" in report
     # the defects seen in this study's report: every model gets its interval with 2 seeds, no 'nan ms'
     assert "too few to tell" not in report and "each model against the leader" in report and "nan ms" not in report
-    repeat = json.loads((searched / "results/search/digits/simple_cnn/repeat1/search.json").read_text())
+    repeat = json.loads((searched / "results/search/digits/simple_cnn-repeat1/search.json").read_text())
     assert repeat["plan"]["repeat"] == 1 and repeat["trials"][0]["variant"] == "trial001-r0"  # the default recipe, shared
     assert [trial["variant"] for trial in repeat["trials"] if trial["rung"] == 0][1:] == ["rep1-trial002-r0", "rep1-trial003-r0"]
     assert repeat["trials"][1]["settings"] != result["trials"][1]["settings"]  # its own proposals

@@ -6,12 +6,12 @@ from convbench.tune.search import (TUNED_VARIANT, Plan, baseline_entry, override
                                    trial_overrides)
 
 # The steps' records and the result, search.json; `search.repeats` > 1 adds repeats 1, 2, ... beside it, in
-# repeat<r>/ (the wildcard `repeat` is empty for repeat 0, "/repeat<r>" for the others).
+# <arch>-repeat<r> (the wildcard `repeat` is empty for repeat 0: its paths are those searches always had).
 SEARCHES = "results/search/{dataset}/{arch}{repeat}"
 
 
 wildcard_constraints:
-    repeat="(|/repeat[1-9][0-9]*)",
+    repeat="(|-repeat[1-9][0-9]*)",
 
 
 # A step reads a few JSON files and proposes settings in a second or two: on a cluster it runs where Snakemake
@@ -23,11 +23,12 @@ localrules:
 
 
 def repeat_path(repeat):
-    return f"/repeat{repeat}" if repeat else ""
+    """The `repeat` wildcard of repeat r: empty for 0, so repeat 0 keeps the paths searches always had."""
+    return f"-repeat{repeat}" if repeat else ""
 
 
 def repeat_of(wildcards):
-    return int(wildcards.repeat[len("/repeat"):] or 0)
+    return int(wildcards.repeat.rpartition("repeat")[2] or 0)
 
 
 @functools.cache
