@@ -217,12 +217,17 @@ def write_trial(folder, val_accuracy, test_accuracy, val_loss=0.5):
     (folder / "metrics.json").write_text(json.dumps({"accuracy": test_accuracy}))
 
 
-def test_selection_reads_validation_never_test(tmp_path, monkeypatch):
+def proposed(tmp_path, monkeypatch, trials=2):
+    """A random search's first step run in tmp_path: (plan, its trials)."""
     monkeypatch.chdir(tmp_path)
-    search = {"method": "random", "trials": 2, "batch": 1, "seed": 0, "halving": None,
+    search = {"method": "random", "trials": trials, "batch": 1, "seed": 0, "halving": None,
               "space": {"learning_rate": {"log_uniform": [1e-4, 1e-2]}}}
     plan = Plan.from_config(search, epochs=2)
-    (first, second) = run_step(plan, 0, None, "step0.json", "digits", "simple_cnn")
+    return plan, run_step(plan, 0, None, "step0.json", "digits", "simple_cnn")
+
+
+def test_selection_reads_validation_never_test(tmp_path, monkeypatch):
+    plan, (first, second) = proposed(tmp_path, monkeypatch)
     write_trial(tmp_path / first["experiment"], val_accuracy=0.9, test_accuracy=0.5)  # best on validation
     write_trial(tmp_path / second["experiment"], val_accuracy=0.8, test_accuracy=0.99)  # best on test
     winner = choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")
@@ -231,11 +236,7 @@ def test_selection_reads_validation_never_test(tmp_path, monkeypatch):
 
 
 def test_a_search_whose_trials_all_diverged_names_the_fix(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    search = {"method": "random", "trials": 1, "batch": 1, "seed": 0, "halving": None,
-              "space": {"learning_rate": {"log_uniform": [1e-4, 1e-2]}}}
-    plan = Plan.from_config(search, epochs=2)
-    (trial,) = run_step(plan, 0, None, "step0.json", "digits", "simple_cnn")
+    plan, (trial,) = proposed(tmp_path, monkeypatch, trials=1)
     folder = tmp_path / trial["experiment"]
     folder.mkdir(parents=True)
     (folder / "train_meta.json").write_text(json.dumps({"diverged": True}))
@@ -245,11 +246,7 @@ def test_a_search_whose_trials_all_diverged_names_the_fix(tmp_path, monkeypatch)
 
 def test_equal_validation_accuracy_goes_to_the_lower_validation_loss(tmp_path, monkeypatch):
     """144 validation images score in steps of 0.69 points: ties are common, and the earlier trial is no reason."""
-    monkeypatch.chdir(tmp_path)
-    search = {"method": "random", "trials": 2, "batch": 1, "seed": 0, "halving": None,
-              "space": {"learning_rate": {"log_uniform": [1e-4, 1e-2]}}}
-    plan = Plan.from_config(search, epochs=2)
-    (first, second) = run_step(plan, 0, None, "step0.json", "digits", "simple_cnn")
+    plan, (first, second) = proposed(tmp_path, monkeypatch)
     write_trial(tmp_path / first["experiment"], val_accuracy=0.9, test_accuracy=0.5, val_loss=0.40)
     write_trial(tmp_path / second["experiment"], val_accuracy=0.9, test_accuracy=0.5, val_loss=0.35)
     assert choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")["trial"] == 2
