@@ -59,7 +59,8 @@ def test_confirmation_pairs_by_seed_and_image_and_ranks_both_ways():
     assert search.order_verdict(pairs).startswith("**Tuning changed the order beyond noise**: a now ahead of b")
     html = search.style_confirmation(table).to_html()
     assert "better beyond noise" in html and "[-" in html
-    assert "yes" in search.style_order_pairs(pairs).to_html()
+    shown = search.style_order_pairs(pairs).to_html()
+    assert "yes" in shown and "b ahead" in shown and "a ahead" in shown  # default: b first; tuned: a
 
 
 def test_a_flip_within_noise_is_no_change_of_order():

@@ -56,7 +56,7 @@ def plot_budget_curves(records, dataset):
             if len(curves) > 1:
                 ax.fill_between(trials, stacked.min(axis=0), stacked.max(axis=0), color=line.get_color(), alpha=0.2)
         epochs = records[0]["plan"]["rungs"][0]["epochs"]
-        ax.set(xlabel="trials", ylabel=f"best validation accuracy ({epochs} epochs)",
+        ax.set(xlabel="trials", ylabel=f"best validation accuracy (rung 0: {epochs} epoch{'s' * (epochs != 1)})",
                title=f"Expected best validation accuracy against the budget on {dataset}")
         ax.legend(fontsize=8, loc="lower right")
     return fig
@@ -256,12 +256,12 @@ def order_verdict(pairs):
 
 def style_order_pairs(pairs):
     """Each pair's difference under the default and the tuned recipes, with both intervals and what they say."""
-    def reading(diff):
-        return "tied" if diff.tied else "ahead" if diff.mean > 0 else "behind"
+    def reading(diff, a, b):
+        return "tied" if diff.tied else f"{a} ahead" if diff.mean > 0 else f"{b} ahead"
 
     return pd.DataFrame([{
-        "pair (a − b)": f"{a} − {b}", "default recipes": default.text(), "default says": f"a {reading(default)}",
-        "tuned recipes": tuned.text(), "tuned says": f"a {reading(tuned)}",
+        "pair (a − b)": f"{a} − {b}", "default recipes": default.text(), "default says": reading(default, a, b),
+        "tuned recipes": tuned.text(), "tuned says": reading(tuned, a, b),
         "flipped beyond noise": "yes" if flipped(default, tuned) else "no"}
         for a, b, default, tuned in pairs]).style.hide(axis="index")
 
