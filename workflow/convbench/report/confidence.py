@@ -11,13 +11,6 @@ def points(difference):
     return f"{100 * difference:+.2f} points"
 
 
-def verdict(diff):
-    """How a Difference a − b reads: `ahead beyond noise`, `behind beyond noise` or `tied`."""
-    if diff.tied:
-        return "tied (interval includes 0)"
-    return "ahead beyond noise" if diff.mean > 0 else "behind beyond noise"
-
-
 def standings_table(resampled):
     """One row per model, best mean first: its seeds, mean accuracy with its interval, and its difference
     from the leader with the interval and the verdict (tied with the leader or behind it beyond noise)."""
