@@ -30,9 +30,7 @@ PLATFORMS = ("linux", "darwin")  # pyproject's [tool.uv] environments
 MARKER = "      # locked dependencies of the above (requirements.lock; written by `python envs/lock.py`)"
 sys.path.insert(0, str(PROJECT / "workflow"))
 
-from convbench.base.lock import locked_versions, normalized  # noqa: E402
-
-_ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*)(?:\[[^\]]*\])?==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
+from convbench.base.lock import PIN, locked_versions, normalized  # noqa: E402
 
 
 # ---------------------------------------------------------------- reading the lock
@@ -42,7 +40,7 @@ def lock_entries(lock=LOCK):
     """{name: (version, marker or None, [names it is needed by])}, from the lock's pins and `# via` lines."""
     entries, current, in_via = {}, None, False
     for line in lock.read_text().splitlines():
-        match = _ENTRY.match(line)
+        match = PIN.match(line)
         if match:
             name, version, marker = match.groups()
             current, in_via = normalized(name), False

@@ -13,7 +13,8 @@ from pathlib import Path
 # workflow/convbench/base/lock.py -> the project folder, beside Snakefile and pyproject.toml
 LOCK_FILE = Path(__file__).resolve().parents[3] / "requirements.lock"
 
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*)(?:\[[^\]]*\])?==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
+# A lock line `name==version ; marker \` (groups: name, version, marker); envs/lock.py reads the lock with it too
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*)(?:\[[^\]]*\])?==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
 
 
 def normalized(name):
@@ -28,7 +29,7 @@ def locked_versions(path=LOCK_FILE, environment=None):
 
     versions = {}
     for line in Path(path).read_text().splitlines():
-        match = _PIN.match(line)
+        match = PIN.match(line)
         if not match:
             continue
         name, pinned, marker = match.groups()

@@ -94,6 +94,7 @@ class Resampled:
         resampled = np.concatenate(parts)
         self.accuracy = {column: resampled[:, index] for index, column in enumerate(columns)}
         self.images = images
+        self._weights_by_count = {}  # seed draws per number of shared seeds: the same for every comparison
 
     def models(self):
         return list(self.right)
@@ -105,10 +106,11 @@ class Resampled:
         return float(np.mean([self.right[model][s].mean() for s in (seeds or self.seeds(model))]))
 
     def _seed_weights(self, count):
-        if count == 1:
-            return np.ones((self.resamples, 1))
-        rng = np.random.default_rng([self.seed, count])
-        return rng.multinomial(count, np.full(count, 1 / count), size=self.resamples) / count
+        if count not in self._weights_by_count:
+            rng = np.random.default_rng([self.seed, count])
+            self._weights_by_count[count] = (np.ones((self.resamples, 1)) if count == 1 else
+                                             rng.multinomial(count, np.full(count, 1 / count), size=self.resamples) / count)
+        return self._weights_by_count[count]
 
     def _interval(self, columns_by_seed):
         """Percentile interval of the seed-weighted resampled values; columns_by_seed: one vector per seed."""
@@ -123,10 +125,8 @@ class Resampled:
         if not shared:
             raise ValueError(f"{a} and {b} share no seed: nothing to pair")
         low, high = self._interval([self.accuracy[a, s] - self.accuracy[b, s] for s in shared])
-        mean = self.mean(a, shared) - self.mean(b, shared)
-        if all(np.array_equal(self.right[a][s], self.right[b][s]) for s in shared):
-            mean = low = high = 0.0  # the same predictions: exactly tied, whatever rounding says
-        return Difference(a, b, mean, low, high, shared, self.images)
+        # the same predictions give exactly [0, 0]: both models' resampled accuracies are the same floats
+        return Difference(a, b, self.mean(a, shared) - self.mean(b, shared), low, high, shared, self.images)
 
     def accuracy_interval(self, model):
         """(low, high) of one model's test accuracy over its seeds and the test images."""
