@@ -38,7 +38,7 @@ from convbench.base.config import experiment_settings
 from convbench.data.prepared import load_prepared
 from convbench.evaluate.inference import class_probabilities
 from convbench.train.training import train_experiment
-from convbench.tune.record import trial_score
+from convbench.tune.record import trial_result
 from convbench.tune.search import Plan, overrides, step_trials
 
 config = {{"datasets": ["digits"], "architectures": [{arch!r}], "seeds": [1], "training": {{"epochs": {epochs}, "precision": "float32"}}}}
@@ -57,7 +57,7 @@ for step in range(plan.step_count()):
                                  model_path=folder + "/model.keras", history_path=folder + "/history.csv",
                                  meta_path=folder + "/train_meta.json", checkpoint_dir=folder + "/ckpt")
         test = float(np.mean(class_probabilities(model, x_test).argmax(1) == y_test))
-        record.append({{**trial, **dict(zip(("score", "loss"), trial_score(folder))), "test": test}})
+        record.append({{**trial, **trial_result(folder), "test": test}})
 print(json.dumps(record))
 """
 

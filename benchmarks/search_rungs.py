@@ -36,7 +36,7 @@ from convbench.base.config import experiment_settings
 from convbench.data.prepared import load_prepared
 from convbench.evaluate.inference import class_probabilities
 from convbench.train.training import train_experiment
-from convbench.tune.record import trial_score
+from convbench.tune.record import trial_result
 
 if {rule!r} == "rung0":
     search.modeled_rung = lambda plan, record: 0
@@ -64,7 +64,7 @@ for step in range(plan.step_count()):
         changes = {{**search.overrides(trial["settings"]), "epochs": trial["epochs"]}}
         settings = experiment_settings(config, "digits", "simple_cnn", changes)
         train(settings, {seed}, folder)
-        record.append({{**trial, **dict(zip(("score", "loss"), trial_score(folder)))}})
+        record.append({{**trial, **trial_result(folder)}})
 chosen = search.chosen_trial(plan, record)
 settings = experiment_settings(config, "digits", "simple_cnn", search.overrides(chosen["settings"]))
 confirmed = []

@@ -1,6 +1,7 @@
 """A search run by Snakemake (issue #30): trials are cached experiments, a rerun does nothing, a search killed
 mid-rung resumes without retraining a finished trial and makes the same choice, raising `trials` trains only
-the new trials, and a batch's trials are parallel jobs on the SLURM profile."""
+the new trials, a trial killed out of memory is recorded as failed while the search goes on (issue #42), and
+a batch's trials are parallel jobs on the SLURM profile."""
 
 import json
 import os
@@ -32,9 +33,9 @@ def record(workdir):
 
 
 def models(workdir):
-    """{trial variant: model.keras mtime} of every trained trial."""
+    """{trial variant: train_meta.json mtime} of every trained trial (a trial keeps no model)."""
     return {path.parent.parent.name: path.stat().st_mtime_ns
-            for path in (workdir / "results/experiments/digits/simple_cnn").glob("trial*/seed7/model.keras")}
+            for path in (workdir / "results/experiments/digits/simple_cnn").glob("trial*/seed7/train_meta.json")}
 
 
 def finished_models(workdir):
@@ -43,7 +44,7 @@ def finished_models(workdir):
     import base64
 
     def marked(variant):
-        path = f"results/experiments/digits/simple_cnn/{variant}/seed7/model.keras"
+        path = f"results/experiments/digits/simple_cnn/{variant}/seed7/train_meta.json"
         return (workdir / ".snakemake/incomplete" / base64.urlsafe_b64encode(path.encode()).decode()).exists()
 
     return {variant: mtime for variant, mtime in models(workdir).items() if not marked(variant)}
@@ -130,6 +131,44 @@ def test_a_search_killed_mid_rung_resumes_and_chooses_the_same(searched, tmp_pat
     assert {"trial004-r0", "trial005-r0"} <= set(models(workdir))
 
 
+def kill_trial_when_it_trains(variant, stop):
+    """Plays the kernel's OOM killer: SIGKILL to the training process of trial `variant` once it runs."""
+    from pathlib import Path
+
+    while not stop.is_set():
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+                if b"convbench.tune.trial" in args and json.loads(Path(args[-2].decode()).read_text())["variant"] == variant:
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
+                    return
+            except (OSError, ValueError, IndexError, KeyError):
+                continue
+        time.sleep(0.05)
+
+
+def test_a_trial_killed_out_of_memory_is_recorded_and_the_search_goes_on(tmp_path):
+    import threading
+
+    workdir = copy_workflow(tmp_path)
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_trial_when_it_trains, args=("trial002-r0", stop), daemon=True)
+    killer.start()
+    try:
+        snakemake(workdir, "--cores", "2", TARGET, config=[SEARCH.replace("repeats: 2", "repeats: 1")])
+    finally:
+        stop.set()
+    result = record(workdir)
+    (failed,) = [trial for trial in result["trials"] if trial["score"] is None]
+    assert (failed["trial"], failed["rung"]) == (2, 0)
+    assert failed["failed"].startswith("killed by SIGKILL (out of memory, most likely")
+    assert not any(trial["trial"] == 2 for trial in result["trials"] if trial["rung"] == 1)  # never promoted
+    assert result["chosen"]["trial"] != 2 and result["chosen"]["validation_accuracy"] > 0
+    log = (workdir / "results/logs/train/digits/simple_cnn/trial002-r0/seed7.log").read_text()
+    assert "the search goes on without it" in log
+    assert "Nothing to be done" in snakemake(workdir, "-n", TARGET, config=[SEARCH.replace("repeats: 2", "repeats: 1")])
+
+
 @pytest.mark.slurm
 def test_the_slurm_profile_plans_a_batch_of_trials_as_parallel_jobs(tmp_path):
     """Once a step has proposed its trials, the dry run on the SLURM profile shows each as its own sbatch
@@ -137,9 +176,9 @@ def test_the_slurm_profile_plans_a_batch_of_trials_as_parallel_jobs(tmp_path):
     workdir = copy_workflow(tmp_path)
     snakemake(workdir, "--cores", "2", "results/search/digits/simple_cnn/step0.json")
     output = snakemake(workdir, "-n", "--profile", "profiles/slurm")
-    trials = sorted(set(re.findall(r"trial\d+-r0/seed7/model\.keras", output)))
-    assert trials == [f"trial00{number}-r0/seed7/model.keras" for number in (1, 2, 3)]
-    assert planned_jobs(output)["train_model"] >= 3
-    for block in output.split("\nrule train_model:")[1:]:  # a trial's training reads prepared data only
+    trials = sorted(set(re.findall(r"trial\d+-r0/seed7/train_meta\.json", output)))
+    assert trials == [f"trial00{number}-r0/seed7/train_meta.json" for number in (1, 2, 3)]
+    assert planned_jobs(output)["train_trial"] >= 3
+    for block in output.split("\nrule train_trial:")[1:]:  # a trial's training reads prepared data only
         inputs = block.split("output:")[0]
         assert "trial0" not in inputs

@@ -240,7 +240,7 @@ def test_a_search_whose_trials_all_diverged_names_the_fix(tmp_path, monkeypatch)
     folder = tmp_path / trial["experiment"]
     folder.mkdir(parents=True)
     (folder / "train_meta.json").write_text(json.dumps({"diverged": True}))
-    with pytest.raises(ValueError, match="diverged.*narrow the search space"):
+    with pytest.raises(ValueError, match="every trial of rung 0 .1. failed: diverged: the loss became NaN.*narrow the search space"):
         choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")
 
 
@@ -291,3 +291,77 @@ def test_a_repeat_proposes_from_its_own_seed_and_shares_the_default_recipe():
     assert trial_name(plan, 4, 1) == "trial004-r1"
     assert parse_trial_variant("rep2-trial004-r1") == (4, 1, 2) and parse_trial_variant("trial004-r1") == (4, 1, 0)
     assert parse_trial_variant("rep2-default") is None
+
+
+# ---------------------------------------------------------------- failed trials (convbench.tune.search, .trial)
+
+def failing(record, failed):
+    """fake_scores, with the trials `failed` ({(trial, rung): why}) failed: no score, their reason."""
+    return [{**trial, "score": None, "loss": None, "failed": failed[(trial["trial"], trial["rung"])]}
+            if (trial["trial"], trial["rung"]) in failed else trial for trial in fake_scores(record)]
+
+
+def run_failing_search(search, failed, epochs=9):
+    plan, record = Plan.from_config(search, epochs), []
+    for step in range(plan.step_count()):
+        check_rungs(plan, record)
+        record = failing(record + step_trials(plan, step, record), failed)
+    check_rungs(plan, record)
+    return plan, record
+
+
+from convbench.tune.search import check_rungs, modeled_points  # noqa: E402
+
+
+def test_a_failed_trial_is_never_promoted_and_the_search_goes_on():
+    search = {**TPE_HALVING, "method": "random", "trials": 9}
+    _, clean = run_search(search)
+    best = max((trial for trial in clean if trial["rung"] == 0), key=lambda trial: trial["score"])["trial"]
+    plan, record = run_failing_search(search, {(best, 0): "killed by SIGKILL (out of memory, most likely)"})
+    assert not any(trial["trial"] == best and trial["rung"] > 0 for trial in record)
+    assert [sum(trial["rung"] == rung.index for trial in record) for rung in plan.rungs] == [9, 3, 1]  # the next best
+    assert chosen_trial(plan, record)["score"] is not None
+
+
+def test_tpe_models_a_nan_loss_as_the_worst_score_and_leaves_out_a_crash():
+    """As Optuna: a FAIL trial informs no sampler; a diverged one is a result, the worst."""
+    record = [{"trial": 1, "rung": 0, "settings": {"a": 1}, "score": 0.9},
+              {"trial": 2, "rung": 0, "settings": {"a": 2}, "score": None, "failed": "diverged", "diverged": True},
+              {"trial": 3, "rung": 0, "settings": {"a": 3}, "score": None, "failed": "killed by SIGKILL"},
+              {"trial": 4, "rung": 0, "settings": {"a": 4}, "score": None}]  # a record before `failed`: diverged
+    assert modeled_points(record, 0) == [({"a": 1}, 0.9), ({"a": 2}, -1.0), ({"a": 4}, -1.0)]
+
+
+def test_a_search_ends_in_an_error_only_when_every_trial_of_a_rung_failed():
+    search = {**TPE_HALVING, "method": "random", "trials": 9}
+    everything = {(trial, 0): f"ResourceExhaustedError: OOM when allocating tensor ({trial})" for trial in range(1, 10)}
+    with pytest.raises(ValueError, match=r"every trial of rung 0 \(9\) failed: ResourceExhaustedError.*give training more memory"):
+        run_failing_search(search, everything)
+    all_but_one = {key: why for key, why in everything.items() if key != (4, 0)}
+    plan, record = run_failing_search(search, all_but_one)  # one trial trained: it goes on to the end
+    assert chosen_trial(plan, record)["trial"] == 4
+    finals = {(trial, 1): "killed by SIGSEGV" for trial in range(1, 10)}
+    with pytest.raises(ValueError, match="every trial of rung 1 .*killed by SIGSEGV"):
+        run_failing_search(search, finals)
+
+
+def test_a_failed_trial_is_recorded_and_shown_with_its_reason(tmp_path, monkeypatch):
+    """The record reads a failed trial's train_meta.json (convbench.tune.trial.record_failure), the search
+    chooses among the others, and the report lists the failure with its settings and reason."""
+    from convbench.report.search import failed_trials, shown_value
+    from convbench.tune.trial import record_failure
+
+    plan, (first, second) = proposed(tmp_path, monkeypatch)
+    spec = {"arch": "simple_cnn", "dataset": "digits", "variant": second["variant"], "seed": 0, "settings": {},
+            "variant_overrides": {"search": {"trial": 2, "rung": 0}}}
+    folder = tmp_path / second["experiment"]
+    folder.mkdir(parents=True)
+    record_failure(spec, "killed by SIGKILL (out of memory, most likely)", folder / "history.csv",
+                   folder / "train_meta.json")
+    write_trial(tmp_path / first["experiment"], val_accuracy=0.5, test_accuracy=0.5)
+    assert choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")["trial"] == 1
+    result = json.loads((tmp_path / "search.json").read_text())
+    assert result["trials"][1]["failed"] == "killed by SIGKILL (out of memory, most likely)"
+    shown = failed_trials(result)
+    assert "1 trial run(s) failed" in shown and f"trial 2 at rung 0 (learning_rate {shown_value(second['settings']['learning_rate'])})" in shown
+    assert shown.endswith("killed by SIGKILL (out of memory, most likely)") and failed_trials({"trials": result["trials"][:1]}) is None

@@ -2,8 +2,8 @@
 # recipe (variant `tuned`) trained on the confirmation seeds beside the baseline variant.
 # Code: workflow/convbench/tune.
 from convbench.tune.record import read_record
-from convbench.tune.search import (TUNED_VARIANT, Plan, baseline_entry, overrides, parse_trial_variant,
-                                   trial_overrides)
+from convbench.tune.search import (NOT_A_TRIAL, TRIAL_VARIANT, TUNED_VARIANT, Plan, baseline_entry, overrides,
+                                   parse_trial_variant, trial_overrides)
 
 # The steps' records and the result, search.json; `search.repeats` > 1 adds repeats 1, 2, ... beside it, in
 # <arch>-repeat<r> (the wildcard `repeat` is empty for repeat 0: its paths are those searches always had).
@@ -129,6 +129,25 @@ def search_records(wildcards):
                   repeat=[repeat_path(repeat) for repeat in range(config["search"]["repeats"])])
 
 
+def search_benchmarks():
+    """The benchmark files of every search's jobs, repeats included: its steps, its trials' training (the baseline
+    recipe's once), its choice (for the report's wall-time table; called once the searches ended)."""
+    jobs, trained = [], set()
+    for dataset in config["datasets"] if SEARCH else []:
+        for arch in config["architectures"]:
+            for repeat in range(config["search"]["repeats"]):
+                plan = search_plan(dataset, arch, repeat)
+                values = {"dataset": dataset, "arch": arch, "repeat": repeat_path(repeat)}
+                jobs += [(rules.search_step, {**values, "step": step}) for step in range(plan.step_count())]
+                jobs.append((rules.choose_recipe, values))
+                for trial in read_record(chosen_record(dataset, arch, repeat))["trials"]:
+                    if (dataset, arch, trial["variant"]) not in trained:
+                        trained.add((dataset, arch, trial["variant"]))
+                        jobs.append((rules.train_trial, {"dataset": dataset, "arch": arch, "variant": trial["variant"],
+                                                         "seed": plan.seed}))
+    return jobs
+
+
 # One step of one architecture's search: scores the trials of the step before (validation only) and
 # proposes the next ones. A checkpoint: which trials train next is known only once it ran.
 checkpoint search_step:
@@ -175,22 +194,3 @@ checkpoint choose_recipe:
         "../../envs/tune.yaml"
     script:
         "../scripts/choose_recipe.py"
-
-
-def search_benchmarks():
-    """The benchmark files of every search's jobs, repeats included: its steps, its trials' training (the baseline
-    recipe's once), its choice (for the report's wall-time table; called once the searches ended)."""
-    jobs, trained = [], set()
-    for dataset in config["datasets"] if SEARCH else []:
-        for arch in config["architectures"]:
-            for repeat in range(config["search"]["repeats"]):
-                plan = search_plan(dataset, arch, repeat)
-                values = {"dataset": dataset, "arch": arch, "repeat": repeat_path(repeat)}
-                jobs += [(rules.search_step, {**values, "step": step}) for step in range(plan.step_count())]
-                jobs.append((rules.choose_recipe, values))
-                for trial in read_record(chosen_record(dataset, arch, repeat))["trials"]:
-                    if (dataset, arch, trial["variant"]) not in trained:
-                        trained.add((dataset, arch, trial["variant"]))
-                        jobs.append((rules.train_model, {"dataset": dataset, "arch": arch, "variant": trial["variant"],
-                                                         "seed": plan.seed}))
-    return jobs

@@ -69,6 +69,20 @@ def trials_frame(record):
     return pd.DataFrame(rows)
 
 
+def failed_trials(record):
+    """One line per trial that failed (out of memory, a crash, a NaN loss), with its settings and why; None when
+    none did. The search went on without them."""
+    failed = [trial for trial in record["trials"] if trial.get("score") is None]
+    if not failed:
+        return None
+    lines = [f"- trial {trial['trial']} at rung {trial['rung']} "
+             f"({', '.join(f'{key} {shown_value(value)}' for key, value in trial['settings'].items())}): "
+             f"{trial.get('failed') or 'diverged: the loss became NaN'}" for trial in failed]
+    return (f"**{len(failed)} trial run(s) failed** and the search went on without them (a failed trial is never "
+            "promoted, and only a NaN loss informs TPE, as the worst score). To train one again, remove its folder "
+            f"under results/experiments/{record['dataset']}/{record['architecture']}/ and rerun.\n\n" + "\n".join(lines))
+
+
 def plot_search(record):
     """Validation accuracy against trial number (rung 0, best so far as a step line, later rungs as larger
     marks) and the rungs (each promoted trial's line). The settings against their scores are Optuna's slice

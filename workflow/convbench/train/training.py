@@ -213,7 +213,8 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
 
     `architecture`: an Architecture (convbench.models.study resolves the study's) or a built-in's name.
     `settings` are the complete effective training settings (the variant's overrides included);
-    `variant` and `variant_overrides` only name them in the metadata.
+    `variant` and `variant_overrides` only name them in the metadata. `model_path` None: no model is kept
+    (a search's trial: only its validation scores count, convbench.tune.trial).
 
     A run killed part-way resumes from `checkpoint_dir` at the next epoch, with the same result.
     Transfer-learning architectures train in two phases (convbench.models.transfer): `epochs` with the
@@ -227,7 +228,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     """
     arch = as_architecture(architecture)
     phases = Phases.of(settings, arch.transfer)
-    remove_earlier_evaluation(Path(model_path).parent)
+    remove_earlier_evaluation(Path(meta_path).parent)
     fingerprint = experiment_fingerprint(arch, seed, settings, data.manifest)
     runtime = runtime_facts()
     with strategy.scope():
@@ -347,10 +348,12 @@ def history_frame(history, architecture):
 def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, history_path, meta_path, seed, settings,
                   variant, variant_overrides, resumed_after, runtime, precision_reason, fused_layers, in_memory,
                   diverged=False):
-    """model.keras, history.csv and train_meta.json, each written atomically."""
-    with atomic_path(model_path) as tmp:
-        save_model(model, tmp)
-        model_sha256 = sha256(tmp)  # loading checks it (architectures.load_model): a damaged copy is retrained
+    """model.keras (unless model_path is None), history.csv and train_meta.json, each written atomically."""
+    model_sha256 = None
+    if model_path is not None:
+        with atomic_path(model_path) as tmp:
+            save_model(model, tmp)
+            model_sha256 = sha256(tmp)  # loading checks it (architectures.load_model): a damaged copy is retrained
     with atomic_path(history_path) as tmp:
         frame.to_csv(tmp, index=False)
     seconds = frame["seconds"].to_numpy()

@@ -8,21 +8,24 @@ from pathlib import Path
 import pandas as pd
 
 from ..base.atomic import write_json
-from .search import TUNED_VARIANT, chosen_trial, step_trials, trial_name
+from .search import TUNED_VARIANT, check_rungs, chosen_trial, step_trials, trial_name
 
 SCORE = "val_accuracy"  # what selection maximises: validation, never test
 TIE_BREAK = "val_loss"  # then what it minimises among equal scores
 
 
-def trial_score(experiment):
-    """(validation accuracy, validation loss) of a trained trial's saved weights (the epoch they come from,
-    which early stopping may have restored); (None, None) if the trial diverged. The loss breaks ties: on a
-    small validation split many trials share an accuracy."""
+def trial_result(experiment):
+    """{score, loss}: the validation accuracy and loss of a trained trial's saved weights (the epoch they come
+    from, which early stopping may have restored); the loss breaks ties, since on a small validation split
+    many trials share an accuracy. A trial that failed scores None and says why (`failed`; `diverged` when its
+    loss became NaN)."""
     meta = json.loads((Path(experiment) / "train_meta.json").read_text())
+    if meta.get("failed"):
+        return {"score": None, "loss": None, "failed": meta["failed"]}
     if meta.get("diverged"):
-        return None, None
+        return {"score": None, "loss": None, "failed": "diverged: the loss became NaN", "diverged": True}
     epoch = pd.read_csv(Path(experiment) / "history.csv").iloc[meta["weights_from_epoch"] - 1]
-    return float(epoch[SCORE]), float(epoch[TIE_BREAK])
+    return {"score": float(epoch[SCORE]), "loss": float(epoch[TIE_BREAK])}
 
 
 def experiment_folder(dataset, arch, variant, seed):
@@ -31,13 +34,13 @@ def experiment_folder(dataset, arch, variant, seed):
 
 def scored(record):
     """The record with every trained trial's score read (trials of the step before have none yet)."""
-    return [trial if "score" in trial else {**trial, **dict(zip(("score", "loss"), trial_score(trial["experiment"])))}
-            for trial in record]
+    return [trial if "score" in trial else {**trial, **trial_result(trial["experiment"])} for trial in record]
 
 
 def run_step(plan, step, previous, output, dataset, arch):
     """Step `step` of the search: score the previous step's trials, propose this step's, write the record."""
     record = scored(json.loads(Path(previous).read_text())["trials"]) if step else []
+    check_rungs(plan, record)
     new = []
     for trial in step_trials(plan, step, record):
         variant = trial_name(plan, trial["trial"], trial["rung"])
@@ -53,8 +56,8 @@ def choose(plan, last_step, output, dataset, arch, baseline):
     record = scored(json.loads(Path(last_step).read_text())["trials"])
     winner = chosen_trial(plan, record)
     if winner["score"] is None:
-        raise ValueError(f"every trial of {arch}'s last rung on {dataset} diverged (loss NaN); narrow the search "
-                         "space, e.g. lower the learning-rate range")
+        check_rungs(plan, record)  # raises, naming why they failed
+        raise ValueError(f"no trial of {arch}'s last rung on {dataset} trained")
     write_json(output, {
         "dataset": dataset, "architecture": arch, "plan": plan.describe(), "baseline": baseline,
         "confirmed_as": TUNED_VARIANT,  # the chosen recipe's variant on the confirmation seeds

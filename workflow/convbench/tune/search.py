@@ -21,6 +21,8 @@ from .proposals import proposals, startup_trials, tpe_proposals
 from .space import parse_space
 
 TRIAL_VARIANT = re.compile(r"(?:rep(\d+)-)?trial(\d+)-r(\d+)")  # rep2-trial007-r1: repeat 2's trial 7 at rung 1
+# The variant wildcard of every other experiment (train_model's): any name that is not a trial's.
+NOT_A_TRIAL = rf"(?!{TRIAL_VARIANT.pattern}(?![A-Za-z0-9_.+=,-]))[A-Za-z0-9_.+=,-]+"
 TUNED_VARIANT = "tuned"  # the chosen recipe, retrained on the confirmation seeds
 PROPOSAL_SEED_STRIDE = 7919  # repeat r proposes from seed + 7919 r: no neighbouring search seed's proposals
 
@@ -121,8 +123,8 @@ def baseline_entry(plan, rung):
 
 def step_trials(plan, step, record):
     """The trials `step` trains: [{trial, rung, epochs, settings, parent}], from the trials of the steps
-    before it and their scores (`record`: those trials, all trained, each with its `score`, None if it
-    diverged, and `loss`): its block of new trials at rung 0, then the promotions that are due."""
+    before it and their scores (`record`: those trials, all trained, each with its `score` and `loss`, None if
+    it failed, then with `failed`: why): its block of new trials at rung 0, then the promotions that are due."""
     blocks = plan.blocks()
     new = []
     if step < len(blocks):
@@ -142,36 +144,70 @@ def new_settings(plan, first, last, record):
         made = proposals(plan.method, plan.dimensions, plan.trials, plan.batch, plan.proposal_seed, (),
                          dict(plan.baseline) or None)
         return made[first:last]
-    rung = modeled_rung(plan, record)
-    scored = [(trial["settings"], worst_if_none(trial["score"])) for trial in record if trial["rung"] == rung]
-    return tpe_proposals(plan.dimensions, scored, last - first, plan.proposal_seed)
+    points = modeled_points(record, modeled_rung(plan, record))
+    return tpe_proposals(plan.dimensions, points, last - first, plan.proposal_seed)
+
+
+def modeled_points(record, rung):
+    """(settings, score) of `rung`'s trials for TPE: a diverged trial at the worst score (TPE learns it is a bad
+    region); a trial that failed otherwise (out of memory, a crash) says nothing of its accuracy and is left
+    out, as Optuna's samplers leave out a FAIL trial."""
+    return [(trial["settings"], worst_if_none(trial.get("score"))) for trial in record
+            if trial["rung"] == rung and (trial.get("score") is not None or diverged(trial))]
 
 
 def modeled_rung(plan, record):
-    """The highest rung with at least d + 1 scored trials (d: the searched settings; BOHB's default
+    """The highest rung with at least d + 1 modeled trials (d: the searched settings; BOHB's default
     min_points_in_model), whose scores TPE then models: longer training tells good recipes from bad better
     than rung 0's few epochs. Rung 0 otherwise."""
     enough = len(plan.dimensions) + 1
-    counts = [sum(trial["rung"] == rung.index for trial in record) for rung in plan.rungs]
+    counts = [len(modeled_points(record, rung.index)) for rung in plan.rungs]
     return max((index for index, count in enumerate(counts) if count >= enough), default=0)
+
+
+def diverged(trial):
+    """Whether a trial failed by a NaN loss (records before `failed` existed: any trial without a score)."""
+    return trial.get("diverged", trial.get("score") is None and not trial.get("failed"))
+
+
+def rung_final(plan, index, record):
+    """Whether rung `index` gets no more trials: rung 0 once every trial has been proposed (and, `record` holding
+    only trained trials, trained); a higher rung once the one below is final and has promoted all it will."""
+    if index == 0:
+        return sum(trial["rung"] == 0 for trial in record) >= plan.trials
+    return rung_final(plan, index - 1, record) and not promotions(plan, plan.rungs[index], record)
+
+
+def check_rungs(plan, record):
+    """Raises when every trial of a rung that gets no more trials failed: the search cannot go on."""
+    for rung in plan.rungs:
+        trials = [trial for trial in record if trial["rung"] == rung.index]
+        if trials and all(trial["score"] is None for trial in trials) and rung_final(plan, rung.index, record):
+            reasons = sorted({trial.get("failed") or "diverged: the loss became NaN" for trial in trials})
+            raise ValueError(f"every trial of rung {rung.index} ({len(trials)}) failed: {'; '.join(reasons)}. "
+                             "The search cannot choose a recipe; narrow the search space (a lower learning-rate "
+                             "range, smaller batches) or give training more memory (resources.train_mem_mb)")
 
 
 def promotions(plan, rung, record):
     """The trials that go on to `rung` now: successive halving promotes the best rung.trials of the rung
     below once it is complete; a TPE search promotes as soon as the rung below has finished enough trials,
     asynchronous successive halving's rule (Li et al. 2020), capped at the same share (rung.trials of the
-    trials below, in proportion to how many finished), so the budget is plain halving's and later TPE batches
+    trials below, in proportion to how many finished, until the rung below is final), so the budget is plain halving's and later TPE batches
     can model the higher rung. The baseline recipe (trial 1) joins the last rung even when not among the best,
-    one run more, so the chosen recipe is never worse than the default on validation."""
+    one run more, so the chosen recipe is never worse than the default on validation. A failed trial is never
+    promoted: a rung may then hold fewer trials than planned."""
     below_rung = plan.rungs[rung.index - 1]
     below = {trial["trial"]: trial for trial in record if trial["rung"] == below_rung.index}
     already = {trial["trial"] for trial in record if trial["rung"] == rung.index}
-    room = len(below) * rung.trials // below_rung.trials - len(already)
-    candidates = {number: worst_if_none(trial["score"]) for number, trial in below.items() if number not in already}
+    complete = rung_final(plan, below_rung.index, record)
+    room = (rung.trials if complete else len(below) * rung.trials // below_rung.trials) - len(already)
+    # a trial that failed (out of memory, a crash, a NaN loss) goes no further
+    candidates = {number: trial["score"] for number, trial in below.items()
+                  if number not in already and trial["score"] is not None}
     chosen = promoted(candidates, min(max(room, 0), len(candidates)), losses(below)) if candidates else []
     baseline = plan.baseline_trial()
-    last, complete = rung.index == plan.rungs[-1].index, len(below) == below_rung.trials
-    if last and complete and baseline in candidates and baseline not in chosen:
+    if rung.index == plan.rungs[-1].index and complete and baseline in candidates and baseline not in chosen:
         chosen = sorted([*chosen, baseline])
     return [{"trial": number, "rung": rung.index, "epochs": rung.epochs, "settings": below[number]["settings"],
              "parent": trial_name(plan, number, below_rung.index)} for number in chosen]
@@ -183,7 +219,7 @@ def losses(trials):
 
 
 def worst_if_none(score):
-    """A diverged trial (no score) ranks below every trained one; TPE learns it is a bad region."""
+    """A failed trial (no score) ranks below every trained one."""
     return -1.0 if score is None else score
 
 
