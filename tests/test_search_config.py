@@ -49,12 +49,14 @@ def test_a_valid_search_fills_its_defaults():
     ({"space": LR, "seed": 101}, {}, "search.confirm_seeds includes the search's own seed 101"),
     ({"space": LR, "method": "grid"}, {}, "a grid search takes choice or int, not log_uniform"),
     ({"space": {"batch_size": {"choice": [32, 64]}}, "method": "grid", "trials": 3}, {}, "the grid has 2 points"),
+    ({"space": {"batch_size": {"choice": [32, 64]}}, "method": "grid", "trials": 2, "repeats": 3}, {},
+     "search.repeats is 3, but a grid proposes the same trials from every seed"),
     ({"space": {"epochs": {"int": [1, 3]}}, "halving": {"min_epochs": 1}}, {}, "halving sets each rung's epochs"),
     ({"space": LR}, {"variants": {"default": {}, "tuned": {}}}, "variant 'tuned': 'tuned' and trial<N>-r<N> name"),
     ({"space": LR, "trials": 9, "halving": {"min_epochs": 3, "eta": 3}}, {},
      "spends 39 trial-epochs for simple_cnn on digits, 108% of training every trial fully (36): lower min_epochs"),
 ], ids=["unknown-setting", "bad-choice", "inverted", "empty", "log-zero", "trials", "eta", "min-epochs", "sweep-clash",
-        "sweep-dotted-clash", "confirm-seed", "grid-float", "grid-size", "halving-epochs", "reserved-variant",
+        "sweep-dotted-clash", "confirm-seed", "grid-float", "grid-size", "grid-repeats", "halving-epochs", "reserved-variant",
         "halving-costs-more"])
 def test_bad_search_is_one_line_naming_the_key(search, extra, words):
     with pytest.raises(ValueError) as error:

@@ -365,3 +365,27 @@ def test_a_failed_trial_is_recorded_and_shown_with_its_reason(tmp_path, monkeypa
     shown = failed_trials(result)
     assert "1 trial run(s) failed" in shown and f"trial 2 at rung 0 (learning_rate {shown_value(second['settings']['learning_rate'])})" in shown
     assert shown.endswith("killed by SIGKILL (out of memory, most likely)") and failed_trials({"trials": result["trials"][:1]}) is None
+
+
+def test_a_proposal_an_earlier_repeat_made_is_its_experiment_not_trained_again(tmp_path, monkeypatch):
+    """On a small discrete space the repeats' proposals coincide: the same settings at the same epochs (and the
+    same training seed) are one experiment, trained once; a promotion names the experiment it came from."""
+    monkeypatch.chdir(tmp_path)
+    search = {"method": "random", "trials": 4, "batch": 1, "seed": 0, "halving": {"min_epochs": 1, "eta": 2},
+              "space": {"batch_size": {"choice": [32, 64]}, "augmentation.horizontal_flip": {"choice": [False, True]}}}
+    plans = [Plan.from_config(search, epochs=2).for_repeat(repeat) for repeat in (0, 1)]
+    first = run_step(plans[0], 0, None, "r0-step0.json", "digits", "simple_cnn")
+    second = run_step(plans[1], 0, None, "r1-step0.json", "digits", "simple_cnn", earlier_repeats=["r0-step0.json"])
+    by_settings = {json.dumps(trial["settings"], sort_keys=True): trial["variant"] for trial in first}
+    shared = [trial for trial in second if json.dumps(trial["settings"], sort_keys=True) in by_settings]
+    assert shared  # 4 trials from 4 points: repeat 1 proposes some of repeat 0's
+    for trial in second:
+        key = json.dumps(trial["settings"], sort_keys=True)
+        assert trial["variant"] == by_settings.get(key, f"rep1-trial{trial['trial']:03d}-r0")
+        assert trial["experiment"].endswith(f"/{trial['variant']}/seed0")
+    for trial in second:  # train them all: the step after promotes, naming each parent's own experiment
+        write_trial(tmp_path / trial["experiment"], val_accuracy=0.5 + trial["trial"] / 100, test_accuracy=0.5) \
+            if not (tmp_path / trial["experiment"]).exists() else None
+    promoted_trials = run_step(plans[1], 1, "r1-step0.json", "r1-step1.json", "digits", "simple_cnn")
+    variants = {trial["trial"]: trial["variant"] for trial in second}
+    assert promoted_trials and all(trial["parent"] == variants[trial["trial"]] for trial in promoted_trials)

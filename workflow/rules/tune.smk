@@ -153,6 +153,9 @@ def search_benchmarks():
 checkpoint search_step:
     input:
         previous=lambda wildcards: last_step_inputs(wildcards, int(wildcards.step)),
+        # the same step of the repeats before: a proposal one of them made is their experiment, not trained again
+        earlier_repeats=lambda wildcards: [f"results/search/{wildcards.dataset}/{wildcards.arch}{repeat_path(repeat)}/"
+                                           f"step{wildcards.step}.json" for repeat in range(repeat_of(wildcards))],
     output:
         f"{SEARCHES}/step{{step}}.json",
     params:

@@ -39,6 +39,9 @@ def check_search(config, variants, settings_schema, epochs_of):
         if search["trials"] > size:
             raise ValueError(f"search.trials is {search['trials']} but the grid has {size} points; "
                              f"set trials to {size} at most")
+        if search.get("repeats", 1) > 1:
+            raise ValueError(f"search.repeats is {search['repeats']}, but a grid proposes the same trials from every "
+                             "seed: repeats would add nothing; use method random or tpe, or set repeats to 1")
     halving = search.get("halving")
     if halving and "epochs" in keys:
         raise ValueError("search.space.epochs: successive halving sets each rung's epochs; "

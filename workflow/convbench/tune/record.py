@@ -37,18 +37,32 @@ def scored(record):
     return [trial if "score" in trial else {**trial, **trial_result(trial["experiment"])} for trial in record]
 
 
-def run_step(plan, step, previous, output, dataset, arch):
-    """Step `step` of the search: score the previous step's trials, propose this step's, write the record."""
+def run_step(plan, step, previous, output, dataset, arch, earlier_repeats=()):
+    """Step `step` of the search: score the previous step's trials, propose this step's, write the record.
+    `earlier_repeats`: the same step's records of the repeats before this one (search.repeats); a trial they
+    proposed with the same settings and epochs is that trial's experiment, not trained again."""
     record = scored(json.loads(Path(previous).read_text())["trials"]) if step else []
     check_rungs(plan, record)
+    reusable = {trial_key(trial): trial for path in earlier_repeats for trial in read_record(path)["trials"]}
+    variants = {(trial["trial"], trial["rung"]): trial["variant"] for trial in record}
     new = []
     for trial in step_trials(plan, step, record):
-        variant = trial_name(plan, trial["trial"], trial["rung"])
+        same = reusable.get(trial_key(trial))
+        variant = same["variant"] if same else trial_name(plan, trial["trial"], trial["rung"])
+        if trial["parent"]:  # the experiment the trial was promoted from, wherever it trained
+            trial = {**trial, "parent": variants[(trial["trial"], trial["rung"] - 1)]}
         new.append({**trial, "step": step, "variant": variant,
-                    "experiment": experiment_folder(dataset, arch, variant, plan.seed)})
+                    "experiment": same["experiment"] if same else experiment_folder(dataset, arch, variant, plan.seed)})
+        variants[(trial["trial"], trial["rung"])] = variant
     write_json(output, {"dataset": dataset, "architecture": arch, "step": step, "plan": plan.describe(),
                         "trials": record + new})
     return new
+
+
+def trial_key(trial):
+    """What makes two trials one experiment: the same settings at the same epochs (every trial trains with the
+    search seed)."""
+    return json.dumps(trial["settings"], sort_keys=True), trial["epochs"]
 
 
 def choose(plan, last_step, output, dataset, arch, baseline):
