@@ -696,3 +696,41 @@ def test_a_failed_training_takes_the_old_models_metrics_and_figures_with_it(tmp_
         train_small(digits_prepared, "simple_cnn", tmp_path, optimizer="no_such_optimizer")
     assert not any(path.exists() for path in old)
     assert (tmp_path / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("module", ["evaluate/inference.py", "base/schedules.py", "base/runtime.py", "train/augmentation.py"])
+def test_a_checkpoint_is_resumed_only_under_the_code_training_runs(module, monkeypatch):
+    """Training calls the per-batch resize and gather (evaluate/inference.py), the schedules and the seeding
+    besides models/ and train/: changing resize_batch from bilinear to nearest must not resume a checkpoint."""
+    from pathlib import Path
+
+    import convbench
+    from convbench.models.architectures import get_architecture
+    from convbench.train.training import experiment_fingerprint
+
+    manifest = {"source_sha256": "x", "input_shape": [8, 8, 1], "shards": {}, "preprocessing": {}}
+    arch = get_architecture("simple_cnn")
+    before = experiment_fingerprint(arch, 1, {}, manifest)
+    target = Path(convbench.__file__).resolve().parent / module
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda path: real(path) + (b"\n# changed" if path == target else b""))
+    after = experiment_fingerprint(arch, 1, {}, manifest)
+    assert [part for part in before if before[part] != after[part]] == ["architecture"]
+
+
+def test_a_checkpoint_from_another_keras_or_device_kind_is_not_resumed(tmp_path):
+    import keras
+    from convbench.train.checkpoints import CheckpointMismatch, EpochCheckpoint, restore_checkpoint, runtime_facts
+    from convbench.train.training import EpochTimer
+
+    runtime = runtime_facts()
+    assert runtime["keras"] == keras.__version__ and runtime["device"] in ("CPU", "GPU")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    timer = EpochTimer(1)
+    timer.seconds = [0.1]
+    checkpoint = EpochCheckpoint(tmp_path / "ckpt", {"settings": "s"}, timer, runtime={**runtime, "device": "GPU", "keras": "3.0.0"})
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"loss": 1.0})
+    with pytest.raises(CheckpointMismatch, match=r"keras 3.0.0 -> .*device GPU -> CPU.*device kind"):
+        restore_checkpoint(tmp_path / "ckpt", {"settings": "s"}, {**runtime, "device": "CPU"})

@@ -153,12 +153,14 @@ class CheckpointMismatch(RuntimeError):
 
 def runtime_facts():
     """What besides the settings decides the exact result: TensorFlow's thread count (it changes
-    the order of floating-point sums), the precision policy and the TensorFlow version."""
+    the order of floating-point sums), the precision policy, TensorFlow's and Keras' versions and the kind of
+    device that computes (a GPU's kernels sum in another order than the CPU's)."""
     import keras
 
     # 0 means "TensorFlow's default": one thread per CPU it sees
     return {"threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
-            "precision": keras.mixed_precision.global_policy().name, "tensorflow": tf.__version__}
+            "precision": keras.mixed_precision.global_policy().name, "tensorflow": tf.__version__,
+            "keras": keras.__version__, "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU"}
 
 
 PARTS = {"settings": "other training settings", "data": "other prepared data (its content or scaling changed)",
@@ -194,7 +196,8 @@ def restore_checkpoint(directory, fingerprint, runtime=None):
         what = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
         raise CheckpointMismatch(
             f"{directory} was written with other runtime settings ({what}); resuming would give a result equal to "
-            "no uninterrupted run. Rerun with the same --cores (threads), precision and TensorFlow, or delete "
+            "no uninterrupted run. Rerun with the same --cores (threads), precision, TensorFlow, Keras and device "
+            "kind, or delete "
             "that folder to start this experiment afresh."
         )
     model = load_model(Path(directory) / f"{state['name']}.keras")

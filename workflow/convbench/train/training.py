@@ -38,8 +38,15 @@ def config_hash(settings):
 
 
 # The code that decides the weights an experiment's training arrives at: its networks, their layers and
-# saving, training and augmentation. A checkpoint resumes only under the same code.
-WEIGHT_CODE = ("models", "train")
+# saving, training and augmentation, and what training calls outside them: the per-batch resize and gather,
+# the learning-rate schedules, the seeding and precision. A checkpoint resumes only under the same code.
+WEIGHT_CODE = ("models", "train", "evaluate/inference.py", "base/schedules.py", "base/runtime.py")
+
+
+def weight_code_files(package):
+    """The package's files WEIGHT_CODE names (a folder: its modules), in a fixed order."""
+    return sorted(path for part in WEIGHT_CODE
+                  for path in ((package / part).glob("*.py") if (package / part).is_dir() else [package / part]))
 
 
 def experiment_fingerprint(arch, seed, settings, manifest):
@@ -49,7 +56,7 @@ def experiment_fingerprint(arch, seed, settings, manifest):
     the code that shapes the weights."""
     package = Path(__file__).resolve().parent.parent
     code = hashlib.sha256()
-    for path in sorted(path for stage in WEIGHT_CODE for path in (package / stage).glob("*.py")):
+    for path in weight_code_files(package):
         code.update(f"{path.relative_to(package)}\0".encode() + path.read_bytes())
     return {
         "settings": config_hash({"architecture": arch.name, "seed": seed, "settings": settings}),
