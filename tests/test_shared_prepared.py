@@ -106,13 +106,48 @@ def test_the_rules_read_prepared_data_through_one_path_wherever_it_lives(tmp_pat
         rule_prepared_dir("results/prepared")
 
 
+@pytest.mark.parametrize("configured, words", [
+    ("results", "storage.prepared_dir is results, which holds results/prepared itself: give the prepared data a folder"),
+    (".", "storage.prepared_dir is ., which holds results/prepared itself"),
+    ("results/prepared/sub", "storage.prepared_dir is results/prepared/sub, inside results/prepared, the path the rules "
+                             "read it through: give a folder outside it"),
+])
+def test_a_prepared_dir_the_link_cannot_point_to_is_one_line_before_any_job(tmp_path, monkeypatch, configured, words):
+    """`results` made results/prepared a link to itself; `results/prepared/sub` crashed with IsADirectoryError and
+    left .prepared.link-<pid> behind."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results/prepared").mkdir(parents=True)
+    with pytest.raises(ValueError) as error:
+        rule_prepared_dir(configured)
+    assert words in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "results/prepared").is_symlink() and not list((tmp_path / "results").glob(".prepared.link-*"))
+
+
+def test_a_prepared_dir_that_vanished_is_one_line_naming_the_fix(tmp_path, monkeypatch):
+    """A scratch purge left a dangling link, and every job ended in a bare FileNotFoundError."""
+    monkeypatch.chdir(tmp_path)
+    assert rule_prepared_dir(str(tmp_path / "scratch")) == "results/prepared"
+    (tmp_path / "scratch").rmdir()
+    with pytest.raises(ValueError, match=rf"storage.prepared_dir {tmp_path / 'scratch'} is gone \(a scratch purge\?\).*"
+                                         rf"mkdir -p {tmp_path / 'scratch'} and rerun"):
+        rule_prepared_dir(str(tmp_path / "scratch"))
+    assert rule_prepared_dir(str(tmp_path / "elsewhere")) == "results/prepared"  # pointed elsewhere: fine
+    write_json(tmp_path / "results/experiments/digits/bn_cnn/default/seed1/train_meta.json", {})
+    os.unlink("results/prepared")
+    (tmp_path / RULE_PATH_RECORD).write_text(f"{tmp_path / 'old'}\n")  # a study from before the link, its folder gone
+    with pytest.raises(ValueError, match="is gone"):
+        rule_prepared_dir(str(tmp_path / "old"))
+
+
 def test_a_study_that_had_its_own_prepared_dir_before_keeps_its_path_until_it_moves(tmp_path, monkeypatch):
     """Its jobs were recorded with that path: reading it through the link would retrain them all."""
     monkeypatch.chdir(tmp_path)
     write_json(tmp_path / "results/experiments/digits/bn_cnn/default/seed1/train_meta.json", {})
-    assert rule_prepared_dir("/scratch/a") == "/scratch/a"
-    assert not os.path.lexists("results/prepared") and (tmp_path / RULE_PATH_RECORD).read_text() == "/scratch/a\n"
-    assert rule_prepared_dir("/scratch/a/") == "/scratch/a"
+    own = str(tmp_path / "scratch" / "a")
+    os.makedirs(own)
+    assert rule_prepared_dir(own) == own
+    assert not os.path.lexists("results/prepared") and (tmp_path / RULE_PATH_RECORD).read_text() == f"{own}\n"
+    assert rule_prepared_dir(own + "/") == own
     assert rule_prepared_dir(str(tmp_path / "new")) == "results/prepared"  # moved: through the link from now on
     assert os.readlink("results/prepared") == str(tmp_path / "new")
     assert rule_prepared_dir(str(tmp_path / "new")) == "results/prepared"

@@ -144,6 +144,8 @@ def rule_prepared_dir(configured, create=True):
     recorded = configured if written is None and _earlier_study(configured) else written
     if recorded not in (None, STABLE_PREPARED) and os.path.normpath(recorded) == configured:
         path = recorded  # an earlier study, prepared_dir unchanged
+        if create and not os.path.isdir(path):
+            raise ValueError(vanished(configured))
     else:
         path = STABLE_PREPARED
         if create:
@@ -160,8 +162,33 @@ def _earlier_study(configured):
             and any(Path("results/experiments").glob("*/*/*/*/train_meta.json")))
 
 
+def check_prepared_dir(configured):
+    """One line naming the fix for a prepared_dir the link cannot point to: one that holds results/prepared
+    (the link would point to itself or an ancestor), one inside it, or one that vanished under its link."""
+    here, there = Path(os.path.abspath(STABLE_PREPARED)), Path(os.path.abspath(configured))
+    if here == there:
+        return
+    if here.is_relative_to(there):
+        raise ValueError(f"storage.prepared_dir is {configured}, which holds {STABLE_PREPARED} itself: give the prepared "
+                         f"data a folder of its own, e.g. {os.path.join(configured, 'prepared-data')} or one on scratch")
+    if there.is_relative_to(here):
+        raise ValueError(f"storage.prepared_dir is {configured}, inside {STABLE_PREPARED}, the path the rules read it "
+                         "through: give a folder outside it (e.g. results/prepared-data or one on scratch)")
+    link = Path(STABLE_PREPARED)
+    if link.is_symlink() and not link.exists() and os.path.normpath(os.readlink(link)) == os.path.normpath(
+            configured if os.path.isabs(configured) else os.path.relpath(configured, link.parent)):
+        raise ValueError(vanished(configured))
+
+
+def vanished(configured):
+    return (f"storage.prepared_dir {configured} is gone (a scratch purge?), and with it the prepared data this study's "
+            f"results were made from: mkdir -p {configured} and rerun to prepare it there again (what trained on it "
+            "retrains), or point prepared_dir where the data now is")
+
+
 def _link_prepared(configured):
     link = Path(STABLE_PREPARED)
+    check_prepared_dir(configured)
     if configured == STABLE_PREPARED:
         if link.is_symlink():
             target = os.readlink(link)
@@ -183,4 +210,7 @@ def _link_prepared(configured):
     staged.unlink(missing_ok=True)
     staged.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(target, staged)
-    os.replace(staged, link)  # a link that moved is never missing
+    try:
+        os.replace(staged, link)  # a link that moved is never missing
+    finally:
+        staged.unlink(missing_ok=True)
