@@ -1,6 +1,7 @@
 # Config validation, wildcard constraints and the input functions shared by every stage.
 # Code: workflow/convbench/base (config, validation, devices) and each stage's tables.
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from convbench.base.memory import asked_mb
 from convbench.base.validation import check_recipe, validate_config
 from convbench.data.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
 from convbench.data.formats import file_digest, folder_fingerprint
-from convbench.data.sharing import preparation_constraint, preparation_key, prepared_state, rule_prepared_dir
+from convbench.data.sharing import (plan_prepared, preparation_constraint, preparation_key, prepared_state,
+                                   rule_prepared_dir)
 from convbench.evaluate.figures import EVALUATION_FILES, FIGURES
 from convbench.models.architectures import check_input_size, check_names, input_spec, model_input_size
 from convbench.models.footprints import stored_footprints, training_need_mb
@@ -387,7 +389,7 @@ def prepared_to_reuse():
     """{dataset: [spec, ...]} of the prepared data this study reuses as it is (the same preparation
     key: convbench.data.sharing), from an earlier run or another study; the rest it prepares. Decided by
     the main process: a job's own process runs only its rule, and need not read manifests or folders."""
-    reused = {}
+    reused, planned = {}, {}
     if not workflow.is_main_process:
         return reused
     for manifest in prepared_manifests():
@@ -396,9 +398,10 @@ def prepared_to_reuse():
             fingerprint = dataset_fingerprint(dataset)
         except OSError:  # a missing or unreadable folder: its preparation job names it
             continue
-        key = preparation_key(DATASETS[dataset], spec, fingerprint, **config["data"])
+        key = planned[os.path.normpath(manifest)] = preparation_key(DATASETS[dataset], spec, fingerprint, **config["data"])
         if prepared_state(manifest, key) == "reuse":
             reused.setdefault(dataset, []).append(spec)
+    plan_prepared(planned)  # the jobs check it when they open the data
     return reused
 
 

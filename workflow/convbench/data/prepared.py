@@ -7,13 +7,22 @@ files of at most SHARD_BYTES each (x_<split>-00000.npy, ...) and the int labels 
 is what a caller asks for, so a dataset larger than memory trains and evaluates batch by batch.
 NumPy only: reading prepared data needs none of the packages that prepared it.
 
-Nothing is trusted unread: each shard and label file is checked against its manifest entry (SHA-256,
-.npy dtype, order and shape) the first time a process opens it, a full read of the file (+10 s per
-job for 15 GB on the 2-core AMD EPYC of BENCHMARKS.md, against minutes of training). Damaged data is
-set aside (its manifest renamed *.json.damaged) with one line naming the file, so the next run
-prepares it again and retrains what read it.
+Nothing is trusted unread: each shard and label file is opened once, and what was opened (the file
+descriptor, not the path) is checked against its manifest entry (SHA-256, .npy dtype, order and shape).
+Hashing is a full read of the file (+10 s per job for 15 GB on the 2-core AMD EPYC of BENCHMARKS.md): a
+study keeps a verified stamp per file (.snakemake/convbench-verified/: its size, mtime, ctime, inode and
+device, and the hash it matched), so a file unchanged since a job of the study hashed it is not hashed again.
+Damaged data is set aside (its manifest renamed *.json.damaged, only if it is still the manifest the reader
+checked against) with one line naming the file, so the next run prepares it again and retrains what read it.
+
+Every job also compares the manifest's preparation key with the one its run planned for
+(convbench.data.sharing.PLANNED): data prepared again meanwhile (by another study sharing prepared_dir) is
+one line, never read as if it were what the run planned.
 """
 
+import hashlib
+import io
+import json
 import os
 import threading
 from contextlib import contextmanager
@@ -22,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base.atomic import read_json, sha256
+from ..base.atomic import write_json
+from ..base.job_errors import notice_this_job
 from ..base.memory import DATA_SHARE
-from .sharing import sign_in
+from .sharing import planned_key, sign_in
 
 SPLITS = ("train", "val", "test")
 SHARD_BYTES = 256 << 20  # a shard's images at most; the manifest lists every shard and its hash
@@ -36,10 +46,22 @@ class DamagedData(ValueError):
     recurs = True  # until the data is prepared again (convbench.base.job_errors)
 
 
+class PreparedAgain(ValueError):
+    """Prepared data whose manifest is not the preparation the run planned for: prepared again meanwhile."""
+
+    recurs = True  # until the main process decides again
+
+
+VERIFIED_DIR = ".snakemake/convbench-verified"  # a study's stamps (only where .snakemake/ exists: a study)
+MAX_NPY_HEADER = 65536 + 16  # a .npy header's longest (format 2.0 allows more; ours are a few hundred bytes)
+
+
 @dataclass
 class PreparedData:
     manifest: dict
     directory: Path
+    manifest_sha256: str = None  # of the manifest's bytes as read: only that manifest is set aside as damaged
+    failure: Exception = field(default=None, repr=False)  # the DamagedData a read raised (tf.data wraps it)
     _files: dict = field(default_factory=dict, repr=False)  # shard path -> (open file descriptor, header bytes)
     _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _reading: int = field(default=0, repr=False)  # reads in flight (tf.data reads from its own threads)
@@ -71,18 +93,32 @@ class PreparedData:
     def _read_labels(self, split):
         path = self.directory / f"y_{split}.npy"
         expected = self.manifest.get("labels_sha256", {}).get(split)  # manifests from before #31 have none
+        fd = self._open_verified(path, expected)
         try:
-            if expected:
-                self._check_hash(path, expected)
-            labels = np.load(path, allow_pickle=False)
-        except DamagedData:
-            raise
+            with os.fdopen(os.dup(fd), "rb") as stream:
+                labels = np.load(stream, allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
             raise self._damaged(path, f"unreadable ({error})") from None
+        finally:
+            os.close(fd)
         if labels.shape != (self.count(split),) or labels.dtype.kind not in "iu":
             raise self._damaged(path, f"holds {labels.dtype} {labels.shape}, "
                                       f"its manifest says {self.count(split)} labels")
         return labels
+
+    def check(self, splits=SPLITS):
+        """Open and verify every file of these splits now (a training job checks the test split before it
+        trains, not after). Unchanged files cost a stat each (their stamps)."""
+        for split in splits:
+            self.labels(split)
+            for shard in self.manifest["shards"][split]:
+                self._open(shard)
+        if not self.manifest.get("labels_sha256"):
+            notice_this_job(f"{self.directory}: prepared by an earlier release, without hashes: its content cannot be "
+                            f"checked; delete {self.manifest_path().name} beside it to prepare it again with them")
+
+    def manifest_path(self):
+        return self.directory.with_name(self.directory.name + ".json")
 
     def images(self, split, index=None):
         """uint8 images of a split at the given indices, in their order (all of them when None)."""
@@ -140,45 +176,86 @@ class PreparedData:
 
     def _open_shard(self, path, shard):
         """(file descriptor, header length) of a shard whose bytes (SHA-256) and .npy header match its
-        manifest entry."""
+        manifest entry: the checks read the opened file, so a file swapped meanwhile is never read unchecked."""
+        fd = self._open_verified(path, shard.get("sha256"))
         try:
-            if shard.get("sha256"):
-                self._check_hash(path, shard["sha256"])
-            with open(path, "rb") as handle:
-                version = np.lib.format.read_magic(handle)
-                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                               (2, 0): np.lib.format.read_array_header_2_0}[version]
-                shape, fortran_order, dtype = read_header(handle)
-                header = handle.tell()
-        except DamagedData:
-            raise
+            stream = io.BytesIO(os.pread(fd, MAX_NPY_HEADER, 0))
+            version = np.lib.format.read_magic(stream)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[version]
+            shape, fortran_order, dtype = read_header(stream)
+            header, size = stream.tell(), os.fstat(fd).st_size
         except (OSError, ValueError, KeyError, EOFError) as error:
+            os.close(fd)
             raise self._damaged(path, f"unreadable ({error})") from None
         expected = (shard["images"], *self.input_shape)
+        problem = None
         if tuple(shape) != expected or dtype != np.uint8 or fortran_order:
             order = "Fortran" if fortran_order else "C"
-            raise self._damaged(path, f"holds {dtype} {tuple(shape)} in {order} order, its manifest says uint8 "
-                                      f"{expected} in C order")
-        if os.path.getsize(path) != header + int(np.prod(expected)):
-            size = header + int(np.prod(expected))
-            raise self._damaged(path, f"{os.path.getsize(path)} bytes, its header says {size}")
-        return os.open(path, os.O_RDONLY), header
+            problem = f"holds {dtype} {tuple(shape)} in {order} order, its manifest says uint8 {expected} in C order"
+        elif size != header + int(np.prod(expected)):
+            problem = f"{size} bytes, its header says {header + int(np.prod(expected))}"
+        if problem:
+            os.close(fd)
+            raise self._damaged(path, problem)
+        return fd, header
 
-    def _check_hash(self, path, expected):
-        actual = sha256(path)
+    def _open_verified(self, path, expected):
+        """An open file descriptor of `path` whose content has SHA-256 `expected` (None: unchecked, manifests of
+        earlier releases): hashed from the descriptor unless the study's stamp says this very file (size, mtime,
+        ctime, inode, device) matched `expected` before."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as error:
+            raise self._damaged(path, f"unreadable ({error})") from None
+        if not expected:
+            return fd
+        try:
+            identity = file_identity(os.fstat(fd))
+            stamp = stamp_path(path)
+            if read_stamp(stamp) == {"sha256": expected, **identity}:
+                return fd
+            actual = hash_descriptor(fd)
+        except OSError as error:
+            os.close(fd)
+            raise self._damaged(path, f"unreadable ({error})") from None
         if actual != expected:
+            os.close(fd)
             raise self._damaged(path, f"SHA-256 {actual[:12]}…, its manifest says {expected[:12]}…")
+        if stamp is not None:
+            try:
+                write_json(stamp, {"sha256": expected, **identity, "path": str(path)})
+            except OSError:
+                pass  # no stamp: the next job hashes it again
+        return fd
 
     def _damaged(self, path, problem):
-        """DamagedData naming the file; the manifest is set aside so that no job trusts the data again."""
-        manifest = self.directory.with_name(self.directory.name + ".json")
+        """DamagedData naming the file; the manifest is set aside so that no job trusts the data again, if it is
+        still the one this reader checked against (a newer one, prepared again meanwhile, stays)."""
+        if self.failure is not None:  # a second read of the same damage (another tf.data thread)
+            return self.failure
+        manifest = self.manifest_path()
         aside = manifest.with_name(manifest.name + ".damaged")
         try:
-            os.replace(manifest, aside)
-            done = f"its manifest is set aside as {aside.name}: run snakemake again to prepare it again"
+            if set_aside_if_same(manifest, aside, self.manifest_sha256):
+                done = f"its manifest is set aside as {aside.name}: run snakemake again to prepare it again"
+            else:
+                done = "its manifest has been replaced since this job read it (prepared again): run snakemake again"
         except OSError:
             done = f"prepare it again (delete {manifest})"
-        return DamagedData(f"{path}: damaged prepared data, {problem}; {done}")
+        self.failure = DamagedData(f"{path}: damaged prepared data, {problem}; {done}")
+        return self.failure
+
+    @contextmanager
+    def reading(self):
+        """Within: a read that tf.data made in its own threads and TensorFlow wrapped in an error of its own (an
+        InvalidArgumentError whose message is cut) comes back as the DamagedData it was, not to be retried."""
+        try:
+            yield
+        except Exception as error:
+            if self.failure is not None and error is not self.failure:
+                raise self.failure from None
+            raise
 
     @contextmanager
     def _in_use(self):
@@ -254,8 +331,69 @@ def prepared_beside(manifest_path):
 
 def load_prepared(directory, manifest_path=None, manifest=None) -> PreparedData:
     """The reader of a prepared dataset (its manifest file, or the manifest itself): nothing is
-    read until asked for. Data another study prepared (a shared storage.prepared_dir) is signed for."""
-    if manifest is None:
-        manifest = read_json(manifest_path)
-        sign_in(manifest_path, manifest)
-    return PreparedData(manifest, Path(directory))
+    read until asked for. Data another study prepared (a shared storage.prepared_dir) is signed for.
+    Raises PreparedAgain when the manifest is not the preparation this run planned for."""
+    if manifest is not None:
+        return PreparedData(manifest, Path(directory))
+    content = Path(manifest_path).read_bytes()
+    manifest = json.loads(content)
+    planned = planned_key(manifest_path)
+    if planned and manifest.get("preparation_key") != planned:
+        raise PreparedAgain(f"{manifest_path} was prepared again (preparation key {str(manifest.get('preparation_key'))[:12]}…, "
+                            f"this run planned for {planned[:12]}…), most likely by another study sharing "
+                            "storage.prepared_dir: this job would read other data than its run planned; run snakemake "
+                            "again, which decides anew what to prepare and retrain")
+    sign_in(manifest_path, manifest)
+    return PreparedData(manifest, Path(directory), manifest_sha256=hashlib.sha256(content).hexdigest())
+
+
+def file_identity(info):
+    """What changes when a file's content may have: its size, mtime, ctime (no user sets it), inode and device."""
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "ctime_ns": info.st_ctime_ns, "inode": info.st_ino,
+            "device": info.st_dev}
+
+
+def stamp_path(path):
+    """The study's stamp of a file, or None outside a study (no .snakemake/ here: a test, the CLI)."""
+    if not os.path.isdir(os.path.dirname(VERIFIED_DIR)):
+        return None
+    key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:32]
+    return Path(VERIFIED_DIR) / f"{key}.json"
+
+
+def read_stamp(path):
+    try:
+        stamp = json.loads(Path(path).read_text()) if path else None
+    except (OSError, ValueError):
+        return None
+    return {key: value for key, value in stamp.items() if key != "path"} if isinstance(stamp, dict) else None
+
+
+def hash_descriptor(fd, block=1 << 20):
+    """SHA-256 of an open file's content, read by position (the descriptor's offset is left alone)."""
+    digest, offset = hashlib.sha256(), 0
+    while chunk := os.pread(fd, block, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
+def set_aside_if_same(manifest, aside, expected_sha256):
+    """Rename `manifest` to `aside` if its content is the one read (SHA-256 `expected_sha256`; None: any).
+    Atomic against a re-preparation writing a new manifest meanwhile: the file is first moved to a name of
+    this process's own, checked there, and put back with link() (which never replaces) if it is not that one.
+    Returns whether it was set aside."""
+    claimed = manifest.with_name(f".{manifest.name}.checking-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.rename(manifest, claimed)
+    except FileNotFoundError:
+        return aside.exists()  # set aside already (by another job), or being replaced
+    if expected_sha256 is None or hashlib.sha256(claimed.read_bytes()).hexdigest() == expected_sha256:
+        os.replace(claimed, aside)
+        return True
+    try:
+        os.link(claimed, manifest)  # put back, unless a newer one was written meanwhile
+    except FileExistsError:
+        pass
+    claimed.unlink()
+    return False

@@ -114,6 +114,34 @@ def prepared_state(manifest_path, key):
     return "prepare"
 
 
+PLANNED = ".snakemake/convbench-planned-data.json"  # {manifest path as the rules give it: the key this run planned}
+
+
+def plan_prepared(planned):
+    """The main process's decision, {manifest path: preparation key}, for the run's jobs to check at open
+    (convbench.data.prepared.load_prepared): data prepared again between the decision and a job's read, by
+    another study sharing prepared_dir, is then refused instead of read. Reused data another study prepared
+    is signed for now, not when a job first opens it: the other study sees this reader from the start."""
+    for manifest_path, key in planned.items():
+        try:
+            manifest = read_json(manifest_path)
+        except (OSError, ValueError):
+            continue
+        if manifest.get("preparation_key") == key:
+            sign_in(manifest_path, manifest)
+    write_json(PLANNED, planned)
+
+
+def planned_key(manifest_path):
+    """The preparation key this run planned for the data at `manifest_path`, or None (no run planned it: a
+    test, the CLI, a job of an earlier release's run)."""
+    try:
+        planned = read_json(PLANNED)
+    except (OSError, ValueError):
+        return None
+    return planned.get(os.path.normpath(str(manifest_path))) if isinstance(planned, dict) else None
+
+
 def preparation_constraint(reused):
     """A regex for the `spec` wildcard of the preparation rule that matches every input spec but those
     of the prepared data the study reuses ({dataset: [spec, ...]}): that data then has no producing

@@ -75,7 +75,8 @@ def split_probabilities(model, data, split, batch_size=BATCH_SIZE):
     if not data.count(split):
         return np.zeros((0, model.output_shape[-1]), np.float32)
     try:
-        return model.predict(split_batches(data, split, batch_size, model_side(model)), verbose=0).astype(np.float32)
+        with data.reading():  # damaged data read in tf.data's threads: its own one line, not TensorFlow's
+            return model.predict(split_batches(data, split, batch_size, model_side(model)), verbose=0).astype(np.float32)
     finally:
         data.close()  # the shards' file descriptors; the next pass opens them again
 

@@ -234,6 +234,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     training split in memory (convbench.data.prepared.fits_in_memory), else read it from its shards per batch.
     """
     arch = as_architecture(architecture)
+    data.check()  # every split, the test split too: damaged data stops the job before training, not after
     phases = Phases.of(settings, arch.transfer)
     remove_earlier_evaluation(Path(meta_path).parent)
     fingerprint = experiment_fingerprint(arch, seed, settings, data.manifest)
@@ -324,17 +325,18 @@ def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkp
             x_train, y_train, data.manifest, num_classes=data.num_classes, batch_size=batch_size, seed=seed,
             first_epoch=epoch, epochs=end, augmentation=settings["augmentation"], input_size=side,
         )
-        model.fit(
-            train_ds,
-            initial_epoch=epoch,
-            epochs=end,
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            shuffle=False,  # the dataset is already shuffled, per epoch
-            # checkpoint last: it records what the others decided this epoch
-            callbacks=[keras.callbacks.TerminateOnNaN(), *resumable.values(), timer, checkpoint, *watchers],
-            verbose=0,
-        )
+        with data.reading():  # damaged data read in tf.data's threads: its own one line, not TensorFlow's
+            model.fit(
+                train_ds,
+                initial_epoch=epoch,
+                epochs=end,
+                steps_per_epoch=steps,
+                validation_data=val_ds,
+                shuffle=False,  # the dataset is already shuffled, per epoch
+                # checkpoint last: it records what the others decided this epoch
+                callbacks=[keras.callbacks.TerminateOnNaN(), *resumable.values(), timer, checkpoint, *watchers],
+                verbose=0,
+            )
         epoch = len(checkpoint.history)
     data.close()  # the shards' file descriptors; what reads the data next opens them again
     return checkpoint.history, resumable

@@ -1,0 +1,143 @@
+"""Prepared data read by jobs while other studies and jobs act on it (issue #43): a job refuses data prepared
+again after its run planned for it, opens each file once and checks what it opened, hashes a file only when
+it changed since the study last verified it, sets aside only the manifest it checked against, checks the
+test split before training, and names damaged data read through tf.data in its own line."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from convbench.base.atomic import write_json
+from convbench.base.job_errors import one_line, recurs
+from convbench.data import prepared as prepared_module
+from convbench.data.prepared import DamagedData, PreparedAgain, load_prepared
+from convbench.data.sharing import PLANNED, other_readers, plan_prepared
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch, digits_prepared):
+    """A study's working directory (with .snakemake/) holding a copy of the prepared digits."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".snakemake").mkdir()
+    folder = tmp_path / "results/prepared/digits/28x28x1"
+    shutil.copytree(digits_prepared.directory, folder)
+    write_json(folder.with_suffix(".json"), {**digits_prepared.manifest, "preparation_key": "k1"})
+    return folder, folder.with_suffix(".json")
+
+
+def test_a_job_refuses_data_prepared_again_after_its_run_planned_for_it(study):
+    folder, manifest = study
+    plan_prepared({"results/prepared/digits/28x28x1.json": "k1"})
+    assert load_prepared(folder, "results/prepared/digits/28x28x1.json").count("train")
+    write_json(manifest, {**json.loads(manifest.read_text()), "preparation_key": "k2"})  # another study re-prepared it
+    with pytest.raises(PreparedAgain) as error:
+        load_prepared(folder, "results/prepared/digits/28x28x1.json")
+    line = one_line(error.value)
+    assert line.startswith("results/prepared/digits/28x28x1.json was prepared again (preparation key k2…, this run "
+                           "planned for k1…)") and "run snakemake again" in line and recurs(error.value)
+
+
+def test_reused_data_is_signed_for_when_the_run_plans_not_when_a_job_opens_it(tmp_path, monkeypatch):
+    """The owner re-preparing between the decision and the first job saw no reader."""
+    owner, reader = tmp_path / "owner", tmp_path / "reader"
+    manifest = owner / "prepared/digits/28x28x1.json"
+    write_json(manifest, {"dataset": "digits", "preparation_key": "k1", "prepared_by": str(owner)})
+    (reader / ".snakemake").mkdir(parents=True)
+    monkeypatch.chdir(reader)
+    plan_prepared({str(manifest): "k1"})
+    monkeypatch.chdir(owner)
+    assert other_readers(manifest) == [str(reader)]
+    assert json.loads((reader / PLANNED).read_text()) == {str(manifest): "k1"}
+
+
+def test_a_verified_file_is_not_hashed_again_until_it_changes(study, monkeypatch):
+    folder, manifest = study
+    hashed = []
+    real = prepared_module.hash_descriptor
+    monkeypatch.setattr(prepared_module, "hash_descriptor", lambda fd: hashed.append(fd) or real(fd))
+    files = len(json.loads(manifest.read_text())["shards"]["train"]) + 1  # the shards and the labels
+    load_prepared(folder, manifest).raw("train")
+    assert len(hashed) == files
+    load_prepared(folder, manifest).raw("train")  # another job of the study: stamps, no hashing
+    assert len(hashed) == files
+    shard = folder / "x_train-00000.npy"
+    stat = shard.stat()
+    with open(shard, "r+b") as handle:  # a flipped byte, its mtime put back: the ctime still tells
+        handle.seek(stat.st_size - 1)
+        last = handle.read(1)
+        handle.seek(stat.st_size - 1)
+        handle.write(bytes([last[0] ^ 0xFF]))
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(DamagedData, match="x_train-00000.npy: damaged prepared data, SHA-256"):
+        load_prepared(folder, manifest).raw("train")
+
+
+def test_a_shard_is_opened_once_and_what_was_opened_is_checked(study, monkeypatch):
+    """Hash, header, size and reads all use one descriptor: a file swapped in between is never read unchecked."""
+    folder, manifest = study
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *args, **kw: opened.append(str(path)) or real_open(path, *args, **kw))
+    monkeypatch.setattr("builtins.open", lambda *args, **kw: pytest.fail(f"opened by path: {args[0]}"))
+    load_prepared(folder, manifest).images("train", [0, 1])
+    assert [path for path in opened if ".snakemake" not in path] == [str(folder / "x_train-00000.npy")]
+
+
+def test_a_stale_reader_sets_aside_only_the_manifest_it_checked_against(study):
+    folder, manifest = study
+    reader = load_prepared(folder, manifest)
+    shard = folder / "x_train-00000.npy"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    newer = {**json.loads(manifest.read_text()), "preparation_key": "k2", "note": "prepared again"}
+    write_json(manifest, newer)  # a re-preparation wrote a new manifest meanwhile
+    with pytest.raises(DamagedData, match="its manifest has been replaced since this job read it"):
+        reader.images("train", [0])
+    assert json.loads(manifest.read_text()) == newer and not manifest.with_suffix(".json.damaged").exists()
+    assert not list(manifest.parent.glob(".*checking*"))
+    with pytest.raises(DamagedData, match="set aside as 28x28x1.json.damaged"):
+        load_prepared(folder, manifest).images("train", [0])  # a reader of the current manifest sets it aside
+
+
+def test_damaged_data_read_through_tf_data_is_its_own_line(study):
+    """Evaluation reads through tf.data, whose threads wrap the error in an InvalidArgumentError (retried)."""
+    import keras
+    from convbench.evaluate.inference import split_probabilities
+
+    folder, manifest = study
+    data = load_prepared(folder, manifest)
+    data.labels("test")
+    shard = folder / "x_test-00000.npy"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(DamagedData) as error:
+        split_probabilities(model, data, "test")
+    assert recurs(error.value) and one_line(error.value).endswith("run snakemake again to prepare it again")
+
+
+def test_training_checks_the_test_split_before_it_trains(study, tmp_path):
+    from conftest import train_small
+
+    folder, manifest = study
+    shard = folder / "x_test-00000.npy"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(DamagedData, match="x_test-00000.npy"):
+        train_small(load_prepared(folder, manifest), "simple_cnn", tmp_path / "exp")
+    assert not (tmp_path / "exp" / "history.csv").exists()
+
+
+def test_data_from_before_hashes_is_a_notice(study, monkeypatch):
+    from convbench.base import job_errors
+
+    folder, manifest = study
+    old = json.loads(manifest.read_text())
+    old.pop("labels_sha256")
+    old["shards"] = {split: [{k: v for k, v in shard.items() if k != "sha256"} for shard in shards]
+                     for split, shards in old["shards"].items()}
+    write_json(manifest, old)
+    said = []
+    monkeypatch.setattr(prepared_module, "notice_this_job", said.append)
+    load_prepared(folder, manifest).check()
+    assert said and "without hashes: its content cannot be checked; delete 28x28x1.json" in said[0]
+    assert np.asarray(load_prepared(folder, manifest).images("train", [0])).shape == (1, 28, 28, 1)
