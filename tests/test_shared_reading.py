@@ -141,3 +141,63 @@ def test_data_from_before_hashes_is_a_notice(study, monkeypatch):
     load_prepared(folder, manifest).check()
     assert said and "without hashes: its content cannot be checked; delete 28x28x1.json" in said[0]
     assert np.asarray(load_prepared(folder, manifest).images("train", [0])).shape == (1, 28, 28, 1)
+
+
+def test_two_preparations_of_the_same_data_at_once_take_turns(tmp_path, digits_raw):
+    """The second removed the first one's live staging folder as a killed preparation's leftovers, and the
+    first failed with FileNotFoundError. Now the second waits for the lease, then adopts the same preparation."""
+    import threading
+
+    from convbench.data import datasets
+    from convbench.data.sharing import lease_path
+
+    out = tmp_path / "shared" / "28x28x1"
+    entered, release = threading.Event(), threading.Event()
+    real_write = datasets.ShardWriter.write
+    first_thread = []
+
+    def slow_first(writer, chunk):
+        if threading.current_thread() is first_thread[0] and not entered.is_set():
+            entered.set()
+            release.wait(30)  # the first is writing: its staging folder is live
+        return real_write(writer, chunk)
+
+    options = dict(split_seed=0, test_fraction=0.2, validation_fraction=0.1, scaling="unit")
+    errors = []
+
+    def prepare():
+        try:
+            datasets.prepare_dataset("digits", [digits_raw], "28x28x1", out, out.with_suffix(".json"), **options)
+        except Exception as error:  # noqa: BLE001 - asserted below
+            errors.append(error)
+
+    datasets.ShardWriter.write = slow_first
+    try:
+        first = threading.Thread(target=prepare)
+        first_thread.append(first)
+        first.start()
+        assert entered.wait(60) and list(out.parent.glob(".28x28x1.staging-*"))
+        second = threading.Thread(target=prepare)
+        second.start()
+        second.join(3.0)
+        assert second.is_alive()  # waiting for the lease, not removing the first one's staging folder
+        release.set()
+        first.join(120)
+        second.join(120)
+    finally:
+        release.set()
+        datasets.ShardWriter.write = real_write
+    assert not errors and not lease_path(out).exists()
+    data = load_prepared(out, out.with_suffix(".json"))
+    data.check()
+    assert data.count("train") and not list(out.parent.glob(".28x28x1.staging-*"))
+
+
+def test_a_lease_left_by_a_dead_preparation_is_broken_once_it_stops_beating(tmp_path):
+    from convbench.data.sharing import lease_path, preparation_lease
+
+    out = tmp_path / "28x28x1"
+    lease_path(out).write_text(json.dumps({"host": "node7", "pid": 1, "study": "/elsewhere"}))  # killed with its node
+    with preparation_lease(out, stale=0.3, poll=0.05) as waited:
+        assert waited and json.loads(lease_path(out).read_text())["pid"] == os.getpid()
+    assert not lease_path(out).exists()

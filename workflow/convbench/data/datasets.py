@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base.atomic import UMASK, DiskFull, atomic_path, sha256, write_json
+from ..base.atomic import UMASK, DiskFull, atomic_path, read_json, sha256, write_json
 from . import formats
 from .catalog import DatasetInfo, get_dataset, parse_spec
 from .prepared import SHARD_BYTES, load_prepared
-from .sharing import preparation_key, this_study
+from .sharing import preparation_key, preparation_lease, this_study
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ STAGING = "staging-"  # .<spec>.staging-XXXXXXXX/: prepared data being written, 
 
 def remove_abandoned_staging(out_dir):
     """Staging folders an earlier preparation of `out_dir` left when it was killed (or a SLURM retry's
-    predecessor, on another node): Snakemake runs one job per output at a time, so none is in use.
+    predecessor, on another node): called while holding the preparation's lease, so none is in use.
     Also those of releases that named them .<spec>.XXXXXXXX/."""
     out_dir = Path(out_dir)
     earlier = re.compile(rf"\.{re.escape(out_dir.name)}\.(?:{STAGING}[a-z0-9_]+|[a-z0-9_]{{8}})")
@@ -315,10 +315,27 @@ def write_prepared(out_dir, out_manifest, splits, manifest):
     """Shards and labels of every split ({split: (labels, uint8 image chunks)}) into `out_dir`, then the
     manifest with counts, shards and the scaling parameters computed from the written training split.
     The folder is written aside and renamed into place, the manifest last: a killed job leaves nothing
-    that looks finished."""
+    that looks finished. Under the data's lease (convbench.data.sharing.preparation_lease): a preparation of the
+    same data running meanwhile (another study's) is waited for, and what it wrote adopted when it is the same
+    preparation."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_staging(out_dir)
+    with preparation_lease(out_dir) as waited:
+        if waited and prepared_meanwhile(out_dir, out_manifest, manifest.get("preparation_key")):
+            log.info("%s was prepared meanwhile by another preparation with the same key: adopted", out_dir)
+            return
+        remove_abandoned_staging(out_dir)
+        write_staged(out_dir, out_manifest, splits, manifest)
+
+
+def prepared_meanwhile(out_dir, out_manifest, key):
+    try:
+        return bool(key) and out_dir.is_dir() and read_json(out_manifest).get("preparation_key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def write_staged(out_dir, out_manifest, splits, manifest):
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.{STAGING}"))
     manifest = {**manifest, "counts": {}, "shards": {}, "labels_sha256": {},
                 "preprocessing": dict(manifest["preprocessing"])}

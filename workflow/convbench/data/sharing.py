@@ -14,14 +14,21 @@ changed, so moving prepared_dir would otherwise retrain the whole study.
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..base.atomic import read_json, write_json
 
 # Bump when preparing the same inputs with the same settings writes other shards.
 PREPARATION_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 def preparation_key(info, spec, fingerprint, *, split_seed, test_fraction, validation_fraction, scaling,
@@ -242,3 +249,85 @@ def _link_prepared(configured):
         os.replace(staged, link)  # a link that moved is never missing
     finally:
         staged.unlink(missing_ok=True)
+
+
+# A preparation's lease on its output (.<spec>.lease beside it), so that two preparations of the same data (two
+# studies sharing prepared_dir, a SLURM retry beside a job thought dead) never write it at once. It is a file
+# created with O_CREAT | O_EXCL, which is atomic on the file systems clusters share (NFS v3 and later, Lustre,
+# GPFS), where flock() is not dependable (NFS without lockd). The holder touches it every LEASE_BEAT seconds; a
+# lease whose mtime a waiter has seen unchanged for LEASE_STALE seconds (by its own clock: no clock is compared
+# across nodes) was left by a holder that died, and is broken by renaming it aside, which one contender only wins.
+LEASE_BEAT = 20.0
+LEASE_STALE = 180.0
+LEASE_POLL = 2.0
+
+
+def lease_path(out_dir):
+    out_dir = Path(out_dir)
+    return out_dir.with_name(f".{out_dir.name}.lease")
+
+
+@contextmanager
+def preparation_lease(out_dir, beat=LEASE_BEAT, stale=LEASE_STALE, poll=LEASE_POLL):
+    """Hold the lease on `out_dir` while the block prepares it; yields whether another preparation held it
+    first (then the caller may find the data prepared meanwhile, and adopt it)."""
+    path, waited, seen = lease_path(out_dir), False, None
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "study": this_study()}
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            pass
+        mtime = _mtime(path)
+        if mtime is None:
+            continue  # released meanwhile
+        if seen is None or seen[0] != mtime:
+            if not waited:
+                log.info("waiting: %s is being prepared by %s", out_dir, _holder(path))
+            seen, waited = (mtime, time.monotonic()), True
+        elif time.monotonic() - seen[1] > stale:
+            broken = path.with_name(f"{path.name}.broken-{os.getpid()}")
+            try:
+                os.rename(path, broken)  # one contender wins; the others find the new lease
+                log.warning("broke %s's lease on %s: unchanged for %.0f s", _holder(broken), out_dir, stale)
+                broken.unlink()
+            except FileNotFoundError:
+                pass
+            seen = None
+            continue
+        time.sleep(poll)
+    with os.fdopen(fd, "w") as stream:
+        json.dump(holder, stream)
+    stop = threading.Event()
+    beating = threading.Thread(target=_beat, args=(path, stop, beat), daemon=True)
+    beating.start()
+    try:
+        yield waited
+    finally:
+        stop.set()
+        beating.join()
+        path.unlink(missing_ok=True)
+
+
+def _beat(path, stop, beat):
+    while not stop.wait(beat):
+        try:
+            os.utime(path)
+        except OSError:
+            return
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _holder(path):
+    try:
+        holder = read_json(path)
+        return f"pid {holder['pid']} on {holder['host']} (study {holder['study']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another preparation"
