@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -82,6 +83,59 @@ def test_before_any_measurement_a_job_asks_for_its_models_need_and_room_for_data
     (tmp_path / "x").mkdir()
     job_errors.job_record_path("train_model", JOB, tmp_path, "memory").write_text(json.dumps({"peak_mb": 5838}))
     assert ask(wildcards_of(JOB), attempt=1) == 7298  # measured beats estimated
+
+
+def test_a_peak_measured_under_another_model_estimate_is_stale(tmp_path, capsys):
+    """A 2,250 MB peak measured at batch 64 won against a 30,000 MB estimate at batch 4096."""
+    record = job_errors.job_record_path("train_model", JOB, tmp_path, "memory")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"peak_mb": 2250, "model_mb": 1500}))
+    ask = memory.asked_mb("train_model", 1500, estimate=lambda wildcards: 22500, directory=tmp_path)
+    assert ask(wildcards_of(JOB), attempt=1) == 30000  # the estimate: the batch size changed
+    same = memory.asked_mb("train_model", 1500, estimate=lambda wildcards: 1500, directory=tmp_path)
+    assert same(wildcards_of(JOB), attempt=1) == 2813  # 1.25 x the peak measured under this estimate
+
+
+def test_a_request_is_capped_at_the_stated_maximum_with_one_line(tmp_path, capsys, monkeypatch):
+    """One outlier peak asked for 287,500 MB: sbatch refused it, as recurring, and nothing measured it again."""
+    record = job_errors.job_record_path("train_model", JOB, tmp_path, "memory")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"peak_mb": 230000}))
+    monkeypatch.setitem(memory.LIMITS, "max_mb", lambda: 64000)  # resolved when first asked
+    ask = memory.asked_mb("train_model", 4000, directory=tmp_path)
+    assert ask(wildcards_of(JOB), attempt=1) == 64000 and ask(wildcards_of(JOB), attempt=2) == 64000
+    assert capsys.readouterr().err.count("would ask for 287500 MB; capped at resources.max_mem_mb 64000 MB") == 1
+
+
+def test_auto_is_this_machines_memory_locally_and_the_largest_slurm_node_on_a_cluster(tmp_path, monkeypatch):
+    fake = tmp_path / "sinfo"
+    fake.write_text("#!/bin/sh\nprintf '192000\\n257000+\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert memory.memory_limit("auto", on_cluster=True) == 257000
+    assert memory.memory_limit("auto", on_cluster=False) == memory.machine_mb() > 1000
+    assert memory.memory_limit(50000, on_cluster=True) == 50000
+    fake.unlink()
+    assert memory.memory_limit("auto", on_cluster=True) is None  # no sinfo: no cap
+
+
+def test_a_job_stopped_by_sigterm_records_its_peak(tmp_path):
+    """A SLURM time limit or scancel sends SIGTERM: the job recorded nothing."""
+    body = "ballast = bytearray(300 * 2**20)\nballast[::4096] = b'x' * len(ballast[::4096])\nimport signal\nos.kill(os.getpid(), signal.SIGTERM)\nimport time; time.sleep(30)"
+    assert job_process(tmp_path, body, declared_mb=4000) == -15  # it still ends by SIGTERM
+    assert 300 < memory.measured_peak("train_model", JOB, tmp_path / memory.MEMORY_DIR) < 600
+
+
+def test_a_childs_memory_is_counted_once(tmp_path):
+    """getrusage counted the parent's pages in a child forked from it: 632 MB recorded as 1,265."""
+    body = """ballast = bytearray(400 * 2**20)
+ballast[::4096] = b'x' * len(ballast[::4096])
+import subprocess
+subprocess.run([sys.executable, "-c", "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(2)"], check=True)
+"""
+    job_process(tmp_path, body, declared_mb=4000)
+    peak = memory.measured_peak("train_model", JOB, tmp_path / memory.MEMORY_DIR)
+    assert 600 < peak < 800, peak  # 400 + 200 and the interpreters, not 400 + (400 + 200)
 
 
 def test_every_architecture_has_its_footprint_and_the_stored_ones_are_the_models():

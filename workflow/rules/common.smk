@@ -24,7 +24,7 @@ from convbench.base.config import (
     varied_settings,
 )
 from convbench.base.devices import local_resource_limits, visible_gpu_count
-from convbench.base.memory import asked_mb
+from convbench.base.memory import asked_mb, configure_limit, memory_limit
 from convbench.base.validation import check_recipe, validate_config
 from convbench.data.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
 from convbench.data.formats import file_digest, folder_fingerprint
@@ -146,6 +146,11 @@ def cluster_run():
     `--force-use-threads` on a local dry run looks the same (that dry run shows cluster values)."""
     threads_forced = workflow.dryrun and getattr(workflow.execution_settings, "use_threads", False)
     return not workflow.local_exec or threads_forced
+
+
+# No job asks for more than resources.max_mem_mb (convbench.base.memory.memory_limit), resolved at the first
+# request, once the executor is known (a cluster job's own process: its node's memory).
+configure_limit(lambda: memory_limit(config["resources"]["max_mem_mb"], cluster_run() and workflow.is_main_process))
 
 
 def jobs_run_on_this_machine():
@@ -276,6 +281,11 @@ def model_need_mb(dataset, arch, variant):
 
 def training_need(wildcards):
     return model_need_mb(wildcards.dataset, wildcards.arch, wildcards.variant)
+
+
+def model_estimate(wildcards):
+    """training_need as a resource (0: no estimate, a YAML architecture's)."""
+    return training_need(wildcards) or 0
 
 
 def cost_need(wildcards):

@@ -59,6 +59,7 @@ rule train_model:
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=asked_mb("train_model", config["resources"]["train_mem_mb"], estimate=training_need),
+        model_mb=model_estimate,  # the job records its peak with it: a peak from another batch size is stale
         runtime=config["resources"]["train_runtime_min"],
         gpu=GPUS_PER_JOB,
     conda:
@@ -96,6 +97,7 @@ rule train_trial:
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=asked_mb("train_trial", config["resources"]["train_mem_mb"], estimate=training_need),
+        model_mb=model_estimate,
         runtime=config["resources"]["train_runtime_min"],
         gpu=GPUS_PER_JOB,
     conda:

@@ -53,16 +53,26 @@ _memory_recorders = []
 
 
 def record_memory(snakemake):
-    """The job's peak memory, when it ends (failed or not), for the next run's request
-    (convbench.base.memory)."""
+    """The job's peak memory, when it ends (failed, or stopped by SIGTERM: a SLURM time limit, scancel), for
+    the next run's request (convbench.base.memory), with the model estimate it was measured under."""
     import atexit
+    import signal
 
     from convbench.base import memory
 
     declared = snakemake.resources.get("mem_mb")
-    recorder = functools.partial(memory.record_peak, snakemake.rule, dict(snakemake.wildcards), declared)
+    memory.watch_children()
+    recorder = functools.partial(memory.record_peak, snakemake.rule, dict(snakemake.wildcards), declared,
+                                 model_mb=snakemake.resources.get("model_mb") or None)
     _memory_recorders.append(recorder)
     atexit.register(recorder)
+
+    def stopped(signum, frame):
+        recorder()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # ends as SIGTERM would have: the executor sees the same
+
+    signal.signal(signal.SIGTERM, stopped)
 
 
 def finish():
