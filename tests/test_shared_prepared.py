@@ -203,3 +203,38 @@ def test_two_studies_share_prepared_data_without_rewriting_it(tmp_path):
     shutil.move(shared, tmp_path / "moved")
     moved = [*config[:-1], f"storage={{prepared_dir: {tmp_path / 'moved'}}}"]
     assert "Nothing to be done" in snakemake(first, "-n", *moved, "--", model).stdout
+
+
+@pytest.mark.integration
+def test_a_study_reading_shared_data_is_never_trained_on_another_preparation(tmp_path):
+    """Two studies on one prepared_dir at once: while the second trains on the first's data, the first asks to
+    prepare it again with other settings. The second signed in as a reader when its run planned (before, only
+    when a job first opened the data), so the first stops with one line, and the second's training equals the
+    first's on the same data."""
+    import time
+
+    shared = tmp_path / "shared"
+    config = ["--config", *TINY, "architectures=[simple_cnn]", "training={epochs: 1}",
+              f"storage={{prepared_dir: {shared}}}"]
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first, second = copy_workflow(tmp_path / "first"), copy_workflow(tmp_path / "second")
+    model = "results/experiments/digits/simple_cnn/default/seed1/model.keras"
+    run = snakemake(first, *config, "--", model)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    reading = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *config, "--", model], cwd=second,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    planned = second / ".snakemake" / "convbench-planned-data.json"
+    deadline = time.monotonic() + 120
+    while not planned.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert planned.exists()
+    refused = snakemake(first, *config, "data={split_seed: 7}", "--", model)  # at once: the second's job may not have opened it yet
+    _, errors = reading.communicate(timeout=600)
+    assert reading.returncode == 0, errors[-3000:]
+    assert refused.returncode != 0 and f"is also read by the study in {second.resolve()};" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    history = "results/experiments/digits/simple_cnn/default/seed1/history.csv"
+    losses = [pd.read_csv(study / history)[["loss", "val_loss"]].to_numpy().tolist() for study in (first, second)]
+    assert losses[0] == losses[1]  # the first's data, as planned

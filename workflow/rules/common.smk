@@ -411,7 +411,8 @@ def prepared_to_reuse():
         key = planned[os.path.normpath(manifest)] = preparation_key(DATASETS[dataset], spec, fingerprint, **config["data"])
         if prepared_state(manifest, key) == "reuse":
             reused.setdefault(dataset, []).append(spec)
-    plan_prepared(planned)  # the jobs check it when they open the data
+    if not workflow.dryrun:  # a dry run neither signs for data nor changes what running jobs check
+        plan_prepared(planned)  # the jobs check it when they open the data
     return reused
 
 
