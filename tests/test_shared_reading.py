@@ -39,6 +39,20 @@ def test_a_job_refuses_data_prepared_again_after_its_run_planned_for_it(study):
                            "planned for k1…)") and "run snakemake again" in line and recurs(error.value)
 
 
+def test_a_job_reads_the_data_its_run_found_when_no_job_prepares_it_again(study):
+    """Data from releases before keys (or prepared under an older key recipe) that Snakemake does not prepare
+    again: the key on disk when the run planned is what the job finds, and it reads it."""
+    folder, manifest = study
+    old = json.loads(manifest.read_text())
+    old.pop("preparation_key")
+    write_json(manifest, old)
+    plan_prepared({"results/prepared/digits/28x28x1.json": "k-new"})
+    assert load_prepared(folder, "results/prepared/digits/28x28x1.json").count("train")
+    write_json(manifest, {**old, "preparation_key": "k-other"})  # another study's preparation meanwhile
+    with pytest.raises(PreparedAgain, match="this run planned for k-new…"):
+        load_prepared(folder, "results/prepared/digits/28x28x1.json")
+
+
 def test_reused_data_is_signed_for_when_the_run_plans_not_when_a_job_opens_it(tmp_path, monkeypatch):
     """The owner re-preparing between the decision and the first job saw no reader."""
     owner, reader = tmp_path / "owner", tmp_path / "reader"
@@ -49,7 +63,7 @@ def test_reused_data_is_signed_for_when_the_run_plans_not_when_a_job_opens_it(tm
     plan_prepared({str(manifest): "k1"})
     monkeypatch.chdir(owner)
     assert other_readers(manifest) == [str(reader)]
-    assert json.loads((reader / PLANNED).read_text()) == {str(manifest): "k1"}
+    assert json.loads((reader / PLANNED).read_text()) == {str(manifest): ["k1"]}
 
 
 def test_a_verified_file_is_not_hashed_again_until_it_changes(study, monkeypatch):

@@ -34,7 +34,7 @@ import numpy as np
 from ..base.atomic import write_json
 from ..base.job_errors import notice_this_job
 from ..base.memory import DATA_SHARE
-from .sharing import planned_key, sign_in
+from .sharing import expected_keys, sign_in
 
 SPLITS = ("train", "val", "test")
 SHARD_BYTES = 256 << 20  # a shard's images at most; the manifest lists every shard and its hash
@@ -337,10 +337,11 @@ def load_prepared(directory, manifest_path=None, manifest=None) -> PreparedData:
         return PreparedData(manifest, Path(directory))
     content = Path(manifest_path).read_bytes()
     manifest = json.loads(content)
-    planned = planned_key(manifest_path)
-    if planned and manifest.get("preparation_key") != planned:
+    expected = expected_keys(manifest_path)
+    if expected and manifest.get("preparation_key") not in expected:
+        planned = " or ".join(f"{key[:12]}…" for key in sorted(filter(None, expected)))
         raise PreparedAgain(f"{manifest_path} was prepared again (preparation key {str(manifest.get('preparation_key'))[:12]}…, "
-                            f"this run planned for {planned[:12]}…), most likely by another study sharing "
+                            f"this run planned for {planned}), most likely by another study sharing "
                             "storage.prepared_dir: this job would read other data than its run planned; run snakemake "
                             "again, which decides anew what to prepare and retrain")
     sign_in(manifest_path, manifest)

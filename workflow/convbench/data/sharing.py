@@ -121,32 +121,37 @@ def prepared_state(manifest_path, key):
     return "prepare"
 
 
-PLANNED = ".snakemake/convbench-planned-data.json"  # {manifest path as the rules give it: the key this run planned}
+PLANNED = ".snakemake/convbench-planned-data.json"  # {manifest path as the rules give it: [keys a job may find]}
 
 
 def plan_prepared(planned):
     """The main process's decision, {manifest path: preparation key}, for the run's jobs to check at open
-    (convbench.data.prepared.load_prepared): data prepared again between the decision and a job's read, by
-    another study sharing prepared_dir, is then refused instead of read. Reused data another study prepared
-    is signed for now, not when a job first opens it: the other study sees this reader from the start."""
+    (convbench.data.prepared.load_prepared): a job may find the key the run planned (its own preparation job
+    writes it) or the one on disk when it planned (data Snakemake does not prepare again, such as data from
+    releases before keys); data another study prepared again between the decision and a job's read has
+    neither, and is refused instead of read. Reused data another study prepared is signed for now, not when
+    a job first opens it: the other study sees this reader from the start."""
+    expected = {}
     for manifest_path, key in planned.items():
         try:
             manifest = read_json(manifest_path)
         except (OSError, ValueError):
-            continue
+            manifest = {}
         if manifest.get("preparation_key") == key:
             sign_in(manifest_path, manifest)
-    write_json(PLANNED, planned)
+        expected[manifest_path] = sorted({key, manifest.get("preparation_key")}, key=str)
+    write_json(PLANNED, expected)
 
 
-def planned_key(manifest_path):
-    """The preparation key this run planned for the data at `manifest_path`, or None (no run planned it: a
-    test, the CLI, a job of an earlier release's run)."""
+def expected_keys(manifest_path):
+    """The preparation keys a job of this run may find in the manifest at `manifest_path`, or None (no run
+    planned it: a test, the CLI, a job of an earlier release's run)."""
     try:
         planned = read_json(PLANNED)
     except (OSError, ValueError):
         return None
-    return planned.get(os.path.normpath(str(manifest_path))) if isinstance(planned, dict) else None
+    keys = planned.get(os.path.normpath(str(manifest_path))) if isinstance(planned, dict) else None
+    return set(keys) if isinstance(keys, list) else None
 
 
 def preparation_constraint(reused):
