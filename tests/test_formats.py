@@ -107,13 +107,50 @@ def test_image_folder_with_png_and_jpeg(tmp_path):
 
 
 def test_image_folder_with_its_own_test_folder(tmp_path):
+    """Its test split is prepared apart (prepare_test_split, beside the data as <spec>.test/): the data's own
+    manifest does not change with the test images, and the reader joins the two."""
+    from convbench.data.datasets import prepare_test_split
+
     train = canonical.image_folder(tmp_path / "train", per_class=20, size=16)
     test = canonical.image_folder(tmp_path / "test", per_class=4, size=16, seed=5)
     declare_datasets({"photos": {"format": "image_folder", "path": str(train), "test_path": str(test),
                                          "image_size": 16, "color_mode": "grayscale"}})
-    data = prepare(tmp_path, "photos", [str(train), str(test)], "28x28x1")
-    assert data.manifest["counts"]["test"] == [4, 4, 4]
-    assert data.manifest["native_shape"] == [16, 16, 1]
+    data = prepare(tmp_path, "photos", [str(train)], "28x28x1")
+    assert "test" not in data.manifest["shards"] and data.manifest["test_split"] == "d.test.json"
+    main = (tmp_path / "out" / "d.json").read_bytes()
+    prepare_test_split(STUDY["photos"], str(test), "28x28x1", tmp_path / "out" / "d.json", tmp_path / "out" / "d.test",
+                       tmp_path / "out" / "d.test.json")
+    data = load_prepared(tmp_path / "out" / "d", tmp_path / "out" / "d.json")
+    assert data.manifest["counts"]["test"] == [4, 4, 4] and data.labels("test").tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert data.images("test").shape == (12, 28, 28, 1) and data.manifest["native_shape"] == [16, 16, 1]
+    data.check(["test"])
+
+    (next((test / "owls").glob("*"))).unlink()  # new test images: only the test split changes
+    prepare_test_split(STUDY["photos"], str(test), "28x28x1", tmp_path / "out" / "d.json", tmp_path / "out" / "d.test",
+                       tmp_path / "out" / "d.test.json")
+    assert (tmp_path / "out" / "d.json").read_bytes() == main
+    assert load_prepared(tmp_path / "out" / "d", tmp_path / "out" / "d.json").manifest["counts"]["test"] == [4, 4, 3]
+
+
+def test_a_damaged_test_split_prepared_apart_sets_aside_its_own_manifest_only(tmp_path):
+    """Setting aside the data's manifest would prepare it again and retrain every model for a test image."""
+    from convbench.data.datasets import prepare_test_split
+    from convbench.data.prepared import DamagedData
+
+    train = canonical.image_folder(tmp_path / "train", per_class=20, size=16)
+    test = canonical.image_folder(tmp_path / "test", per_class=4, size=16, seed=5)
+    folder_dataset(train, test_path=str(test))
+    prepare(tmp_path, "photos", [str(train)], "16x16x3")
+    out = tmp_path / "out"
+    prepare_test_split(STUDY["photos"], str(test), "16x16x3", out / "d.json", out / "d.test", out / "d.test.json")
+    shard = out / "d.test" / "x_test-00000.npy"
+    shard.write_bytes(shard.read_bytes()[:-5])
+    with pytest.raises(DamagedData, match=r"d.test/x_test-00000.npy: damaged prepared data.*set aside as d.test.json.damaged"):
+        load_prepared(out / "d", out / "d.json").images("test", [0])
+    assert (out / "d.json").exists() and not (out / "d.test.json").exists()
+    data = load_prepared(out / "d", out / "d.json")  # training goes on: it needs no test split
+    data.check()
+    assert "test" not in data.manifest["shards"]
 
 
 # ---------------------------------------------------------------- bad input: a clear error naming the file, nothing prepared

@@ -26,10 +26,11 @@ from convbench.base.config import (
 from convbench.base.devices import local_resource_limits, visible_gpu_count
 from convbench.base.memory import asked_mb, configure_limit, memory_limit
 from convbench.base.validation import check_recipe, validate_config
-from convbench.data.catalog import check_dataset_names, raw_inputs, remote_file, resolve_datasets, spec_name
+from convbench.data.catalog import (check_dataset_names, raw_inputs, remote_file, resolve_datasets, separate_test,
+                                   spec_name)
 from convbench.data.formats import file_digest, folder_fingerprint
 from convbench.data.sharing import (plan_prepared, preparation_constraint, preparation_key, prepared_state,
-                                   rule_prepared_dir)
+                                   rule_prepared_dir, test_split_key)
 from convbench.evaluate.figures import EVALUATION_FILES, FIGURES
 from convbench.models.architectures import check_input_size, check_names, input_spec, model_input_size
 from convbench.models.footprints import stored_footprints, training_need_mb
@@ -238,6 +239,8 @@ def study_benchmarks(wildcards):
                 jobs.append((rules.fetch_file, {"dataset": dataset, "filename": Path(raw).name}))
     jobs += [(rules.prepare_dataset, dict(zip(("dataset", "spec"), Path(manifest).with_suffix("").parts[-2:])))
              for manifest in prepared_manifests()]
+    jobs += [(rules.prepare_test_split, {"dataset": Path(path).parent.name, "spec": Path(path).name.removesuffix(".test.json")})
+             for path in prepared_test_splits() if path.endswith(".test.json")]
     jobs += [(rules.preview_augmentation, preview) for preview in augmentation_previews()]
     jobs += [(rules.fetch_weights, {"filename": name}) for name in imagenet_weights_sources(config, VARIANTS, DATASETS)]
     jobs.append((rules.summarize, {}))
@@ -340,13 +343,23 @@ def dataset_definition(wildcards):
 
 @functools.cache
 def dataset_fingerprint(dataset):
+    """The content of a dataset's training image folder (its test folder, if it has one, is prepared apart)."""
     info = DATASETS[dataset]
-    return folder_fingerprint([folder for folder in info.folders if folder]) if info.folders else None
+    return folder_fingerprint([info.folders[0]]) if info.folders else None
+
+
+@functools.cache
+def test_folder_fingerprint(dataset):
+    return folder_fingerprint([DATASETS[dataset].folders[1]])
 
 
 def raw_fingerprint(wildcards):
     """Image folders are read in place: a change to any of their files reruns their preparation."""
     return dataset_fingerprint(wildcards.dataset)
+
+
+def test_fingerprint(wildcards):
+    return test_folder_fingerprint(wildcards.dataset)
 
 
 def weights_input(wildcards):
@@ -383,6 +396,25 @@ def prepared_data(wildcards):
     return prepared_files(wildcards.dataset, wildcards.arch)
 
 
+def test_split_files(dataset, arch):
+    """A test split prepared apart (catalog.separate_test): its folder and manifest; none otherwise."""
+    if not separate_test(DATASETS[dataset]):
+        return {}
+    prefix = prepared_prefix(dataset, arch)
+    return {"test_data": f"{prefix}.test", "test_manifest": f"{prefix}.test.json"}
+
+
+def evaluated_data(wildcards):
+    """Input of the jobs that read the test split: the prepared data and a test split prepared apart."""
+    return {**prepared_data(wildcards), **test_split_files(wildcards.dataset, wildcards.arch)}
+
+
+def prepared_test_splits():
+    """Each test split prepared apart once, as prepared_manifests (for the report's test images)."""
+    return sorted({path for dataset in config["datasets"] for arch in config["architectures"]
+                   for path in test_split_files(dataset, arch).values()})
+
+
 def preview_data(wildcards):
     """An augmentation preview shows the dataset as the study's first architecture sees it."""
     return prepared_files(wildcards.dataset, config["architectures"][0])
@@ -396,12 +428,13 @@ def prepared_manifests():
 
 @functools.cache
 def prepared_to_reuse():
-    """{dataset: [spec, ...]} of the prepared data this study reuses as it is (the same preparation
-    key: convbench.data.sharing), from an earlier run or another study; the rest it prepares. Decided by
+    """({dataset: [spec, ...]}, the same for test splits prepared apart) of the prepared data this study reuses
+    as it is (the same preparation key: convbench.data.sharing), from an earlier run or another study; the rest
+    it prepares. Decided by
     the main process: a job's own process runs only its rule, and need not read manifests or folders."""
-    reused, planned = {}, {}
+    reused, reused_tests, planned = {}, {}, {}
     if not workflow.is_main_process:
-        return reused
+        return reused, reused_tests
     for manifest in prepared_manifests():
         dataset, spec = Path(manifest).with_suffix("").parts[-2:]
         try:
@@ -411,9 +444,18 @@ def prepared_to_reuse():
         key = planned[os.path.normpath(manifest)] = preparation_key(DATASETS[dataset], spec, fingerprint, **config["data"])
         if prepared_state(manifest, key) == "reuse":
             reused.setdefault(dataset, []).append(spec)
+        if separate_test(DATASETS[dataset]):  # its test split, prepared apart, has its own key
+            test_manifest = manifest.removesuffix(".json") + ".test.json"
+            try:
+                test_key = test_split_key(key, test_folder_fingerprint(dataset))
+            except OSError:
+                continue
+            planned[os.path.normpath(test_manifest)] = test_key
+            if prepared_state(test_manifest, test_key) == "reuse":
+                reused_tests.setdefault(dataset, []).append(spec)
     if not workflow.dryrun:  # a dry run neither signs for data nor changes what running jobs check
         plan_prepared(planned)  # the jobs check it when they open the data
-    return reused
+    return reused, reused_tests
 
 
 def evaluation_outputs():
@@ -456,6 +498,6 @@ def mlflow_runs():
 
 
 try:  # shared prepared data this study would overwrite stops it here, like a config error
-    REUSED_PREPARED = prepared_to_reuse()
+    REUSED_PREPARED, REUSED_TEST_SPLITS = prepared_to_reuse()
 except ValueError as error:
     sys.exit(f"Error in the config: {error}")

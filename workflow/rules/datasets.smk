@@ -74,3 +74,32 @@ rule prepare_dataset:
         "../../envs/datasets.yaml"
     script:
         "../scripts/prepare_dataset.py"
+
+
+# The test split of a dataset whose test images have a folder of their own (an image folder's test_path),
+# prepared apart: new test images re-evaluate every model and retrain none (training reads the training and
+# validation splits only). Reused by content like the rest (a test split of another study's data).
+rule prepare_test_split:
+    wildcard_constraints:
+        spec=preparation_constraint(REUSED_TEST_SPLITS),
+    input:
+        test=lambda wildcards: DATASETS[wildcards.dataset].folders[1],
+        manifest=f"{PREPARED}/{{dataset}}/{{spec}}.json",  # the data it belongs to: class names, input size
+    output:
+        data=directory(f"{PREPARED}/{{dataset}}/{{spec}}.test"),
+        manifest=f"{PREPARED}/{{dataset}}/{{spec}}.test.json",
+    params:
+        definition=dataset_definition,
+        fingerprint=test_fingerprint,
+    log:
+        "results/logs/prepare/{dataset}/{spec}.test.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}/{spec}.test.tsv"
+    threads: 1
+    resources:
+        mem_mb=asked_mb("prepare_test_split", 2000),
+        runtime=60,
+    conda:
+        "../../envs/datasets.yaml"
+    script:
+        "../scripts/prepare_test_split.py"

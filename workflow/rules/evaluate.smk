@@ -7,7 +7,7 @@
 # adopts them without starting TensorFlow unless its settings changed since (convbench.evaluate.assessment).
 rule evaluate_model:
     input:
-        unpack(prepared_data),
+        unpack(evaluated_data),  # with a test split prepared apart, if the dataset has one
         model=f"{EXPERIMENT}/model.keras",
         history=f"{EXPERIMENT}/history.csv",
     output:

@@ -5,7 +5,7 @@
 
 rule export_model:
     input:
-        unpack(prepared_data),
+        unpack(evaluated_data),  # with a test split prepared apart, if the dataset has one
         model=f"{EXPERIMENT}/model.keras",
     output:
         directory(f"{EXPERIMENT}/export"),

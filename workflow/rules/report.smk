@@ -11,6 +11,7 @@ rule build_report:
         searches=search_records,
         manifests=prepared_manifests(),
         prepared=[manifest.removesuffix(".json") for manifest in prepared_manifests()],
+        test_splits=prepared_test_splits(),  # test splits prepared apart: the galleries' test images
         augmentation_previews=[preview["path"] for preview in augmentation_previews()],
         exports=study_files(f"{EXPERIMENT}/export") if config["export"] else [],
     output:

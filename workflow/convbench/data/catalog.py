@@ -149,10 +149,18 @@ def raw_dir(dataset):
     return f"resources/datasets/{dataset}"
 
 
+def separate_test(info):
+    """Whether the dataset's test split has a source of its own (an image folder's test_path). It is then
+    prepared by a job of its own (prepare_test_split), beside the training and validation splits, so that new
+    test images re-evaluate every model and retrain none: training reads only those two splits."""
+    return info.format == "image_folder" and bool(info.folders[1])
+
+
 def raw_inputs(info):
-    """What preparing a dataset reads: its raw files, or its image folders."""
+    """What preparing a dataset's training and validation splits (and a test split carved from the same
+    source) reads: its raw files, or its training image folder."""
     if info.format == "image_folder":
-        return [folder for folder in info.folders if folder]
+        return [info.folders[0]]
     return [f"{raw_dir(info.name)}/{remote.name}" for remote in info.files]
 
 

@@ -23,9 +23,9 @@ import numpy as np
 
 from ..base.atomic import UMASK, DiskFull, atomic_path, read_json, sha256, write_json
 from . import formats
-from .catalog import DatasetInfo, get_dataset, parse_spec
+from .catalog import DatasetInfo, get_dataset, parse_spec, separate_test
 from .prepared import SHARD_BYTES, load_prepared
-from .sharing import preparation_key, preparation_lease, this_study
+from .sharing import preparation_key, preparation_lease, test_split_key, this_study
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,8 @@ class FolderSource:
         )
         self.class_names = list(info.class_names)
         self.native_shape = tuple(info.image_shape)
-        self.source_hashes = {"fingerprint": formats.folder_fingerprint([p for p in info.folders if p])}
+        # the training folder's content only: a test folder of its own is prepared apart (prepare_test_split)
+        self.source_hashes = {"fingerprint": formats.folder_fingerprint([train_root])}
 
     def chunks(self, part, index, size, channels):
         paths = self.paths if part == "train" else self.test_paths
@@ -268,6 +269,8 @@ def prepare_dataset(dataset, raw_paths, spec, out_dir, out_manifest, *, split_se
         "val": (("train", val_index), source.labels[val_index]),
         "test": (test_part, test_labels),
     }
+    if separate_test(info):  # its own job prepares it (prepare_test_split); its folder was listed, not read
+        del plan["test"]
     splits = {split: (labels, source.chunks(part, index, size, channels))
               for split, ((part, index), labels) in plan.items()}
     manifest = {
@@ -292,8 +295,38 @@ def prepare_dataset(dataset, raw_paths, spec, out_dir, out_manifest, *, split_se
             info, spec, source.source_hashes.get("fingerprint"), split_seed=split_seed, test_fraction=test_fraction,
             validation_fraction=validation_fraction, scaling=scaling, validation_holdout=validation_holdout),
         "prepared_by": this_study(),
+        **({"test_split": f"{Path(out_dir).name}.test.json"} if separate_test(info) else {}),
     }
     write_prepared(out_dir, out_manifest, splits, manifest)
+
+
+def prepare_test_split(dataset, test_folder, spec, main_manifest, out_dir, out_manifest):
+    """The test split of a dataset whose test images have a folder of their own (catalog.separate_test), in
+    `out_dir` (<spec>.test/) and its manifest, for the prepared data of `main_manifest`: its class names and
+    input size. Its images are stored as uint8 like the others; the main manifest's scaling applies."""
+    info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
+    main = read_json(main_manifest)
+    size, _, channels = parse_spec(spec)
+    paths, labels = formats.list_image_folder(test_folder, main["class_names"], log=log)
+    labels = np.asarray(labels, np.int64)
+    validate_labels(labels, info.num_classes, test_folder)
+    fingerprint = formats.folder_fingerprint([test_folder])
+
+    def chunks():
+        for start in range(0, len(paths), CHUNK_IMAGES):
+            batch = paths[start : start + CHUNK_IMAGES]
+            yield formats.decode_images_into(np.empty((len(batch), size, size, channels), np.uint8), batch, size,
+                                             channels)
+
+    manifest = {
+        "dataset": info.name, "source": str(test_folder), "source_sha256": {"fingerprint": fingerprint},
+        "class_names": main["class_names"], "num_classes": main["num_classes"], "input_shape": main["input_shape"],
+        "preprocessing": {"resize": FolderSource.resize},
+        "test_of": main["preparation_key"],  # the prepared data it belongs to
+        "preparation_key": test_split_key(main["preparation_key"], fingerprint),
+        "prepared_by": this_study(),
+    }
+    write_prepared(out_dir, out_manifest, {"test": (labels, chunks())}, manifest)
 
 
 STAGING = "staging-"  # .<spec>.staging-XXXXXXXX/: prepared data being written, renamed into place when complete
@@ -351,10 +384,11 @@ def write_staged(out_dir, out_manifest, splits, manifest):
             manifest["counts"][split] = np.bincount(labels, minlength=manifest["num_classes"]).tolist()
             log.info("%s: %d images of %s in %d shard(s)", split, len(labels),
                      "x".join(map(str, manifest["input_shape"])), len(manifest["shards"][split]))
-        written = load_prepared(staging, manifest=manifest)
-        offset, scale = scaling_parameters(written.batches("train", CHUNK_IMAGES), manifest["preprocessing"]["scaling"])
-        written.close()
-        manifest["preprocessing"].update(offset=offset, scale=scale)
+        if "train" in splits:  # the scaling comes from the training split (a test split alone has none)
+            written = load_prepared(staging, manifest=manifest)
+            offset, scale = scaling_parameters(written.batches("train", CHUNK_IMAGES), manifest["preprocessing"]["scaling"])
+            written.close()
+            manifest["preprocessing"].update(offset=offset, scale=scale)
         shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(staging, out_dir)
     finally:

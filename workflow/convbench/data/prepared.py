@@ -61,6 +61,7 @@ class PreparedData:
     manifest: dict
     directory: Path
     manifest_sha256: str = None  # of the manifest's bytes as read: only that manifest is set aside as damaged
+    test_manifest: tuple = None  # (path, SHA-256) of a test split prepared apart (prepare_test_split), attached
     failure: Exception = field(default=None, repr=False)  # the DamagedData a read raised (tf.data wraps it)
     _files: dict = field(default_factory=dict, repr=False)  # shard path -> (open file descriptor, header bytes)
     _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
@@ -91,7 +92,7 @@ class PreparedData:
         return self._labels[split]
 
     def _read_labels(self, split):
-        path = self.directory / f"y_{split}.npy"
+        path = self.directory / self.manifest.get("label_files", {}).get(split, f"y_{split}.npy")
         expected = self.manifest.get("labels_sha256", {}).get(split)  # manifests from before #31 have none
         fd = self._open_verified(path, expected)
         try:
@@ -106,10 +107,13 @@ class PreparedData:
                                       f"its manifest says {self.count(split)} labels")
         return labels
 
-    def check(self, splits=SPLITS):
+    def check(self, splits=None):
         """Open and verify every file of these splits now (a training job checks the test split before it
-        trains, not after). Unchanged files cost a stat each (their stamps)."""
-        for split in splits:
+        trains, not after; not a test split prepared apart: training does not depend on it, and its own job
+        may be preparing it again). Unchanged files cost a stat each (their stamps)."""
+        own = [split for split in SPLITS if split in self.manifest["shards"]
+               and not (split == "test" and self.test_manifest)]
+        for split in own if splits is None else splits:
             self.labels(split)
             for shard in self.manifest["shards"][split]:
                 self._open(shard)
@@ -234,10 +238,12 @@ class PreparedData:
         still the one this reader checked against (a newer one, prepared again meanwhile, stays)."""
         if self.failure is not None:  # a second read of the same damage (another tf.data thread)
             return self.failure
-        manifest = self.manifest_path()
+        manifest, read_sha256 = self.manifest_path(), self.manifest_sha256
+        if self.test_manifest and Path(path).parent.name == Path(self.test_manifest[0]).stem:
+            manifest, read_sha256 = Path(self.test_manifest[0]), self.test_manifest[1]  # only the test split's
         aside = manifest.with_name(manifest.name + ".damaged")
         try:
-            if set_aside_if_same(manifest, aside, self.manifest_sha256):
+            if set_aside_if_same(manifest, aside, read_sha256):
                 done = f"its manifest is set aside as {aside.name}: run snakemake again to prepare it again"
             else:
                 done = "its manifest has been replaced since this job read it (prepared again): run snakemake again"
@@ -345,7 +351,39 @@ def load_prepared(directory, manifest_path=None, manifest=None) -> PreparedData:
                             "storage.prepared_dir: this job would read other data than its run planned; run snakemake "
                             "again, which decides anew what to prepare and retrain")
     sign_in(manifest_path, manifest)
-    return PreparedData(manifest, Path(directory), manifest_sha256=hashlib.sha256(content).hexdigest())
+    manifest, test_manifest = with_test_split(manifest, Path(manifest_path))
+    return PreparedData(manifest, Path(directory), manifest_sha256=hashlib.sha256(content).hexdigest(),
+                        test_manifest=test_manifest)
+
+
+def with_test_split(manifest, manifest_path):
+    """(manifest, (test manifest path, SHA-256) or None): a test split prepared apart (`test_split`: its
+    manifest beside this one) joins the manifest, its files named from this data's folder, when it is there
+    and was prepared for this data. Without it the data has no test split: training needs none."""
+    if "test_split" not in manifest:
+        return manifest, None
+    path = manifest_path.with_name(manifest["test_split"])
+    try:
+        content = path.read_bytes()
+        test = json.loads(content)
+    except (OSError, ValueError):
+        return manifest, None
+    if test.get("test_of") != manifest.get("preparation_key"):
+        return manifest, None  # for other data: its job prepares it again before anything evaluates
+    expected = expected_keys(path)
+    if expected and test.get("preparation_key") not in expected:
+        raise PreparedAgain(f"{path} was prepared again after this run planned to read it, most likely by another "
+                            "study sharing storage.prepared_dir: run snakemake again")
+    folder = f"../{path.name.removesuffix('.json')}"
+    joined = {
+        **manifest,
+        "shards": {**manifest["shards"], "test": [{**shard, "file": f"{folder}/{shard['file']}"}
+                                                   for shard in test["shards"]["test"]]},
+        "counts": {**manifest.get("counts", {}), "test": test["counts"]["test"]},
+        "labels_sha256": {**manifest.get("labels_sha256", {}), "test": test["labels_sha256"]["test"]},
+        "label_files": {"test": f"{folder}/y_test.npy"},
+    }
+    return joined, (str(path), hashlib.sha256(content).hexdigest())
 
 
 def file_identity(info):

@@ -52,6 +52,12 @@ def preparation_key(info, spec, fingerprint, *, split_seed, test_fraction, valid
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
+def test_split_key(key, fingerprint):
+    """What a separately prepared test split is: the data it belongs to (its preparation key) and its own
+    folder's content fingerprint."""
+    return hashlib.sha256(json.dumps([PREPARATION_VERSION, key, fingerprint]).encode()).hexdigest()
+
+
 def this_study():
     """The study's identity among those sharing prepared data: its working directory."""
     return os.path.realpath(os.getcwd())

@@ -28,12 +28,19 @@ log = logging.getLogger(__name__)
 STAMP = "stamp.json"
 
 
-def assessment_stamp(settings, model_path, manifest_path):
-    """What a staged evaluation is valid for."""
+def assessment_stamp(settings, model_path, manifest_path, test_read=None):
+    """What a staged evaluation is valid for: the settings, the model, the prepared data's manifest and, for a
+    test split prepared apart, its manifest too (new test images: evaluated again, not adopted); `test_read`:
+    (path, SHA-256) of the one the evaluation read (PreparedData.test_manifest), else the one on disk."""
+    data = sha256(manifest_path)
+    test_split = read_json(manifest_path).get("test_split")
+    if test_split:
+        test_manifest = Path(manifest_path).with_name(test_split)
+        data += "+" + (test_read[1] if test_read else sha256(test_manifest) if test_manifest.exists() else "none")
     return {
         "settings": hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest(),
         "model": sha256(model_path),
-        "data": sha256(manifest_path),
+        "data": data,
     }
 
 
@@ -75,12 +82,16 @@ def stage_assessment(model, model_path, data, history_path, manifest_path, setti
 
     directory = staging_directory(model_path)
     shutil.rmtree(directory, ignore_errors=True)
+    if "test" not in data.manifest["shards"]:  # a test split prepared apart, not there yet: the evaluate job's
+        log.info("no test split yet (its own job prepares it): the evaluate job evaluates the model")
+        return False
+    stamp = assessment_stamp(settings, model_path, manifest_path, data.test_manifest)
     # as in the evaluate job: anything built while evaluating computes in float32 (the model's layers keep their policy)
     keras.mixed_precision.set_global_policy("float32")
     start = time.perf_counter()
     try:
         assess_experiment(model, model_path, data, history_path, evaluation_files(directory), settings, title)
-        write_json(directory / STAMP, assessment_stamp(settings, model_path, manifest_path))
+        write_json(directory / STAMP, stamp)
     except Exception:  # noqa: BLE001 - see the docstring
         log.exception("evaluating the model in the training job failed; the evaluate job will evaluate it again")
         shutil.rmtree(directory, ignore_errors=True)

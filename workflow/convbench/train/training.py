@@ -40,6 +40,7 @@ def config_hash(settings):
 # The code that decides the weights an experiment's training arrives at: its networks, their layers and
 # saving, training and augmentation, and what training calls outside them: the per-batch resize and gather,
 # the learning-rate schedules, the seeding and precision. A checkpoint resumes only under the same code.
+FIT_SPLITS = ("train", "val")  # what training reads of the prepared data
 WEIGHT_CODE = ("models", "train", "evaluate/inference.py", "base/schedules.py", "base/runtime.py")
 
 
@@ -60,10 +61,12 @@ def experiment_fingerprint(arch, seed, settings, manifest):
         code.update(f"{path.relative_to(package)}\0".encode() + path.read_bytes())
     return {
         "settings": config_hash({"architecture": arch.name, "seed": seed, "settings": settings}),
+        # what training reads: the training and validation splits (a test split changed alone resumes)
         "data": config_hash({"source": manifest["source_sha256"], "input_shape": manifest["input_shape"],
-                             "shards": {split: [shard.get("sha256") for shard in shards]
-                                        for split, shards in manifest["shards"].items()},
-                             "counts": manifest.get("counts"), "labels": manifest.get("labels_sha256"),
+                             "shards": {split: [shard.get("sha256") for shard in manifest["shards"][split]]
+                                        for split in FIT_SPLITS},
+                             "counts": {split: (manifest.get("counts") or {}).get(split) for split in FIT_SPLITS},
+                             "labels": {split: (manifest.get("labels_sha256") or {}).get(split) for split in FIT_SPLITS},
                              "preprocessing": manifest["preprocessing"]}),
         "architecture": config_hash({"definition": architecture_definition(arch), "code": code.hexdigest()}),
     }
