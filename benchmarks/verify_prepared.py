@@ -61,7 +61,7 @@ def measure(gigabytes):
     import os
 
     from convbench.base.atomic import read_json
-    from convbench.data.prepared import VERIFIED_DIR
+    from convbench.data.verified import VERIFIED_DIR
 
     count = int(gigabytes * 2**30 // (SIDE * SIDE * 3))
     work = Path(tempfile.mkdtemp(prefix="verify-prepared-"))

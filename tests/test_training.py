@@ -708,7 +708,7 @@ def test_a_checkpoint_is_resumed_only_under_the_code_training_runs(module, monke
     from convbench.models.architectures import get_architecture
     from convbench.train.training import experiment_fingerprint
 
-    manifest = {"source_sha256": "x", "input_shape": [8, 8, 1], "shards": {}, "preprocessing": {}}
+    manifest = {"source_sha256": "x", "input_shape": [8, 8, 1], "shards": {"train": [], "val": []}, "preprocessing": {}}
     arch = get_architecture("simple_cnn")
     before = experiment_fingerprint(arch, 1, {}, manifest)
     target = Path(convbench.__file__).resolve().parent / module
