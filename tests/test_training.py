@@ -734,3 +734,18 @@ def test_a_checkpoint_from_another_keras_or_device_kind_is_not_resumed(tmp_path)
     checkpoint.on_epoch_end(0, {"loss": 1.0})
     with pytest.raises(CheckpointMismatch, match=r"keras 3.0.0 -> .*device GPU -> CPU.*device kind"):
         restore_checkpoint(tmp_path / "ckpt", {"settings": "s"}, {**runtime, "device": "CPU"})
+
+
+def test_a_checkpoint_resumes_when_only_the_test_split_changed(digits_prepared):
+    """Training reads the training and validation splits: new test images change nothing it resumes from."""
+    import copy
+
+    from convbench.models.architectures import get_architecture
+    from convbench.train.training import experiment_fingerprint
+
+    manifest = digits_prepared.manifest
+    retested = copy.deepcopy(manifest)
+    retested["shards"]["test"][0]["sha256"] = "0" * 64
+    retested["counts"]["test"] = [0] * len(retested["counts"]["test"])
+    arch = get_architecture("simple_cnn")
+    assert experiment_fingerprint(arch, 1, {}, retested) == experiment_fingerprint(arch, 1, {}, manifest)
