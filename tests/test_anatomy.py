@@ -66,3 +66,38 @@ def test_the_first_convolution_by_hand_inside_a_nested_base():
     image = np.random.default_rng(2).random((16, 16, 3), np.float32)
     layer_input, by_hand, by_layer, facts = first_conv_by_hand(model, image)
     assert np.allclose(layer_input, 2 * image) and facts["max_abs_difference"] < 1e-5 and facts["activation"] == "relu"
+
+
+
+@pytest.mark.parametrize("name, side, depth, with_pooling", [
+    ("lenet5", 32, 5, 7),  # the tutorial's 7 layers count its two subsampling layers
+    ("alexnet", 32, 8, 11), ("vgg16", 96, 16, 21), ("resnet50", 96, 50, 52),  # 4 shortcut projections not counted
+    ("googlenet", 96, 22, 27),  # "22 layers deep when counting only layers with parameters (or 27 ... pooling)"
+    ("mobilenet", 96, 28, 29),  # "counting depthwise and pointwise convolutions as separate layers, 28 layers"
+])
+def test_depth_is_the_weighted_layers_on_the_longest_path(name, side, depth, with_pooling):
+    from convbench.models.anatomy import layer_table, network_depth
+    from convbench.models.architectures import create_model
+
+    model = create_model(name, (side, side, 1 if name == "lenet5" else 3), 10, input_size=side)
+    assert network_depth(layer_table(model)) == (depth, with_pooling)
+
+
+def test_the_architectures_table_shows_our_depth_beside_the_tutorials_row():
+    """No row disagrees silently: LeNet-5's 5 weighted layers (7 with pooling) beside the tutorial's 7, the
+    counting rule stated under the table; an anatomy made before depths were counted shows none."""
+    import types
+
+    import pandas as pd
+    from convbench.report.networks import DEPTH_RULE, architectures_table
+
+    model = create_model("lenet5", (32, 32, 1), 10)
+    experiment = types.SimpleNamespace(model="lenet5", dataset="digits", architecture="lenet5", variant="default")
+    old = types.SimpleNamespace(model="alexnet", dataset="digits", architecture="alexnet", variant="default")
+    board = pd.DataFrame([{"dataset": "digits", "architecture": name, "variant": "default", "accuracy_mean": 0.9,
+                           "latency_ms": 1.0} for name in ("lenet5", "alexnet")])
+    rows = layer_table(model)
+    before = [{key: value for key, value in row.items() if not key.startswith("depth")} for row in rows]
+    html = architectures_table([(experiment, {"layers": rows}), (old, {"layers": before})], board)
+    assert "5 (7 with pooling)" in html and "LeNet-5, 1998, 7 layers" in html and DEPTH_RULE in html
+    assert "AlexNet, 2012, 8 layers" in html and "–" in html

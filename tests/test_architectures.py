@@ -31,7 +31,8 @@ def test_simple_cnn_is_the_classic_mnist_convnet():
 
 
 def test_unknown_architecture_lists_the_registered_ones():
-    with pytest.raises(KeyError, match="registered: alexnet, alexnet_lrn, bn_cnn, bn_cnn_tutorial, efficientnetb0, inceptionv3"):
+    with pytest.raises(KeyError, match="registered: alexnet, alexnet_lrn, bn_cnn, bn_cnn_tutorial, efficientnetb0, googlenet, "
+                                       "inceptionv3"):
         get_architecture("resnet9")
 
 
@@ -211,3 +212,29 @@ def test_a_damaged_experiment_model_is_named_and_moved_aside(tmp_path):
     with pytest.raises(DamagedModel, match="Keras cannot open it"):
         load_model(path)
     assert not path.exists()
+
+
+
+@pytest.mark.parametrize("name, paper, tolerance", [
+    ("googlenet", 6.8e6, 0.03),  # Szegedy et al. 2015, Table 1's column sums to ~6.8 M weights (biases left out)
+    ("mobilenet", 4.2e6, 0.02),  # Howard et al. 2017, Table 4: 1.0 MobileNet-224, 4.2 million parameters
+    ("resnet152", 60.2e6, 0.01),  # He et al. 2016 (the 152-layer ResNet, 60.2 M as commonly reported)
+])
+def test_the_tutorials_famous_architectures_have_their_papers_size(name, paper, tolerance):
+    """At the papers' 224 px and 1000 ImageNet classes."""
+    model = create_model(name, (224, 224, 3), 1000, input_size=224)
+    assert abs(model.count_params() - paper) <= tolerance * paper, model.count_params()
+
+
+def test_googlenet_is_table_1_of_its_paper():
+    """Nine inception modules, each the concatenation of its four branches' widths; 6,998,552 parameters at
+    1000 classes, as Caffe's bvlc_googlenet (the reference model) without its auxiliary classifiers."""
+    from convbench.models.googlenet import INCEPTION_MODULES
+
+    model = create_model("googlenet", (224, 224, 3), 1000, input_size=224)
+    assert model.count_params() == 6_998_552
+    modules = [layer for layer in model.layers if isinstance(layer, keras.layers.Concatenate)]
+    assert [layer.name for layer in modules] == [f"inception_{name}" for name in INCEPTION_MODULES]
+    for layer, (one, _, three, _, five, proj) in zip(modules, INCEPTION_MODULES.values()):
+        assert layer.output.shape[-1] == one + three + five + proj
+    assert model.get_layer("inception_5b").output.shape[1:3] == (7, 7) and model.get_layer("pool5_drop").rate == 0.4

@@ -157,25 +157,40 @@ def _parents(layer):
     return [tensor._keras_history.operation for tensor in inputs if hasattr(tensor, "_keras_history")]
 
 
-def layer_table(model, start=(1, 1), prefix=""):
-    """A row per layer (descending into nested models): type, output shape, parameters, and the
-    receptive field: how many input pixels (per side) one output position sees, and the jump:
-    input pixels between neighbouring output positions. A window layer of extent k and stride s
-    makes r' = r + (k - 1) * j and j' = j * s; where branches meet, the larger field counts."""
-    rows, fields = [], {}
+# What counts as a layer of a network's depth, the way its authors count (He et al. 2016's 50 layers, Szegedy et
+# al. 2015's 22, Howard et al. 2017's 28): layers with weights, on the longest path from input to output;
+# shortcut projections, normalisation and pooling not counted (`depth_with_pooling` adds pooling, as LeNet-5's 7
+# and GoogLeNet's 27 do).
+WEIGHTED_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Dense)
+POOLING_LAYERS = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D,
+                  keras.layers.GlobalMaxPooling2D)
+
+
+def layer_table(model, start=(1, 1), prefix="", depth_start=(0, 0)):
+    """A row per layer (descending into nested models): type, output shape, parameters, the receptive
+    field: how many input pixels (per side) one output position sees, and the jump: input pixels between
+    neighbouring output positions, and its depth: the weighted layers on the longest path to it (and with
+    pooling). A window layer of extent k and stride s makes r' = r + (k - 1) * j and j' = j * s; where
+    branches meet, the larger field and the longer path count."""
+    rows, fields, depths = [], {}, {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
-            fields[id(layer)] = start
+            fields[id(layer)], depths[id(layer)] = start, depth_start
             continue
         field = max((fields.get(id(parent), start) for parent in _parents(layer)), default=start)
+        depth = tuple(max(values) for values in zip(*(depths.get(id(parent), depth_start)
+                                                      for parent in _parents(layer)), depth_start))
         if hasattr(layer, "layers"):  # a nested model (a keras.applications base)
-            inner = layer_table(layer, field, prefix=f"{prefix}{layer.name}/")
+            inner = layer_table(layer, field, prefix=f"{prefix}{layer.name}/", depth_start=depth)
             rows += inner
             field = (inner[-1]["receptive_field"], inner[-1]["jump"]) if inner and inner[-1]["jump"] else field
+            depth = (inner[-1]["depth"], inner[-1]["depth_with_pooling"]) if inner else depth
         else:
             window = kernel_and_stride(layer)
             if window:
                 field = (field[0] + (window[0] - 1) * field[1], field[1] * window[1])
+            weighted, pooling = isinstance(layer, WEIGHTED_LAYERS), isinstance(layer, POOLING_LAYERS)
+            depth = (depth[0] + weighted, depth[1] + (weighted or pooling))
             spatial = len(layer.output.shape) == 4
             rows.append({
                 "layer": prefix + layer.name, "type": type(layer).__name__,
@@ -184,9 +199,15 @@ def layer_table(model, start=(1, 1), prefix=""):
                 "receptive_field": field[0] if spatial else None, "jump": field[1] if spatial else None,
                 "kernel": window[0] if window else None, "stride": window[1] if window else None,
                 "padding": getattr(layer, "padding", None) if window else None,
+                "depth": depth[0], "depth_with_pooling": depth[1],
             })
-        fields[id(layer)] = field
+        fields[id(layer)], depths[id(layer)] = field, depth
     return rows
+
+
+def network_depth(rows):
+    """(weighted layers on the longest path, the same with pooling) of a layer_table: its output's."""
+    return rows[-1]["depth"], rows[-1]["depth_with_pooling"]
 
 
 def size_arithmetic(rows, input_size, count=3):

@@ -43,13 +43,35 @@ def anatomy_blocks(anatomies):
     return "\n".join(blocks)
 
 
-WEIGHTED_LAYERS = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"}
+DEPTH_RULE = ("Depth: the layers with weights (convolutions, dense) on the longest path from input to output, "
+              "as He et al. count ResNet-50's 50 and Szegedy et al. GoogLeNet's 22; in brackets with pooling too, "
+              "as LeNet-5's 7 counts its subsampling layers. Shortcut projections and normalisation are not counted. "
+              "The tutorial's column gives its table's name, year and layers for the architecture.")
+
+
+def tutorial_row(architecture):
+    """The tutorial's name, year and layers for a built-in architecture ("" for others)."""
+    from ..models.architectures import ARCHITECTURES
+
+    known = ARCHITECTURES.get(architecture)
+    if not known or not known.tutorial:
+        return ""
+    name, year, layers = known.tutorial
+    return f"{name}, {year}" + (f", {layers} layers" if layers else "")
+
+
+def depth_text(rows):
+    """Our depth by DEPTH_RULE from an anatomy's layer rows; "–" for anatomies made before it was counted."""
+    last = rows[-1] if rows else {}
+    if "depth" not in last:
+        return "–"
+    return f"{last['depth']} ({last['depth_with_pooling']} with pooling)"
 
 
 def architectures_table(anatomies, board):
     """The famous-architectures table: per architecture trained in the study, what it is, its key
-    idea, its depth (weighted layers) and parameters from its anatomy, next to what this study
-    measured (mean test accuracy and latency per dataset from the leaderboard); `anatomies`:
+    idea, its depth (DEPTH_RULE) beside the tutorial's row, and parameters from its anatomy, next to what
+    this study measured (mean test accuracy and latency per dataset from the leaderboard); `anatomies`:
     representative_anatomies' pairs."""
     rows = []
     for experiment, anatomy in anatomies:
@@ -59,7 +81,7 @@ def architectures_table(anatomies, board):
         rows.append({"architecture": experiment.model, "dataset": experiment.dataset,
                      "what it is": anatomy.get("about", {}).get("description", ""),
                      "key idea": anatomy.get("about", {}).get("idea", ""),
-                     "depth (weighted layers)": int(layers["type"].isin(WEIGHTED_LAYERS).sum()),
+                     "depth": depth_text(anatomy["layers"]), "the tutorial's row": tutorial_row(experiment.architecture),
                      "parameters": int(layers["parameters"].sum()),
                      "test accuracy (mean)": measured["accuracy_mean"], "latency (ms, batch 1)": measured["latency_ms"]})
     table = pd.DataFrame(rows)
@@ -67,4 +89,5 @@ def architectures_table(anatomies, board):
         return ""
     return (table.style.format({"parameters": "{:,}", "test accuracy (mean)": "{:.2%}", "latency (ms, batch 1)": "{:.2f}"},
                                na_rep="–").hide(axis="index")
-            .set_properties(subset=["what it is", "key idea"], **{"text-align": "left"}).to_html())
+            .set_properties(subset=["what it is", "key idea"], **{"text-align": "left"}).to_html()
+            + f"<p><small>{DEPTH_RULE}</small></p>")
