@@ -142,7 +142,6 @@ def test_training_checks_the_test_split_before_it_trains(study, tmp_path):
 
 
 def test_data_from_before_hashes_is_a_notice(study, monkeypatch):
-    from convbench.base import job_errors
 
     folder, manifest = study
     old = json.loads(manifest.read_text())
