@@ -1,5 +1,6 @@
 """The CNN tutorial's own Keras code, transcribed: its two Sequential models and their compile/fit
-calls as the tutorial writes them, on NumPy arrays. Nothing of convbench is used here.
+calls as the tutorial writes them, on NumPy arrays, and its VGG16 transfer recipe (two phases). Nothing of
+convbench is used here.
 
 benchmarks/tutorial_parity.py runs it beside convbench's tutorial studies; tests/test_tutorial_recipes.py
 holds the studies' settings and networks against it (the TUTORIAL table there is this code's arguments,
@@ -10,7 +11,9 @@ and its convolutions' biases (Keras' defaults, 0.99 and True, are the tutorial's
 
 from tensorflow import keras
 from tensorflow.keras import layers
+from tensorflow.keras.applications import VGG16
 from tensorflow.keras.callbacks import EarlyStopping, ReduceLROnPlateau
+from tensorflow.keras.optimizers import Adam
 from tensorflow.keras.preprocessing.image import ImageDataGenerator
 
 
@@ -80,3 +83,37 @@ def fit_cifar10_recipe(model, x_train, y_train, x_val, y_val):
     validation_data=(X_test, y_test); the parity benchmark passes the study's validation split."""
     return fit_augmented(model, tutorial_augmentation(), x_train, y_train, x_val, y_val, batch_size=64, epochs=50,
                          callbacks=tutorial_callbacks())
+
+
+def vgg16_transfer(num_classes=10, weights="imagenet"):
+    """The tutorial's transfer model: a frozen ImageNet VGG16 base and a new head. (model, base)"""
+    base_model = VGG16(weights=weights, include_top=False, input_shape=(224, 224, 3))
+    base_model.trainable = False
+    model = keras.Sequential([
+        base_model,
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(256, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(num_classes, activation="softmax"),
+    ])
+    return model, base_model
+
+
+def fit_transfer_phase1(model, x_train, y_train):
+    """Phase 1: the head on the frozen base, Adam (1e-3), 10 epochs, the last 20 % for validation."""
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model.fit(x_train, y_train, epochs=10, validation_split=0.2, verbose=0)
+
+
+def unfreeze_for_fine_tuning(base_model):
+    """Phase 2's model change: every layer of the base but the last 4 frozen."""
+    base_model.trainable = True
+    for layer in base_model.layers[:-4]:
+        layer.trainable = False
+
+
+def fit_transfer_phase2(model, base_model, x_train, y_train):
+    """Phase 2: fine-tuning at Adam 1e-5 for 5 epochs, validation_split=0.2 again."""
+    unfreeze_for_fine_tuning(base_model)
+    model.compile(optimizer=Adam(1e-5), loss="categorical_crossentropy", metrics=["accuracy"])
+    return model.fit(x_train, y_train, epochs=5, validation_split=0.2, verbose=0)

@@ -95,8 +95,11 @@ def study(request, tmp_path_factory):
         npz = canonical.mnist_npz(200, 50)
         server.files["/mnist.npz"] = npz
         served = {"format": "mnist_npz", "files": [{"url": f"{server.url}/mnist.npz", "sha256": canonical.sha256_bytes(npz)}]}
+        canonical.image_folder(workdir / "folder-train", per_class=10, size=16)
+        canonical.image_folder(workdir / "folder-test", per_class=3, size=16, seed=2)
+        folders = {"format": "image_folder", "path": "folder-train", "test_path": "folder-test", "image_size": 16}
         (workdir / "study.yaml").write_text(yaml.safe_dump({
-            "custom_datasets": {"served": served},
+            "custom_datasets": {"served": served, "folders": folders},  # folders: its test split prepared apart
             "architectures": ["simple_cnn"],
             "variants": {"default": {"augmentation": {"rotation_range": 10}}},
             "export": ["savedmodel", "tflite", "tflite_dynamic_range", "onnx"],
@@ -106,7 +109,8 @@ def study(request, tmp_path_factory):
         images.mkdir()
         Image.new("RGB", (40, 30), (200, 10, 10)).save(images / "red.jpg")
         run_snakemake(workdir, "--cores", "2", "--skip-script-cleanup", "all", "predict",
-                      "results/prepared/served/28x28x1.json", "--configfile", "study.yaml",
+                      "results/prepared/served/28x28x1.json", "results/prepared/folders/28x28x3.test.json",
+                      "--configfile", "study.yaml",
                       config=["training={epochs: 1}", f"predict={{images: {images}}}"])
         # and a search's steps (search_step, choose_recipe): two trials, of which the study's `all` knows nothing
         run_snakemake(workdir, "--cores", "2", "--skip-script-cleanup", "results/search/served/simple_cnn/search.json",

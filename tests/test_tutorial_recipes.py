@@ -1,4 +1,4 @@
-"""The two tutorial studies against the tutorial's code (benchmarks/tutorial_code.py), argument by
+"""The three tutorial studies against the tutorial's code (benchmarks/tutorial_code.py), argument by
 argument: every setting equals the tutorial's, or differs where the study lists a deviation with its
 reason (`reproduces.deviations`), and nowhere else."""
 
@@ -39,6 +39,15 @@ TUTORIAL = [
         **CALLBACKS, **{f"augmentation.{knob}": value for knob, value in IMAGE_DATA_GENERATOR.items()},
         "augmentation.horizontal_flip": True}.items()],
     ("cifar10-tutorial.yaml", "default", "validation data", "test split", "validation data"),
+    # The VGG16 transfer recipe: phase 1's compile/fit, phase 2's unfreezing, compile and fit.
+    *[("cifar10-transfer-tutorial.yaml", "default", setting, value, None) for setting, value in {
+        "dataset": "cifar10", "optimizer": "adam", "learning_rate": ADAM, "label_smoothing": 0.0,
+        "batch_size": 32,  # fit() without batch_size
+        "epochs": 10, "precision": "float32", "data.scaling": "unit", "augmented": False, **NO_CALLBACKS,
+        "data.validation_fraction": 0.2, "data.validation_holdout": "last",  # validation_split=0.2, both phases
+        "fine_tune.layers": 4, "fine_tune.learning_rate": 1e-5, "fine_tune.epochs": 5,
+        "network:vgg16_imagenet": "vgg16_transfer"}.items()],
+    ("cifar10-transfer-tutorial.yaml", "default", "input", "32x32 as given, [0, 1]", "input"),
 ]
 
 
@@ -66,7 +75,7 @@ def layer_signature(layer):
             "Dense": ("units", "use_bias", "activation", "kernel_initializer", "bias_initializer"),
             "BatchNormalization": ("momentum", "epsilon", "center", "scale", "axis"),
             "Dropout": ("rate",), "MaxPooling2D": ("pool_size", "strides", "padding"), "Activation": ("activation",),
-            "Flatten": ()}[kind]
+            "Flatten": (), "GlobalAveragePooling2D": ("keepdims",)}[kind]
     return (kind, *[str(config[key]) if isinstance(config[key], dict) else config[key] for key in keys])
 
 
@@ -79,6 +88,19 @@ def effective(config, study_file, variant, setting):
     dataset = config["datasets"][0]
     if setting == "dataset":
         return dataset
+    if setting == "input":  # what the base is fed: a transfer model resizes and converts in the model
+        return "resized to 224x224, ImageNet preprocessing" if config.get("transfer_learning") else "as given"
+    if setting.startswith("fine_tune."):
+        from convbench.train.training import Phases
+
+        arch = config["architectures"][0]
+        settings = experiment_settings(config, dataset, arch, study_variants(config)[variant])
+        return Phases.of(settings, config["transfer_learning"][arch]).fine_tune[setting.removeprefix("fine_tune.")]
+    if setting == "augmented":
+        from convbench.base.config import augmentation_on
+
+        settings = experiment_settings(config, dataset, config["architectures"][0], study_variants(config)[variant])
+        return bool(augmentation_on(settings["augmentation"]))
     if setting == "validation data":
         return "test split" if config["data"].get("validation_fraction") is None else "held-out training images"
     if setting.startswith("data."):
@@ -88,6 +110,8 @@ def effective(config, study_file, variant, setting):
 
         architecture = setting.removeprefix("network:")
         assert architecture in config["architectures"]
+        if architecture in config.get("transfer_learning", {}):
+            return transfer_signature(config, architecture)
         return network_signature(create_model(architecture, (32, 32, 3), 10))
     settings = experiment_settings(config, dataset, config["architectures"][0], study_variants(config)[variant])
     for key in setting.split("."):
@@ -95,7 +119,34 @@ def effective(config, study_file, variant, setting):
     return settings
 
 
+def transfer_signature(config, architecture):
+    """A transfer model as the tutorial's code shows it: its base's constructor and input, frozen; its head layer
+    by layer; and the base's layers phase 2 trains."""
+    from convbench.models.study import resolve_architectures
+    from convbench.models.transfer import pretrained_base, unfreeze_last
+    from convbench.train.training import Phases
+
+    arch = resolve_architectures({}, config["transfer_learning"])[architecture]
+    model = arch.build((224, 224, 3), 10)
+    base = pretrained_base(model)
+    frozen = not any(layer.trainable for layer in base.layers)
+    head = network_signature(keras_layers_after(model, base))
+    settings = experiment_settings(config, config["datasets"][0], architecture)
+    unfrozen = unfreeze_last(model, Phases.of(settings, arch.transfer).fine_tune["layers"])
+    return (base.name, tuple(base.input_shape), frozen, head, unfrozen)
+
+
+def keras_layers_after(model, base):
+    return type("Head", (), {"layers": model.layers[model.layers.index(base) + 1:]})()
+
+
 def expected(value, setting):
+    if setting.startswith("network:") and value == "vgg16_transfer":
+        model, base = tutorial_code().vgg16_transfer(weights=None)
+        frozen = not any(layer.trainable for layer in base.layers)
+        head = network_signature(keras_layers_after(model, base))
+        tutorial_code().unfreeze_for_fine_tuning(base)
+        return (base.name, tuple(base.input_shape), frozen, head, [layer.name for layer in base.layers if layer.trainable])
     if setting.startswith("network:"):
         return network_signature(getattr(tutorial_code(), value)((32, 32, 3), 10))
     return value
@@ -114,7 +165,7 @@ def test_each_setting_is_the_tutorials_or_a_stated_deviation(study_file, variant
         assert deviation in stated, f"{study_file}: {setting} differs from the tutorial without a stated reason"
 
 
-@pytest.mark.parametrize("study_file", ["tutorial.yaml", "cifar10-tutorial.yaml"])
+@pytest.mark.parametrize("study_file", ["tutorial.yaml", "cifar10-tutorial.yaml", "cifar10-transfer-tutorial.yaml"])
 def test_every_stated_deviation_is_a_real_one(study_file):
     """A deviation the study states is one the table finds (none stale, none unexplained), and the
     README lists it too."""
