@@ -152,3 +152,17 @@ def test_the_schema_offers_exactly_the_transfer_bases():
 
     schema = yaml.safe_load((PROJECT / "workflow/schemas/config.schema.yaml").read_text())
     assert schema["properties"]["transfer_learning"]["additionalProperties"]["properties"]["base"]["enum"] == list(BASES)
+
+
+def test_the_tutorials_famous_bases_resnet152_and_mobilenet_fetch_keras_own_files():
+    """ResNet-152's no-top weights are checked against the md5 keras.applications publishes; MobileNet (v1)
+    has none published, so a study gives weights_sha256, as for MobileNetV2."""
+    from convbench.models.transfer import check_transfer, weights_file
+
+    name, url, known = weights_file("resnet152", 224)
+    assert (name, known) == ("resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5", "md5:ee4c566cf9a93f14d82f913c2dc6dd0c")
+    assert url.endswith("/keras-applications/resnet/resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    assert weights_file("mobilenet", 160)[:3:2] == ("mobilenet_1_0_160_tf_no_top.h5", None)
+    assert weights_file("mobilenet", 96)[0] == "mobilenet_1_0_224_tf_no_top.h5"  # keras picks 224 for other sizes
+    with pytest.raises(ValueError, match="publishes no checksum for MobileNet's ImageNet weights; set weights_sha256"):
+        check_transfer("tl", {"base": "mobilenet", "weights": "imagenet"}, {"scaling": "unit"}, {})

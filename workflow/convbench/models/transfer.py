@@ -43,10 +43,15 @@ BASES = {
     "efficientnetb0": Base("EfficientNetB0", 32, 224, "raw255", ("efficientnetb0_notop.h5",
                                                             "https://storage.googleapis.com/keras-applications/",
                                                             "md5:50bc09e76180e00e4465e1a485ddc09d")),
-    # keras.applications publishes no hash for MobileNetV2: the study must give weights_sha256.
+    "resnet152": Base("ResNet152", 32, 224, "caffe", ("resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                                 KERAS_APPLICATIONS + "resnet/", "md5:ee4c566cf9a93f14d82f913c2dc6dd0c")),
+    # keras.applications publishes no hash for MobileNet (v1) or MobileNetV2: the study must give weights_sha256.
+    "mobilenet": Base("MobileNet", 32, 224, "tf", None),
     "mobilenetv2": Base("MobileNetV2", 32, 224, "tf", None),
 }
 MOBILENETV2_SIZES = (96, 128, 160, 192, 224)
+MOBILENET_SIZES = (128, 160, 192, 224)  # the input sizes MobileNet (v1) has ImageNet weights for
+UNHASHED = ("mobilenet", "mobilenetv2")
 
 
 def weights_file(base, size):
@@ -55,6 +60,10 @@ def weights_file(base, size):
         rows = size if size in MOBILENETV2_SIZES else 224  # what keras.applications picks
         name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
         return name, KERAS_APPLICATIONS + "mobilenet_v2/" + name, None
+    if base == "mobilenet":
+        rows = size if size in MOBILENET_SIZES else 224  # what keras.applications picks (width multiplier 1)
+        name = f"mobilenet_1_0_{rows}_tf_no_top.h5"
+        return name, KERAS_APPLICATIONS + "mobilenet/" + name, None
     name, folder, known_hash = BASES[base].weights
     return name, folder + name, known_hash
 
@@ -70,10 +79,10 @@ def weights_source(spec, size):
 def check_transfer(name, spec, data_config, settings):
     """Fail while the config is read, with the key and the fix."""
     where = f"transfer_learning.{name}"
-    if spec["weights"] == "imagenet" and spec["base"] == "mobilenetv2" and not spec.get("weights_sha256"):
+    if spec["weights"] == "imagenet" and spec["base"] in UNHASHED and not spec.get("weights_sha256"):
         raise ValueError(
-            f"{where}: keras.applications publishes no checksum for MobileNetV2's ImageNet weights; set "
-            "weights_sha256 (sha256sum of a copy you trust) so the download can be verified"
+            f"{where}: keras.applications publishes no checksum for {BASES[spec['base']].constructor}'s ImageNet "
+            "weights; set weights_sha256 (sha256sum of a copy you trust) so the download can be verified"
         )
     if spec.get("weights_url") and not spec.get("weights_sha256"):
         raise ValueError(f"{where}: weights_url needs weights_sha256, the hash of the file it serves")
