@@ -197,3 +197,33 @@ def test_a_long_figure_title_wraps_inside_the_figure():
     assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
     assert text.get_text().count("\n") >= 2 and text.get_text().endswith("\nsecond line kept as its own line")
     plt.close(fig)
+
+
+def test_the_tutorials_filter_figure_scales_all_filters_together_and_shows_channel_0(tmp_path, monkeypatch):
+    """render.style tutorial: one min and max for every tile, input channel 0 (ours: each tile on its own
+    scale, an RGB composite)."""
+    import convbench.evaluate.visualization as visualization
+
+    model = create_model("simple_cnn", (28, 28, 3), 10)
+    layer = find_conv_layer(model)
+    kernel = np.zeros(layer.get_weights()[0].shape, np.float32)
+    kernel[..., 0, 0], kernel[..., 0, 1], kernel[..., 1, :] = 1.0, 0.1, 5.0  # channel 1 must not show
+    kernel[0, 0, 0, :] = -1.0
+    layer.set_weights([kernel, layer.get_weights()[1]])
+    shown = {}
+    real = visualization.mosaic
+    monkeypatch.setattr(visualization, "mosaic", lambda tiles, columns, **kw: shown.setdefault("tiles", tiles) is None
+                        or real(tiles, columns, **kw))
+    info = plot_filters(model, tmp_path / "t.png", "t", style="tutorial")
+    tiles = shown.pop("tiles")
+    assert info["tiles"] == 32 and tiles.min() == 0.0 and tiles.max() == 1.0
+    assert np.allclose(tiles[0, 1, 1], 1.0) and np.allclose(tiles[1, 1, 1], 1.1 / 2) and np.allclose(tiles[2, 1, 1], 0.5)
+    assert tiles[1].max() < 0.6  # a weak filter stays weak beside the others
+    plot_filters(model, tmp_path / "o.png", "o")  # ours: each tile on its own scale, an RGB composite
+    assert np.isclose(shown["tiles"][1].max(), 1.0) and shown["tiles"].shape[-1] == 3
+
+
+def test_the_tutorials_feature_map_figure_is_every_map_of_the_first_conv_for_one_image(tmp_path, model, digits_prepared):
+    images, _ = digits_prepared.scaled("test", np.arange(3))
+    info = plot_feature_maps(model, images, tmp_path / "m.png", "t", max_maps=16, style="tutorial")
+    assert info == {"layers": ["block1_conv1"], "tiles": 33, "grid": [1, 33]}  # the image and its 32 maps

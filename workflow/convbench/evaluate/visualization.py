@@ -130,20 +130,29 @@ def confusion_figure(matrix, class_names, title):
     return fig
 
 
-def plot_filters(model, path, title, layer_name=None, max_filters=64):
-    """Kernels of a conv layer as a grid of tiles (RGB when the layer reads 3 channels)."""
+def plot_filters(model, path, title, layer_name=None, max_filters=64, style="convbench"):
+    """Kernels of a conv layer as a grid of tiles: each scaled on its own, RGB when the layer reads 3 channels
+    (else the mean over them); style "tutorial": all scaled together (one min and max), input channel 0, grey."""
     layer = find_conv_layer(model, layer_name)
     kernel = np.asarray(layer.get_weights()[0])  # (height, width, in_channels, filters)
     count = min(kernel.shape[-1], max_filters)
     rows, columns = grid_shape(count)
     tiles = np.moveaxis(kernel[..., :count], -1, 0)  # (filters, height, width, in_channels)
-    if tiles.shape[-1] != 3:  # grey: the mean over the input channels
-        tiles = np.repeat(tiles.mean(axis=-1, keepdims=True), 3, axis=-1)
+    if style == "tutorial":
+        tiles = tiles[..., :1]
+        shown = (tiles - tiles.min()) / max(float(tiles.max() - tiles.min()), 1e-8)  # one scale for all
+        what = "input channel 0, all filters on one scale"
+    else:
+        if tiles.shape[-1] != 3:  # grey: the mean over the input channels
+            tiles = tiles.mean(axis=-1, keepdims=True)
+        shown = normalised(tiles)
+        what = "each filter on its own scale"
+    shown = np.repeat(shown, 3, axis=-1) if shown.shape[-1] == 1 else shown
     with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, ax = plt.subplots(figsize=(1.1 * columns, 1.1 * rows + 0.6), layout="constrained")
-        ax.imshow(mosaic(normalised(tiles), columns), interpolation="nearest")
+        ax.imshow(mosaic(shown, columns), interpolation="nearest")
         ax.set_axis_off()
-        suptitle(fig, f"{title}\n{layer.name}: {count} of {kernel.shape[-1]} filters")
+        suptitle(fig, f"{title}\n{layer.name}: {count} of {kernel.shape[-1]} filters, {what}")
         save_figure(fig, path)
     return {"layer": layer.name, "tiles": count, "grid": [rows, columns]}
 
@@ -180,12 +189,16 @@ def layer_outputs(model, layers):
     return run
 
 
-def plot_feature_maps(model, images, path, title, max_maps=16, max_blocks=4, layer_names=None):
+def plot_feature_maps(model, images, path, title, max_maps=16, max_blocks=4, layer_names=None, style="convbench"):
     """Activations for fixed test images of the layers named in `layer_names`, by default the first
-    conv layer of each block: a row per image and layer."""
+    conv layer of each block: a row per image and layer. Style "tutorial": every map of one layer (the first
+    conv layer, or the first named) for the first image."""
     layers = spatial_layers(model, layer_names) if layer_names else block_conv_layers(model, max_blocks)
+    if style == "tutorial":
+        layers, images = layers[:1], images[:1]
     *maps, _ = layer_outputs(model, layers)(images)
-    count = min(max(int(m.shape[-1]) for m in maps), max_maps)
+    count = max(int(m.shape[-1]) for m in maps)
+    count = count if style == "tutorial" else min(count, max_maps)
     rows = len(images) * len(layers)
     viridis = plt.get_cmap("viridis")
     with plt.rc_context({**STYLE, "axes.grid": False}):
@@ -339,14 +352,16 @@ def render_experiment(model, data, history_csv, metrics, predictions, out, title
     # the first test images (the same for every architecture), as the model takes them (input_size)
     fixed = fit_to_model(first[: settings["feature_map_images"]], model)
     cam_count = settings["gradcam_images"]
+    style = settings.get("style", "convbench")  # evaluation settings leave the default out
     draw = {
         "curves": lambda path: plot_training_curves(pd.read_csv(history_csv), path, f"Training curves — {title}"),
         "confusion": lambda path: plot_confusion_matrix(metrics["confusion_matrix"], data.class_names, path,
                                                         f"Confusion matrix — {title}"),
         "filters": lambda path: plot_filters(model, path, f"Learned filters — {title}", filter_layer,
-                                             settings["max_filters"]),
+                                             settings["max_filters"], style=style),
         "feature_maps": lambda path: plot_feature_maps(model, fixed, path, f"Feature maps — {title}",
-                                                       settings["max_feature_maps"], layer_names=feature_map_layers),
+                                                       settings["max_feature_maps"], layer_names=feature_map_layers,
+                                                       style=style),
         "gradcam": lambda path: plot_grad_cam(model, fit_to_model(first[:cam_count], model), y_test[:cam_count],
                                               data.class_names, path, f"Where the network looks — {title}"),
         "by_hand": lambda path: plot_convolution_by_hand(model, fixed[0], path, f"Convolution by hand — {title}"),

@@ -40,7 +40,9 @@ def evaluation_settings(render, architecture: Architecture):
     evaluations."""
     per_architecture = ("filter_layers", "feature_map_layers")
     return {
-        "render": {key: value for key, value in render.items() if key not in per_architecture},
+        # style only when not the default: studies made before it existed keep their evaluations
+        "render": {key: value for key, value in render.items()
+                   if key not in per_architecture and (key, value) != ("style", "convbench")},
         "filter_layer": render["filter_layers"].get(architecture.name),
         "feature_map_layers": render["feature_map_layers"].get(architecture.name),
         "about": {"description": architecture.description, "idea": architecture.idea},
