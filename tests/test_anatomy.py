@@ -101,3 +101,10 @@ def test_the_architectures_table_shows_our_depth_beside_the_tutorials_row():
     html = architectures_table([(experiment, {"layers": rows}), (old, {"layers": before})], board)
     assert "5 (7 with pooling)" in html and "LeNet-5, 1998, 7 layers" in html and DEPTH_RULE in html
     assert "AlexNet, 2012, 8 layers" in html and "–" in html
+
+
+def test_the_tutorials_table_names_registered_architectures_only():
+    from convbench.models.architectures import ARCHITECTURES
+    from convbench.models.famous import TUTORIAL_TABLE
+
+    assert set(TUTORIAL_TABLE) <= set(ARCHITECTURES)

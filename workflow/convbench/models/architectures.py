@@ -28,16 +28,13 @@ class Architecture:
     idea: str = ""  # the key idea, one line, for the report's famous-architectures table
     custom: bool = False  # declared in config.yaml rather than in this module
     transfer: dict | None = None  # transfer_learning settings (convbench.models.transfer) of a pretrained-base model
-    # its row in the tutorial's famous-architectures table: (name there, year there, layers there; None: not given).
-    # The report shows it beside the depth convbench counts (convbench.models.anatomy.WEIGHTED_LAYERS' rule).
-    tutorial: tuple = ()
 
 
 _BUILT_IN: dict[str, Architecture] = {}  # filled by @register while this module is imported, then never
 ARCHITECTURES = MappingProxyType(_BUILT_IN)  # the built-in architectures, read-only
 
 
-def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=False, idea="", tutorial=()):
+def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=False, idea=""):
     """Decorator adding a built-in builder under `name` (at import only)."""
 
     def add(build):
@@ -45,7 +42,7 @@ def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=
             raise ValueError(f"architecture {name!r} is registered twice")
         doc = (build.__doc__ or "").strip().splitlines()
         _BUILT_IN[name] = Architecture(name, build, min_size, rgb, input_size, bf16_keeps_accuracy,
-                                       doc[0] if doc else "", idea, tutorial=tuple(tutorial))
+                                       doc[0] if doc else "", idea)
         return build
 
     return add
@@ -169,8 +166,7 @@ def deeper_bn_cnn(input_shape, num_classes, name, *, momentum, conv_bias):
     return model
 
 
-@register("lenet5", min_size=32, idea="convolution and subsampling learned end to end: the first CNN read cheques",
-          tutorial=("LeNet-5", 1998, 7))
+@register("lenet5", min_size=32, idea="convolution and subsampling learned end to end: the first CNN read cheques")
 def lenet5(input_shape, num_classes):
     """LeNet-5 (LeCun et al. 1998): two tanh conv/average-pool stages and three dense layers.
 
@@ -200,8 +196,7 @@ def lenet5(input_shape, num_classes):
     )
 
 
-@register("alexnet", min_size=32, idea="a deep ReLU network with dropout, trained on GPUs: won ImageNet 2012",
-          tutorial=("AlexNet", 2012, 8))
+@register("alexnet", min_size=32, idea="a deep ReLU network with dropout, trained on GPUs: won ImageNet 2012")
 def alexnet(input_shape, num_classes):
     """AlexNet (Krizhevsky et al. 2012) scaled to small inputs: 5 convs with 3x3 kernels, 2 dropout dense layers.
 
@@ -304,7 +299,7 @@ _register_cifar_resnet("resnet20b", 20, "projection",
                        "ResNet-20 with projection shortcuts (1x1 conv, option B) where the shape changes.")
 
 
-def _register_application(name, constructor, min_size, input_size, reference, expects_0_255=False, tutorial=()):
+def _register_application(name, constructor, min_size, input_size, reference, expects_0_255=False):
     """A keras.applications model trained from scratch (weights=None) with its own classifier head.
 
     expects_0_255: the application rescales its input by 1/255 itself (EfficientNet does): our
@@ -322,8 +317,7 @@ def _register_application(name, constructor, min_size, input_size, reference, ex
 
     build.__doc__ = f"{reference}, from keras.applications.{constructor}, trained from scratch."
     build.__name__ = name
-    register(name, min_size=min_size, rgb=True, input_size=input_size, idea=APPLICATION_IDEAS[name],
-             tutorial=tutorial)(build)
+    register(name, min_size=min_size, rgb=True, input_size=input_size, idea=APPLICATION_IDEAS[name])(build)
 
 
 APPLICATION_IDEAS = {
@@ -341,18 +335,17 @@ APPLICATION_IDEAS = {
 
 # Default input sizes: the smallest at which the last feature map is at least 3x3 (at 32 px these
 # networks end in 1x1 maps: their last stages would see no space). The data stays at its own size.
-for _name, _constructor, _min_size, _input_size, _reference, _tutorial in [
-    ("vgg16", "VGG16", 32, 96, "VGG-16 (Simonyan & Zisserman 2015)", ("VGG-16", 2014, 16)),
-    ("vgg19", "VGG19", 32, 96, "VGG-19 (Simonyan & Zisserman 2015)", ("VGG-19", 2014, 19)),
-    ("resnet50", "ResNet50", 32, 96, "ResNet-50 (He et al. 2016)", ("ResNet-50", 2015, 50)),
-    ("resnet101", "ResNet101", 32, 96, "ResNet-101 (He et al. 2016)", ("ResNet-101", 2015, 101)),
-    ("resnet152", "ResNet152", 32, 96, "ResNet-152 (He et al. 2016)", ("ResNet-152", 2015, 152)),
-    ("inceptionv3", "InceptionV3", 75, 139, "Inception-v3 (Szegedy et al. 2016)", ()),
-    ("mobilenet", "MobileNet", 32, 96, "MobileNet (Howard et al. 2017), width multiplier 1", ("MobileNet", 2017, 28)),
-    ("mobilenetv2", "MobileNetV2", 32, 96, "MobileNetV2 (Sandler et al. 2018)", ()),
+for _name, _constructor, _min_size, _input_size, _reference in [
+    ("vgg16", "VGG16", 32, 96, "VGG-16 (Simonyan & Zisserman 2015)"),
+    ("vgg19", "VGG19", 32, 96, "VGG-19 (Simonyan & Zisserman 2015)"),
+    ("resnet50", "ResNet50", 32, 96, "ResNet-50 (He et al. 2016)"),
+    ("resnet101", "ResNet101", 32, 96, "ResNet-101 (He et al. 2016)"),
+    ("resnet152", "ResNet152", 32, 96, "ResNet-152 (He et al. 2016)"),
+    ("inceptionv3", "InceptionV3", 75, 139, "Inception-v3 (Szegedy et al. 2016)"),
+    ("mobilenet", "MobileNet", 32, 96, "MobileNet (Howard et al. 2017), width multiplier 1"),
+    ("mobilenetv2", "MobileNetV2", 32, 96, "MobileNetV2 (Sandler et al. 2018)"),
 ]:
-    _register_application(_name, _constructor, _min_size, _input_size, _reference, tutorial=_tutorial)
-_register_application("efficientnetb0", "EfficientNetB0", 32, 96, "EfficientNet-B0 (Tan & Le 2019)", expects_0_255=True,
-                      tutorial=("EfficientNet", 2019, None))
-register("googlenet", min_size=32, input_size=96, tutorial=("Inception", 2014, 22),
+    _register_application(_name, _constructor, _min_size, _input_size, _reference)
+_register_application("efficientnetb0", "EfficientNetB0", 32, 96, "EfficientNet-B0 (Tan & Le 2019)", expects_0_255=True)
+register("googlenet", min_size=32, input_size=96,
          idea="inception modules: 1×1, 3×3 and 5×5 convolutions and pooling side by side, 1×1 reductions before")(googlenet)

@@ -51,12 +51,11 @@ DEPTH_RULE = ("Depth: the layers with weights (convolutions, dense) on the longe
 
 def tutorial_row(architecture):
     """The tutorial's name, year and layers for a built-in architecture ("" for others)."""
-    from ..models.architectures import ARCHITECTURES
+    from ..models.famous import TUTORIAL_TABLE
 
-    known = ARCHITECTURES.get(architecture)
-    if not known or not known.tutorial:
+    if architecture not in TUTORIAL_TABLE:
         return ""
-    name, year, layers = known.tutorial
+    name, year, layers = TUTORIAL_TABLE[architecture]
     return f"{name}, {year}" + (f", {layers} layers" if layers else "")
 
 
