@@ -158,19 +158,28 @@ def snakemake(workdir, *args):
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.integration
-def test_two_studies_share_prepared_data_without_rewriting_it(tmp_path):
-    """The issue's case: the second study downloads the dataset again (for another input size) after
-    the first prepared it; before, that re-prepared the shared shards and the first study retrained."""
+MODEL = "results/experiments/digits/simple_cnn/default/seed1/model.keras"  # training is what reads the data
+
+
+def two_studies_first_trained(tmp_path):
+    """(shared prepared_dir, --config arguments, first study, second study, model target): two copies of the
+    workflow on one prepared_dir, the first one's model trained."""
     shared = tmp_path / "shared"
     config = ["--config", *TINY, "architectures=[simple_cnn]", "training={epochs: 1}",
               f"storage={{prepared_dir: {shared}}}"]
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
     first, second = copy_workflow(tmp_path / "first"), copy_workflow(tmp_path / "second")
-    model = "results/experiments/digits/simple_cnn/default/seed1/model.keras"  # training is what reads the data
-    run = snakemake(first, *config, "--", model)
+    run = snakemake(first, *config, "--", MODEL)
     assert run.returncode == 0, run.stderr[-3000:]
+    return shared, config, first, second, MODEL
+
+
+@pytest.mark.integration
+def test_two_studies_share_prepared_data_without_rewriting_it(tmp_path):
+    """The issue's case: the second study downloads the dataset again (for another input size) after
+    the first prepared it; before, that re-prepared the shared shards and the first study retrained."""
+    shared, config, first, second, model = two_studies_first_trained(tmp_path)
     shards = {path: path.stat().st_mtime_ns for path in (shared / "digits").rglob("*") if path.is_file()}
 
     # The second study trains on the shared 28x28 data and prepares 32x32 data (LeNet-5's) from its own download.
@@ -213,15 +222,7 @@ def test_a_study_reading_shared_data_is_never_trained_on_another_preparation(tmp
     first's on the same data."""
     import time
 
-    shared = tmp_path / "shared"
-    config = ["--config", *TINY, "architectures=[simple_cnn]", "training={epochs: 1}",
-              f"storage={{prepared_dir: {shared}}}"]
-    (tmp_path / "first").mkdir()
-    (tmp_path / "second").mkdir()
-    first, second = copy_workflow(tmp_path / "first"), copy_workflow(tmp_path / "second")
-    model = "results/experiments/digits/simple_cnn/default/seed1/model.keras"
-    run = snakemake(first, *config, "--", model)
-    assert run.returncode == 0, run.stderr[-3000:]
+    shared, config, first, second, model = two_studies_first_trained(tmp_path)
 
     reading = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *config, "--", model], cwd=second,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

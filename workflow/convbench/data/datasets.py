@@ -240,13 +240,16 @@ class FolderSource:
 
     def chunks(self, part, index, size, channels):
         paths = self.paths if part == "train" else self.test_paths
-        chosen = paths if index is None else [paths[i] for i in index]
-        for start in range(0, len(chosen), CHUNK_IMAGES):
-            batch = chosen[start : start + CHUNK_IMAGES]
-            yield formats.decode_images_into(np.empty((len(batch), size, size, channels), np.uint8), batch, size,
-                                             channels)
-            if (start // CHUNK_IMAGES + 1) % 20 == 0:
-                log.info("decoded %d of %d images", start + len(batch), len(chosen))
+        return decoded_chunks(paths if index is None else [paths[i] for i in index], size, channels)
+
+
+def decoded_chunks(paths, size, channels):
+    """Image files decoded and resized a chunk at a time (uint8 arrays), for bounded memory."""
+    for start in range(0, len(paths), CHUNK_IMAGES):
+        batch = paths[start : start + CHUNK_IMAGES]
+        yield formats.decode_images_into(np.empty((len(batch), size, size, channels), np.uint8), batch, size, channels)
+        if (start // CHUNK_IMAGES + 1) % 20 == 0:
+            log.info("decoded %d of %d images", start + len(batch), len(paths))
 
 
 def prepare_dataset(dataset, raw_paths, spec, out_dir, out_manifest, *, split_seed, test_fraction, validation_fraction,
@@ -312,12 +315,6 @@ def prepare_test_split(dataset, test_folder, spec, main_manifest, out_dir, out_m
     validate_labels(labels, info.num_classes, test_folder)
     fingerprint = formats.folder_fingerprint([test_folder])
 
-    def chunks():
-        for start in range(0, len(paths), CHUNK_IMAGES):
-            batch = paths[start : start + CHUNK_IMAGES]
-            yield formats.decode_images_into(np.empty((len(batch), size, size, channels), np.uint8), batch, size,
-                                             channels)
-
     manifest = {
         "dataset": info.name, "source": str(test_folder), "source_sha256": {"fingerprint": fingerprint},
         "class_names": main["class_names"], "num_classes": main["num_classes"], "input_shape": main["input_shape"],
@@ -326,7 +323,7 @@ def prepare_test_split(dataset, test_folder, spec, main_manifest, out_dir, out_m
         "preparation_key": test_split_key(main["preparation_key"], fingerprint),
         "prepared_by": this_study(),
     }
-    write_prepared(out_dir, out_manifest, {"test": (labels, chunks())}, manifest)
+    write_prepared(out_dir, out_manifest, {"test": (labels, decoded_chunks(paths, size, channels))}, manifest)
 
 
 STAGING = "staging-"  # .<spec>.staging-XXXXXXXX/: prepared data being written, renamed into place when complete
