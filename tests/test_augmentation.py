@@ -56,3 +56,42 @@ def test_single_affine_alone_or_with_every_knob_off_augments_nothing():
     settings = {**OFF, "single_affine": True, "rotation_range": 5, "random_crop": {"padding": 2}}
     layers = make_augmentation(settings, seed=1)
     assert [type(layer).__name__ for layer in layers.layers] == ["RandomPadCrop", "ImageDataGeneratorAffine"]
+
+
+def test_a_flip_folded_into_the_transform_is_the_transformed_image_flipped():
+    import keras
+    import tensorflow as tf
+
+    image = np.random.default_rng(2).random((2, 12, 17, 3)).astype(np.float32)
+    parameters = [tf.constant([value, value]) for value in (9.0, 1.5, -2.0, 4.0, 1.1, 0.95)]
+    plain = affine_transforms(*parameters, 12.0, 17.0)
+    folded = affine_transforms(*parameters, 12.0, 17.0, flip=tf.constant([True, False]))
+    transformed = keras.ops.image.affine_transform(image, plain, "bilinear", "nearest").numpy()
+    both = keras.ops.image.affine_transform(image, folded, "bilinear", "nearest").numpy()
+    np.testing.assert_allclose(both[0], transformed[0, :, ::-1], atol=1e-5)
+    np.testing.assert_allclose(both[1], transformed[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("single_affine", [True, False])
+def test_each_batch_draws_from_its_seed_epoch_and_index_alone(single_affine):
+    """What lets tf.data augment batches in parallel: batch b of epoch e is the same whichever batches
+    come before it, computed alone from (seed, e, b)."""
+    import tensorflow as tf
+    from convbench.train.augmentation import augment, epoch_seed
+    from convbench.train.training import training_dataset
+
+    images = np.random.default_rng(3).integers(0, 256, (10, 9, 9, 1), np.uint8)
+    manifest = {"input_shape": [9, 9, 1], "preprocessing": {"offset": [0.0], "scale": [1 / 255]}}
+    settings = {**OFF, "rotation_range": 20, "width_shift_range": 0.1, "horizontal_flip": True,
+                "single_affine": single_affine}
+    stream = [x.numpy() for x, _ in training_dataset(images, np.arange(10) % 2, manifest, num_classes=2,
+                                                      batch_size=4, seed=6, first_epoch=0, epochs=2,
+                                                      augmentation=settings)]
+    layers = make_augmentation(settings, 6).layers
+    for epoch in range(2):
+        order = tf.random.experimental.stateless_shuffle(tf.range(10), seed=[6, epoch]).numpy()
+        for batch, first in enumerate(range(0, 10, 4)):
+            x = (tf.cast(images[order[first:first + 4]], tf.float32) - 0.0) * tf.constant([1 / 255])  # as gathered
+            alone = augment(layers, x, tf.constant([epoch_seed(6, epoch), batch], tf.int64)).numpy()
+            assert np.array_equal(stream[epoch * 3 + batch], alone)
+    assert not np.array_equal(stream[0], images[:4].astype(np.float32) / 255)

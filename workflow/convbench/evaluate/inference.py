@@ -6,6 +6,8 @@ resizes per batch, bilinearly, with resize_batch, so training, evaluation, figur
 export checks all see the same pixels and no upscaled copy of a dataset is ever stored.
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -44,10 +46,12 @@ def image_gather(images, image_shape):
     return read
 
 
-def split_batches(data, split, batch_size=BATCH_SIZE, input_size=None, with_labels=False, in_memory=False):
+def split_batches(data, split, batch_size=BATCH_SIZE, input_size=None, with_labels=False, in_memory=False,
+                  stored=False):
     """A prepared split in order, read a batch at a time, scaled (and resized to input_size) per batch:
     memory is a few batches whatever the split's size (in_memory: the split is read once and held,
-    for splits read every epoch that fit). with_labels: (images, one-hot labels)."""
+    for splits read every epoch that fit). with_labels: (images, one-hot labels). stored: the uint8 images as
+    stored, neither scaled nor resized (for a model that does both: convbench.train.augmentation)."""
     labels = data.labels(split)
     read = image_gather(data.images(split) if in_memory else (lambda index: data.images(split, index)),
                         data.input_shape)
@@ -55,11 +59,17 @@ def split_batches(data, split, batch_size=BATCH_SIZE, input_size=None, with_labe
     offset, scale = tf.constant(params["offset"], tf.float32), tf.constant(params["scale"], tf.float32)
 
     def load(index):
-        x = resize_batch((tf.cast(read(index), tf.float32) - offset) * scale, input_size)
+        x = read(index) if stored else resize_batch((tf.cast(read(index), tf.float32) - offset) * scale, input_size)
         return (x, tf.one_hot(tf.gather(labels, index), data.num_classes)) if with_labels else x
 
     batches = tf.data.Dataset.from_tensor_slices(np.arange(len(labels))).batch(batch_size)
-    return without_autotune(batches.map(load, num_parallel_calls=2, deterministic=True).prefetch(2))
+    return without_autotune(batches.map(load, num_parallel_calls=parallel_calls(), deterministic=True).prefetch(2))
+
+
+def parallel_calls():
+    """Batches tf.data prepares at once: one per thread the job was given (configure_tensorflow), at least 2."""
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or len(os.sched_getaffinity(0))
+    return max(2, threads)
 
 
 def without_autotune(dataset):

@@ -1,7 +1,6 @@
 """The train stage: a seeded tf.data pipeline, model.fit over the run's phases, and the files an experiment
 leaves (resuming a killed run: convbench.train.checkpoints)."""
 
-import functools
 import hashlib
 import json
 import logging
@@ -14,18 +13,19 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from ..base.atomic import atomic_path, sha256, write_json
 from ..base.runtime import environment_facts
 from ..base.schedules import learning_rate_schedule
 from ..evaluate.figures import evaluation_files
-from ..evaluate.inference import image_gather, resize_batch, split_batches, without_autotune
+from ..evaluate.inference import split_batches
 from ..models.architectures import as_architecture, create_model
 from ..models.fused_batchnorm import fuse_batchnorm
 from ..models.saving import save_model
 from ..models.transfer import pretrained_base, unfreeze_last
-from .augmentation import make_augmentation
+from .augmentation import make_augmentation  # noqa: F401 (the preview_augmentation script imports it from here)
+from .augmentation import augments_on_model, set_first_epoch, trained_model, with_model_augmentation
+from .pipeline import training_dataset
 from .checkpoints import EpochCheckpoint, make_callbacks, restore_checkpoint, runtime_facts
 from .tensorboard_log import TensorBoardLog
 
@@ -90,49 +90,6 @@ def architecture_definition(arch):
                        "builder": f"{build.__module__}.{build.__qualname__}",
                        "captured": [cell.cell_contents for cell in build.__closure__ or ()]},
                       sort_keys=True, default=str)
-
-
-def epoch_seed(seed, epoch):
-    """Seed for one epoch's random draws, derived only from (experiment seed, epoch)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % 2**31)
-
-
-def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed, first_epoch, epochs,
-                     augmentation=None, input_size=None):
-    """Batches for epochs [first_epoch, epochs) as one finite stream.
-
-    Epoch e's order (a stateless shuffle) and its augmentation draws depend only on (seed, e), so
-    a run resumed at epoch k replays exactly what an uninterrupted run saw. One stream with
-    steps_per_epoch also avoids Keras rebuilding (and stalling on) an iterator every epoch.
-    `images`: the uint8 split in memory, or a function reading those of given indices from the
-    prepared shards (convbench.evaluate.inference.image_gather): the same batches either way.
-    """
-    gather_images = image_gather(images, manifest["input_shape"])
-    image_side = manifest["input_shape"][0]
-    labels = tf.constant(labels)
-    params = manifest["preprocessing"]
-    offset = tf.constant(params["offset"], tf.float32)
-    scale = tf.constant(params["scale"], tf.float32)
-
-    def gather(index):
-        x = (tf.cast(gather_images(index), tf.float32) - offset) * scale
-        y = tf.one_hot(tf.gather(labels, index), num_classes)
-        return x, y
-
-    def epoch_batches(epoch):
-        order = tf.random.experimental.stateless_shuffle(tf.range(len(labels)), seed=[seed, epoch])
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-        batches = batches.map(gather, num_parallel_calls=2, deterministic=True)
-        augment = make_augmentation(augmentation, epoch_seed(seed, epoch)) if augmentation else None
-        if augment is not None:
-            # Training split only; one call at a time so the seeded draws come in a fixed order.
-            batches = batches.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=1)
-        if input_size is not None and input_size != image_side:
-            batches = batches.map(lambda x, y: (resize_batch(x, input_size), y), num_parallel_calls=2, deterministic=True)
-        return batches
-
-    dataset = functools.reduce(tf.data.Dataset.concatenate, map(epoch_batches, range(first_epoch, epochs)))
-    return without_autotune(dataset.prefetch(2))
 
 
 def make_optimizer(settings, learning_rate, schedule="constant", steps_per_epoch=1, epochs=1):
@@ -243,18 +200,20 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     fingerprint = experiment_fingerprint(arch, seed, settings, data.manifest)
     runtime = runtime_facts()
     with strategy.scope():
-        model, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime)
+        fitted, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime,
+                                            phases, seed)
+    model = trained_model(fitted)  # fitted: the model itself, or it behind ModelAugmentation (augment_on: model)
     fused_layers = fuse_batchnorm(model)
-    history, callbacks = fit_phases(model, resumed, data, settings, phases, seed=seed, strategy=strategy,
+    history, callbacks = fit_phases(fitted, resumed, data, settings, phases, seed=seed, strategy=strategy,
                                     checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, runtime=runtime,
                                     tensorboard=tensorboard, name=arch.name, checkpoint_interval=checkpoint_interval,
                                     in_memory=in_memory)
     stopping = callbacks.get("early_stopping")
     if resumed.stopped and stopping is not None:  # the job died after early stopping, before its outputs
-        stopping.set_model(model)
+        stopping.set_model(fitted)
         stopping.on_train_begin()  # takes the saved counters and best weights
         if stopping.restore_best_weights and stopping.best_weights is not None:
-            model.set_weights(stopping.best_weights)  # what on_train_end would have done
+            fitted.set_weights(stopping.best_weights)  # what on_train_end would have done
     # A search's trial (convbench.tune) is scored on its validation split only: its test split is never
     # evaluated, and a trial that diverged is a result (the worst score), not a failed job.
     search = (variant_overrides or {}).get("search")
@@ -270,15 +229,17 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     write_outputs(model, frame, data, arch, phases, stopping, model_path=model_path, history_path=history_path,
                   meta_path=meta_path, seed=seed, settings=settings, variant=variant,
                   variant_overrides=variant_overrides, resumed_after=len(resumed.history), runtime=runtime,
-                  precision_reason=precision_reason, fused_layers=fused_layers, in_memory=in_memory, diverged=diverged)
+                  precision_reason=precision_reason, fused_layers=fused_layers, in_memory=in_memory, diverged=diverged,
+                  on_model=fitted is not model)
     if on_saved is not None and not trial:
         on_saved(model)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return model
 
 
-def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime):
-    """(model, Resumed): the last checkpointed epoch of this very experiment, else a new compiled model."""
+def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime, phases, seed):
+    """(model to fit, Resumed): the last checkpointed epoch of this very experiment, else a new compiled model
+    (behind ModelAugmentation under augment_on: model)."""
     model, resumed = restore_checkpoint(checkpoint_dir, fingerprint, runtime)
     if model is None:
         options = {"weights": weights} if arch.transfer else {}
@@ -286,6 +247,8 @@ def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint,
         if settings.get("batchnorm_momentum") is not None:
             set_batchnorm_momentum(model, settings["batchnorm_momentum"])
         steps = math.ceil(data.count("train") / settings["batch_size"])
+        if augments_on_model(settings):
+            model = with_model_augmentation(model, data.manifest, settings["augmentation"], seed, steps, phases.total)
         compile_model(model, settings, settings["learning_rate"], settings.get("schedule", "constant"), steps,
                       settings["epochs"])
     return model, resumed
@@ -294,7 +257,8 @@ def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint,
 def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkpoint_dir, fingerprint, runtime,
                tensorboard, name=None, checkpoint_interval=0.0, in_memory=True):
     """model.fit over each phase's epochs still to run, checkpointing as it goes; returns the
-    history rows of every epoch (resumed ones first) and the resumable callbacks."""
+    history rows of every epoch (resumed ones first) and the resumable callbacks. `model`: what fits (the
+    trained model behind ModelAugmentation under augment_on: model, which then takes uint8 batches)."""
     y_train = data.labels("train")
     # In memory when it fits (the fastest), else read from the shards per batch: the same batches either way.
     x_train = data.images("train") if in_memory else (lambda index: data.images("train", index))
@@ -302,8 +266,11 @@ def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkp
              "in memory" if in_memory else "read from its shards per batch")
     batch_size = settings["batch_size"]
     steps = math.ceil(len(y_train) / batch_size)
-    side = model.input_shape[1]  # images are resized to it per batch (input_size)
-    val_ds = split_batches(data, "val", max(batch_size, 256), input_size=side, with_labels=True, in_memory=in_memory)
+    trained = trained_model(model)
+    on_model = trained is not model
+    side = trained.input_shape[1]  # images are resized to it per batch (input_size)
+    val_ds = split_batches(data, "val", max(batch_size, 256), input_size=side, with_labels=True, in_memory=in_memory,
+                           stored=on_model)
     timer = EpochTimer(len(y_train))
     resumable = make_callbacks(settings, resumed.callbacks)
     checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint, timer, resumed.history, resumable, runtime,
@@ -312,22 +279,24 @@ def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkp
     watchers = [TensorBoardLog(tensorboard["directory"], checkpoint, len(y_train), graph=tensorboard["graph"],
                                histograms=tensorboard["histograms"])] if tensorboard else []
     epoch = len(resumed.history)
-    log.info("training %s: %d parameters, epochs %d..%d of %d steps", name or model.name, model.count_params(),
-             epoch + 1, phases.total, steps)
+    log.info("training %s: %d parameters, epochs %d..%d of %d steps, augmented %s", name or trained.name,
+             trained.count_params(), epoch + 1, phases.total, steps, "on the model" if on_model else "in tf.data")
     for phase, (start, end) in enumerate(phases.bounds):
         if epoch >= end or resumed.stopped:
             continue
         if phase == 1 and epoch == start:  # a run resumed inside phase 2 has its unfrozen model and optimizer back
             fine_tune = phases.fine_tune
             with strategy.scope():
-                unfrozen = unfreeze_last(model, fine_tune["layers"])
+                unfrozen = unfreeze_last(trained, fine_tune["layers"])
                 compile_model(model, {**settings, "warmup_epochs": 0}, fine_tune["learning_rate"], "constant", steps, 1)
             log.info("fine-tuning: %d layers of the base unfrozen, learning rate %g", len(unfrozen),
                      fine_tune["learning_rate"])
         train_ds = training_dataset(
             x_train, y_train, data.manifest, num_classes=data.num_classes, batch_size=batch_size, seed=seed,
             first_epoch=epoch, epochs=end, augmentation=settings["augmentation"], input_size=side,
+            augment_on="model" if on_model else "input",
         )
+        set_first_epoch(model, epoch, steps)
         with data.reading():  # damaged data read in tf.data's threads: its own one line, not TensorFlow's
             model.fit(
                 train_ds,
@@ -359,7 +328,7 @@ def history_frame(history, architecture):
 
 def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, history_path, meta_path, seed, settings,
                   variant, variant_overrides, resumed_after, runtime, precision_reason, fused_layers, in_memory,
-                  diverged=False):
+                  diverged=False, on_model=False):
     """model.keras (unless model_path is None), history.csv and train_meta.json, each written atomically."""
     model_sha256 = None
     if model_path is not None:
@@ -406,6 +375,7 @@ def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, his
             "threads": runtime["threads"],  # with the precision and TensorFlow version, part of the exact result
             "batchnorm_fused_layers": fused_layers,  # BatchNormalization layers trained on the fused kernel
             "training_data": "in memory" if in_memory else "read from its shards per batch",
+            "augmented_on": "model" if on_model else "input",  # training.augment_on, resolved
             "environment": environment_facts(),
         },
     )
