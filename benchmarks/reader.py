@@ -9,7 +9,7 @@ shifts 0.1, horizontal flips, `single_affine`) / the tutorial's placed on the mo
 model`: the pipeline only reads; the augmentation is then the accelerator's work, timed apart below)
 x batch 64 / 512, beside the GPU figures the pipeline must keep up with.
 
-Each case reads --images images (a warm-up batch excluded) in its own process with 2 threads (the train
+Each case reads whole epochs, --images images at least (a warm-up batch excluded), in its own process with 2 threads (the train
 rule's default); the median of --rounds. With --before, the same cases run with that commit's package too,
 alternating with this one's, and each row shows both and their ratio: one run, one machine.
 Prints the machine's CPU.
@@ -58,10 +58,8 @@ if augmentation == "model":
 stream = iter(training.training_dataset(images, labels, data.manifest, **options))
 next(stream)  # warm-up: the first batch builds the pipeline
 start, count = time.perf_counter(), 0
-for x, _ in stream:
+for x, _ in stream:  # to its end: a Python reader left mid-call when the interpreter exits aborts it
     count += int(x.shape[0])
-    if count >= {images}:
-        break
 print(json.dumps(count / (time.perf_counter() - start)))
 """
 
@@ -72,7 +70,8 @@ from convbench.base.runtime import configure_tensorflow
 configure_tensorflow(threads=2, seed=0)
 import numpy as np, tensorflow as tf
 from convbench.train.augmentation import ModelAugmentation
-layer = ModelAugmentation({settings!r}, seed=1, steps_per_epoch=100, offset=[0.0], scale=[1 / 255])
+layer = ModelAugmentation({{"offset": [0.0], "scale": [1 / 255]}}, {settings!r}, seed=1, steps_per_epoch=100,
+                          epochs=1000, image_side=32)
 images = tf.constant(np.random.default_rng(0).integers(0, 256, ({batch}, 32, 32, 3), np.uint8))
 step = tf.function(lambda x: layer(x, training=True))
 step(images)
@@ -85,6 +84,7 @@ print(json.dumps(count / (time.perf_counter() - start)))
 
 
 def checkout(commit, into):
+    Path(into).mkdir(parents=True)
     archive = subprocess.run(["git", "-C", PROJECT, "archive", commit, "workflow"], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
@@ -128,7 +128,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", help="a commit to compare with, in the same run")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--images", type=int, default=100_000, help="images read per case (augmented: a fifth)")
+    parser.add_argument("--images", type=int, default=90_000, help="images read per case, at least")
     args = parser.parse_args()
 
     from convbench.base.runtime import cpu_model
@@ -140,11 +140,12 @@ def main():
             packages = {args.before: checkout(args.before, Path(folder) / "before"), **packages}
         data = str(cifar_sized(Path(folder) / "cifar_sized"))
         figures = measure(packages, data, args.rounds, args.images)
+        print(f"CPU: {cpu_model()}, 2 threads; {args.images} images read per case at least, median of {args.rounds} "
+              "processes")
+        table(figures, list(packages))
         on_model = {batch: run(AUGMENT_ON_MODEL.format(package=packages["now"], settings=TUTORIAL_AUGMENTATION,
-                                                       batch=batch, images=args.images // 5))
+                                                       batch=batch, images=args.images // 4))
                     for batch in (64, 512)}
-    print(f"CPU: {cpu_model()}, 2 threads; {args.images} images read per case, median of {args.rounds} processes")
-    table(figures, list(packages))
     print("\nThe tutorial's augmentation as a layer of the model (ModelAugmentation: scale, transform), on this CPU "
           "standing in for the accelerator: " + ", ".join(f"{rate / 1000:.1f}k images/s at batch {batch}"
                                                           for batch, rate in on_model.items()))

@@ -227,3 +227,20 @@ def test_the_tutorials_feature_map_figure_is_every_map_of_the_first_conv_for_one
     images, _ = digits_prepared.scaled("test", np.arange(3))
     info = plot_feature_maps(model, images, tmp_path / "m.png", "t", max_maps=16, style="tutorial")
     assert info == {"layers": ["block1_conv1"], "tiles": 33, "grid": [1, 33]}  # the image and its 32 maps
+
+
+def test_the_tutorials_convolution_example_is_its_kernel_valid_on_a_5x5_image_then_on_the_real_one(tmp_path, model,
+                                                                                                   digits_prepared):
+    from convbench.evaluate.visualization import plot_convolution_by_hand
+    from convbench.models.anatomy import FIVE_BY_FIVE, TUTORIAL_KERNEL, conv2d_numpy
+    from PIL import Image
+
+    worked = conv2d_numpy(FIVE_BY_FIVE[..., None], TUTORIAL_KERNEL[:, :, None, None])[..., 0]
+    # by hand: each output is (the window's bottom row) - (its top row), three pixels each
+    assert worked.tolist() == [[0, 0, 0], [3, 3, 3], [3, 3, 3]]
+    image = digits_prepared.scaled("test", [0])[0][0]
+    ours = plot_convolution_by_hand(model, image, tmp_path / "ours.png", "t")
+    tutorial = plot_convolution_by_hand(model, image, tmp_path / "tutorial.png", "t", style="tutorial")
+    assert ours == tutorial  # the layer's check is the same; the pictures differ
+    widths = [Image.open(tmp_path / name).size[0] for name in ("ours.png", "tutorial.png")]
+    assert widths[1] > widths[0] * 1.3  # three more panels: the 5x5 image, the kernel, its result

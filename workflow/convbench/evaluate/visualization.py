@@ -14,7 +14,9 @@ from matplotlib.ticker import MaxNLocator
 from ..base.atomic import atomic_path
 from ..base.style import STYLE, displayable, png_bytes, suptitle
 from ..models.anatomy import (
+    FIVE_BY_FIVE,
     SOBEL_X,
+    TUTORIAL_KERNEL,
     conv2d_numpy,
     conv_layers,
     find_conv_layer,
@@ -296,15 +298,25 @@ def plot_misclassified(images, labels, probabilities, class_names, path, title, 
     return {"tiles": len(wrong), "errors": int((predicted != labels).sum())}
 
 
-def plot_convolution_by_hand(model, image, path, title):
-    """The first convolution redone in NumPy: a Sobel edge kernel, then the model's first learned
-    filter applied by NumPy and by the layer itself, and their difference."""
+def plot_convolution_by_hand(model, image, path, title, style="convbench"):
+    """The first convolution redone in NumPy: an edge kernel, then the model's first learned
+    filter applied by NumPy and by the layer itself, and their difference. The edge kernel is Sobel x with
+    same padding; style "tutorial": the tutorial's [[-1,-1,-1],[0,0,0],[1,1,1]] with valid padding, first
+    on a 5x5 image (each output value written in its cell), then on the real one."""
     layer_input, by_hand, by_layer, facts = first_conv_by_hand(model, image)
     grey = layer_input.mean(axis=-1, keepdims=True)
-    sobel = conv2d_numpy(grey, SOBEL_X[:, :, np.newaxis, np.newaxis], padding="same")[..., 0]
-    kernel = first_conv(model).get_weights()[0][..., 0].mean(axis=-1)  # filter 0, averaged over input channels
-    panels = [(displayable(layer_input), "what the first conv layer receives", "gray"),
-              (sobel, "Sobel x-edges by NumPy", "RdBu_r"), (kernel, "learned filter 0", "gray"),
+    tutorial = style == "tutorial"
+    kernel, padding = (TUTORIAL_KERNEL, "valid") if tutorial else (SOBEL_X, "same")
+    edges = conv2d_numpy(grey, kernel[:, :, np.newaxis, np.newaxis], padding=padding)[..., 0]
+    learned = first_conv(model).get_weights()[0][..., 0].mean(axis=-1)  # filter 0, averaged over input channels
+    example = []
+    if tutorial:
+        worked = conv2d_numpy(FIVE_BY_FIVE[..., np.newaxis], TUTORIAL_KERNEL[:, :, np.newaxis, np.newaxis])[..., 0]
+        example = [(FIVE_BY_FIVE, "a 5x5 image", "gray"), (TUTORIAL_KERNEL, "the tutorial's kernel", "RdBu_r"),
+                   (worked, "its 3x3 result (valid)", "RdBu_r")]
+    panels = [*example, (displayable(layer_input), "what the first conv layer receives", "gray"),
+              (edges, "the same kernel by NumPy, valid" if tutorial else "Sobel x-edges by NumPy", "RdBu_r"),
+              (learned, "learned filter 0", "gray"),
               (by_hand[..., 0], "filter 0 applied by NumPy", "viridis"),
               (by_layer[..., 0], f"by the layer {facts['layer']}", "viridis"),
               (np.abs(by_hand[..., 0] - by_layer[..., 0]), "|NumPy − layer|", "magma")]
@@ -314,6 +326,9 @@ def plot_convolution_by_hand(model, image, path, title):
             ax.imshow(picture, cmap=cmap if picture.ndim == 2 else None, interpolation="nearest")
             ax.set_title(label, fontsize=8)
             ax.set_axis_off()
+            if any(picture is shown for shown, *_ in example):  # the worked example: its numbers
+                for (row, column), value in np.ndenumerate(picture):
+                    ax.text(column, row, f"{value:g}", ha="center", va="center", fontsize=8, color="tab:orange")
         suptitle(fig, f"{title}\nlargest |difference| over all {by_hand.shape[-1]} filters: "
                      f"{facts['max_abs_difference']:.1e} ({facts['precision']})")
         save_figure(fig, path)
@@ -364,7 +379,8 @@ def render_experiment(model, data, history_csv, metrics, predictions, out, title
                                                        style=style),
         "gradcam": lambda path: plot_grad_cam(model, fit_to_model(first[:cam_count], model), y_test[:cam_count],
                                               data.class_names, path, f"Where the network looks — {title}"),
-        "by_hand": lambda path: plot_convolution_by_hand(model, fixed[0], path, f"Convolution by hand — {title}"),
+        "by_hand": lambda path: plot_convolution_by_hand(model, fixed[0], path, f"Convolution by hand — {title}",
+                                                         style=style),
         "misclassified": lambda path: plot_misclassified(lambda index: data.scaled("test", index)[0], y_test,
                                                          predictions["probabilities"], data.class_names, path,
                                                          f"Misclassified — {title}"),

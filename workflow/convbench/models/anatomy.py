@@ -10,6 +10,10 @@ import keras
 import numpy as np
 
 SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])  # responds to vertical edges
+# The tutorial's convolution example: this kernel over a 5x5 image, valid padding (a 3x3 result). It responds to
+# horizontal edges, dark above bright. The tutorial's image values are not known here: ours has such an edge.
+TUTORIAL_KERNEL = np.array([[-1.0, -1.0, -1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+FIVE_BY_FIVE = np.array([[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]], float)
 
 
 # ---------------------------------------------------------------- convolution by hand
