@@ -187,3 +187,26 @@ def test_every_job_of_a_study_peaks_within_what_it_declares_and_the_next_run_ask
     if any(1.25 * peak > 1500 for peak in peaks.values()):
         assert "convbench: train_model asks for more than its configured 1500 MB" in planned
 
+
+
+def test_a_child_forked_but_not_yet_execed_is_its_parents_pages_not_counted():
+    """Between fork and exec a child's VmHWM is its parent's copy-on-write pages: a sample there counted
+    the parent twice (851 MB recorded for 400 + 200)."""
+    import time
+
+    forked = os.fork()
+    if forked == 0:  # the copy: never execs
+        time.sleep(3)
+        os._exit(0)
+    try:
+        watcher = memory.ChildrenPeak(interval=3600)
+        watcher.sample()
+        assert not watcher.sampled and watcher.peak_kb == 0
+        execed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+        time.sleep(1)
+        watcher.sample()
+        assert watcher.sampled and 0 < watcher.peak_kb < 200 * 1024  # the new interpreter alone
+        execed.kill()
+        execed.wait()
+    finally:
+        os.waitpid(forked, 0)

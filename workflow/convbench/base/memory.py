@@ -100,7 +100,8 @@ class ChildrenPeak:
             self.sample()
 
     def sample(self):
-        marks = [mark for mark in map(_hwm_kb, descendants(os.getpid())) if mark]
+        children = [pid for pid, parent in descendants(os.getpid()) if not _forked_copy(pid, parent)]
+        marks = [mark for mark in map(_hwm_kb, children) if mark]
         if marks:
             self.sampled = True
             self.peak_kb = max(self.peak_kb, sum(marks))
@@ -117,7 +118,7 @@ def waited_children_mb():
 
 
 def descendants(pid):
-    """The pids of a process's children, grandchildren, ... (Linux: /proc/<pid>/task/*/children)."""
+    """(pid, parent pid) of a process's children, grandchildren, ... (Linux: /proc/<pid>/task/*/children)."""
     found, todo = [], [pid]
     while todo:
         parent = todo.pop()
@@ -126,9 +127,19 @@ def descendants(pid):
                 kids = [int(kid) for kid in children.read_text().split()]
             except (OSError, ValueError):
                 continue
-            found += kids
+            found += [(kid, parent) for kid in kids]
             todo += kids
     return found
+
+
+def _forked_copy(pid, parent):
+    """Whether a child is still its parent's copy: forked, not yet exec'd (the same command line). Its VmHWM
+    is the parent's pages, shared copy-on-write: a sample caught there counted the parent twice (851 MB for
+    400 + 200)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == Path(f"/proc/{parent}/cmdline").read_bytes()
+    except OSError:
+        return True  # gone, or going: nothing to count
 
 
 def _hwm_kb(pid):
