@@ -73,9 +73,15 @@ def test_a_variants_fine_tune_settings_override_the_architectures(tmp_path, digi
     assert meta["transfer"]["phase_epochs"] == [1] and meta["epochs_run"] == 1  # frozen: no phase 2
 
 
-def test_phase_two_fine_tunes_the_last_layers_with_batchnorm_frozen(tmp_path, digits_rgb, weights_file):
+@pytest.mark.parametrize("augment_on", ["input", pytest.param("model", marks=pytest.mark.slow)])  # model: full suite
+def test_phase_two_fine_tunes_the_last_layers_with_batchnorm_frozen(tmp_path, digits_rgb, weights_file, augment_on):
+    """augment_on model: the unfrozen layers and the new optimizer are the trained model's behind ModelAugmentation."""
     path, published = weights_file
-    model, meta = train(tmp_path, digits_rgb, path, fine_tune_epochs=1, layers=12)
+    model, meta = train(tmp_path, digits_rgb, path, fine_tune_epochs=1, layers=12, augment_on=augment_on,
+                        augmentation={"rotation_range": 5, "width_shift_range": 0, "height_shift_range": 0,
+                                      "shear_range": 0, "zoom_range": 0, "horizontal_flip": True,
+                                      "fill_mode": "nearest"})
+    assert meta["augmented_on"] == augment_on
     base = pretrained_base(model)
     last = base.layers[-12:]
     trainable = [layer.name for layer in base.layers if layer.trainable]
