@@ -1,0 +1,97 @@
+"""Where a search trial's time goes besides `fit`: each phase of the child process train_trial runs, timed.
+
+    python benchmarks/trial_phases.py [--runs 2]
+
+A trial's child (convbench.tune.trial) imports and configures TensorFlow, opens and checks the prepared data,
+builds the model, fits and writes its history and train_meta.json (no model kept). This runs the same calls
+on the prepared digits (simple_cnn, 2 epochs, batch 64) in a fresh process per run and prints each phase's
+seconds; the last run is the one with the files in the page cache. Also times the job's own process: Python
+and `snakemake.script`. Prints the machine's CPU.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT / "workflow"))
+
+CHILD = r"""
+import json, os, sys, time
+start = time.perf_counter()
+sys.path.insert(0, {package!r})
+marks = []
+def mark(name):
+    marks.append((name, time.perf_counter()))
+from convbench.base.runtime import configure_tensorflow
+strategy = configure_tensorflow(threads=2, seed=1)
+mark("import tensorflow and configure_tensorflow")
+import convbench.train.training as training
+from convbench.data.prepared import load_prepared
+mark("import convbench's training")
+data = load_prepared({data!r}, {data!r} + ".json")
+data.check()
+mark("open the prepared data and check every split")
+fit_phases = training.fit_phases
+def timed(*args, **kwargs):
+    mark("build and compile the model")
+    result = fit_phases(*args, **kwargs)
+    mark("fit, 2 epochs with validation")
+    return result
+training.fit_phases = timed
+settings = {{"epochs": 2, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3, "deterministic": True,
+            "augmentation": None}}
+training.train_experiment(data, "simple_cnn", seed=1, settings=settings, strategy=strategy, model_path=None,
+                          history_path={out!r} + "/h.csv", meta_path={out!r} + "/meta.json",
+                          checkpoint_dir={out!r} + "/ckpt", variant_overrides={{"search": {{"rung": 0}}}},
+                          checkpoint_interval=1e9)
+mark("write history and train_meta.json")
+phases, previous = [], start
+for name, at in marks:
+    phases.append([name, at - previous])
+    previous = at
+print(json.dumps({{"phases": phases, "total": previous - start}}))
+sys.stdout.flush()
+os._exit(0)  # as the rule scripts end (_bootstrap.finish)
+"""
+
+
+def timed_process(code):
+    begun = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "", time.perf_counter() - begun
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+
+    from convbench.base.runtime import cpu_model
+    from convbench.data.datasets import export_digits, prepare_dataset
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        export_digits(folder / "digits.npz")
+        prepare_dataset("digits", [folder / "digits.npz"], "28x28x1", folder / "d", folder / "d.json", split_seed=0,
+                        test_fraction=0.2, validation_fraction=0.1, scaling="unit")
+        code = CHILD.format(package=str(PROJECT / "workflow"), data=str(folder / "d"), out=str(folder / "out"))
+        runs = [timed_process(code) for _ in range(args.runs)]
+        _, script_seconds = timed_process("import snakemake.script")
+    print(f"CPU: {cpu_model()}, 2 threads; {args.runs} runs, each in a fresh process")
+    print("| phase | " + " | ".join(f"run {run + 1} s" for run in range(args.runs)) + " |")
+    print("|---|" + "---|" * args.runs)
+    results = [json.loads(line) for line, _ in runs]
+    for index, (name, _) in enumerate(results[0]["phases"]):
+        print(f"| {name} | " + " | ".join(f"{result['phases'][index][1]:.2f}" for result in results) + " |")
+    print("| **in the process, in all** | " + " | ".join(f"**{result['total']:.2f}**" for result in results) + " |")
+    print("| wall, process start to exit | " + " | ".join(f"{wall:.2f}" for _, wall in runs) + " |")
+    print(f"\nThe job's own process (Python and snakemake.script): {script_seconds:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
