@@ -16,7 +16,7 @@ def test_the_layer_draws_what_tf_data_draws_for_the_same_epoch_and_batch():
     images = np.random.default_rng(0).integers(0, 256, (4, 10, 10, 3), np.uint8)
     layer = ModelAugmentation(manifest["preprocessing"], SETTINGS, 5, steps_per_epoch=3, epochs=4, image_side=10,
                               input_size=14)
-    prepare = InputPreparation(manifest, SETTINGS, 5, input_size=14)
+    prepare = InputPreparation(manifest, SETTINGS, 5, input_size=14, epochs=2)
     step = tf.function(lambda x: layer(x, training=True))
     earlier = []
     for epoch in range(2):

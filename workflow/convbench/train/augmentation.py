@@ -195,23 +195,21 @@ def make_augmentation(settings, seed):
 class InputPreparation:
     """A uint8 batch as the model trains on it: scaled by the prepared data's preprocessing, augmented with
     batch b of epoch e's draws (seed [epoch_seed(seed, e), b]), resized to `input_size`. `epochs`: how many
-    epochs a tensor `epoch` may name (ModelAugmentation's), their seeds computed beforehand."""
+    epochs `epoch` (an int or a tensor) may name; their seeds are computed beforehand."""
 
-    def __init__(self, manifest, augmentation, seed, input_size=None, epochs=0):
+    def __init__(self, manifest, augmentation, seed, input_size, epochs):
         params = manifest["preprocessing"]
         self.offset = tf.constant(params["offset"], tf.float32)
         self.scale = tf.constant(params["scale"], tf.float32)
         layers = make_augmentation(augmentation, seed) if augmentation else None
         self.layers = layers.layers if layers is not None else []
-        self.seed = seed
         self.epoch_seeds = tf.constant([epoch_seed(seed, epoch) for epoch in range(epochs)], tf.int64)
         self.input_size = None if input_size == manifest["input_shape"][0] else input_size
 
     def __call__(self, images, epoch, batch, training=True):
         x = (tf.cast(images, tf.float32) - self.offset) * self.scale
         if self.layers and training:
-            this_epoch = epoch_seed(self.seed, epoch) if isinstance(epoch, int) else tf.gather(self.epoch_seeds, epoch)
-            x = augment(self.layers, x, tf.stack([tf.cast(this_epoch, tf.int64), tf.cast(batch, tf.int64)]))
+            x = augment(self.layers, x, tf.stack([tf.gather(self.epoch_seeds, epoch), tf.cast(batch, tf.int64)]))
         return resize_batch(x, self.input_size)
 
 
@@ -273,13 +271,13 @@ def with_model_augmentation(model, manifest, augmentation, seed, steps_per_epoch
     side = model.input_shape[1]
     inputs = keras.Input(tuple(manifest["input_shape"]), dtype="uint8", name="images")
     layer = ModelAugmentation(manifest["preprocessing"], augmentation, seed, steps_per_epoch, epochs,
-                              manifest["input_shape"][0], None if side == manifest["input_shape"][0] else side)
+                              manifest["input_shape"][0], side)
     return keras.Model(inputs, model(layer(inputs)), name=f"{model.name}_with_augmentation")
 
 
 def trained_model(fitted):
     """The model being trained inside what model.fit runs (itself, unless with_model_augmentation wrapped it)."""
-    wrapped = [layer for layer in fitted.layers if isinstance(layer, ModelAugmentation)]
+    wrapped = any(isinstance(layer, ModelAugmentation) for layer in fitted.layers)
     return fitted.layers[-1] if wrapped else fitted
 
 

@@ -32,7 +32,7 @@ def training_dataset(images, labels, manifest, *, num_classes, batch_size, seed,
     gather_images = image_gather(images, manifest["input_shape"])
     labels = tf.constant(labels)
     on_model = augment_on == "model"
-    prepare = None if on_model else InputPreparation(manifest, augmentation, seed, input_size)
+    prepare = None if on_model else InputPreparation(manifest, augmentation, seed, input_size, epochs)
     per_read = batch_size * max(1, READ_BYTES // (batch_size * math.prod(manifest["input_shape"])))
 
     def read(index):
