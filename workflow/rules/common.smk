@@ -32,7 +32,7 @@ from convbench.data.formats import file_digest, folder_fingerprint
 from convbench.data.sharing import (plan_prepared, preparation_constraint, preparation_key, prepared_state,
                                    rule_prepared_dir, test_split_key)
 from convbench.evaluate.figures import EVALUATION_FILES, FIGURES
-from convbench.models.architectures import check_input_size, check_names, input_spec, model_input_size
+from convbench.models.architectures import check_auxiliary_classifiers, check_input_size, check_names, input_spec, model_input_size
 from convbench.models.footprints import stored_footprints, training_need_mb
 from convbench.models.custom import check_custom
 from convbench.models.study import evaluation_settings, resolve_architectures
@@ -67,6 +67,7 @@ def check_study():
             for variant, overrides in variants.items():
                 settings, where = experiment_settings(config, dataset, name, overrides), f"{name} on {dataset}, variant {variant}"
                 check_input_size(architectures[name], settings.get("input_size"), where)
+                check_auxiliary_classifiers(architectures, config["architectures"], settings, where)
                 check_recipe(settings, where)
     baseline = next(iter(variants))
     check_search(config, variants, yaml.safe_load(SCHEMA.read_text())["$defs"]["training_settings"],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable
 
-from .googlenet import googlenet
+from .googlenet import auxiliary_classifiers, googlenet
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,16 @@ class Architecture:
     idea: str = ""  # the key idea, one line, for the report's famous-architectures table
     custom: bool = False  # declared in config.yaml rather than in this module
     transfer: dict | None = None  # transfer_learning settings (convbench.models.transfer) of a pretrained-base model
+    # (network) -> its training model with the authors' training-only classifiers: Model(inputs, [main, *auxiliary]),
+    # trained under training.auxiliary_classifiers (convbench.train.auxiliary)
+    auxiliary: Callable | None = None
 
 
 _BUILT_IN: dict[str, Architecture] = {}  # filled by @register while this module is imported, then never
 ARCHITECTURES = MappingProxyType(_BUILT_IN)  # the built-in architectures, read-only
 
 
-def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=False, idea=""):
+def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=False, idea="", auxiliary=None):
     """Decorator adding a built-in builder under `name` (at import only)."""
 
     def add(build):
@@ -42,7 +45,7 @@ def register(name, *, min_size, rgb=False, input_size=None, bf16_keeps_accuracy=
             raise ValueError(f"architecture {name!r} is registered twice")
         doc = (build.__doc__ or "").strip().splitlines()
         _BUILT_IN[name] = Architecture(name, build, min_size, rgb, input_size, bf16_keeps_accuracy,
-                                       doc[0] if doc else "", idea)
+                                       doc[0] if doc else "", idea, auxiliary=auxiliary)
         return build
 
     return add
@@ -79,6 +82,15 @@ def check_input_size(arch, requested, where):
     arch = as_architecture(arch)
     if requested is not None and requested < arch.min_size:
         raise ValueError(f"{where}: input_size {requested} is below {arch.name}'s smallest input, {arch.min_size}")
+
+
+def check_auxiliary_classifiers(architectures, names, settings, where):
+    """Fail while the config is read on training.auxiliary_classifiers in a study none of whose architectures
+    has any."""
+    if settings.get("auxiliary_classifiers") and not any(architectures[name].auxiliary for name in names):
+        having = ", ".join(name for name, arch in architectures.items() if arch.auxiliary)
+        raise ValueError(f"{where}: auxiliary_classifiers: none of the study's architectures ({', '.join(names)}) "
+                         f"has auxiliary classifiers; {having} does")
 
 
 def create_model(arch, input_shape, num_classes, input_size=None, **options):
@@ -347,5 +359,5 @@ for _name, _constructor, _min_size, _input_size, _reference in [
 ]:
     _register_application(_name, _constructor, _min_size, _input_size, _reference)
 _register_application("efficientnetb0", "EfficientNetB0", 32, 96, "EfficientNet-B0 (Tan & Le 2019)", expects_0_255=True)
-register("googlenet", min_size=32, input_size=96,
+register("googlenet", min_size=32, input_size=96, auxiliary=auxiliary_classifiers,
          idea="inception modules: 1×1, 3×3 and 5×5 convolutions and pooling side by side, 1×1 reductions before")(googlenet)

@@ -5,10 +5,12 @@ Local response normalisation after the first max pooling and after the 3x3 convo
 figure. 22 layers with parameters on its longest path (27 counting pooling). Registered in
 convbench.models.architectures.
 
-Not built: the two auxiliary classifiers on 4a and 4d, which the paper uses during training only (their loss
-weighted 0.3) and discards at inference; convbench trains single-output models, so a googlenet trains and
-evaluates on its main classifier alone.
+The paper's two auxiliary classifiers on 4a and 4d, used in training only (each loss weighted 0.3) and
+discarded at inference, are `auxiliary_classifiers(network)`; `training.auxiliary_classifiers: true` trains
+with them (convbench.train.auxiliary) and saves the network without them.
 """
+
+AUXILIARY_ON = ("inception_4a", "inception_4d")  # Section 5: on the outputs of 4a and 4d
 
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj) per module
 INCEPTION_MODULES = {
@@ -58,3 +60,30 @@ def googlenet(input_shape, num_classes):
     x = layers.Dropout(0.4, name="pool5_drop")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name="googlenet")
+
+
+def auxiliary_classifiers(network):
+    """The training model of Section 5: `network`'s inputs -> [its own output, one softmax per auxiliary
+    classifier]. Each classifier: 5x5 average pooling with stride 3, a 1x1 convolution of 128 with ReLU, a
+    fully connected layer of 1024 with ReLU, dropout 0.7, a linear layer with softmax. It shares every layer
+    of `network`, so training it trains `network`.
+
+    Deviation: on maps smaller than 5x5 (inputs below 80 px; 4a is 6x6 at the default 96 px and 2x2 at
+    32 px) the pooling window is the whole map, since a 5x5 window would not fit."""
+    import keras
+    from keras import layers
+
+    num_classes = network.output.shape[-1]
+    outputs = [network.output]
+    for number, module in enumerate(AUXILIARY_ON, start=1):
+        name = f"auxiliary_{number}"
+        x = network.get_layer(module).output
+        window = min(5, x.shape[1], x.shape[2])
+        x = layers.AveragePooling2D(window, strides=3, name=f"{name}_avg_pool")(x)
+        x = layers.Conv2D(128, 1, activation="relu", name=f"{name}_conv")(x)
+        x = layers.Flatten(name=f"{name}_flatten")(x)
+        x = layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
+        x = layers.Dropout(0.7, name=f"{name}_drop")(x)
+        # float32 like the main softmax under mixed precision (create_model)
+        outputs.append(layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"{name}_predictions")(x))
+    return keras.Model(network.inputs, outputs, name=network.name)

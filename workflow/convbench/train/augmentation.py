@@ -230,7 +230,7 @@ class ModelAugmentation(keras.layers.Layer):
     s % steps_per_epoch of epoch s // steps_per_epoch draws in tf.data, so both train alike; `step` is set
     from the first epoch of every fit (set_first_epoch), so a resumed run draws as an uninterrupted one.
     With several replicas each draws for its own slice (batch index b * replicas + replica).
-    Not in model.keras: only the trained model is saved (trained_model)."""
+    Not in model.keras: only the trained model is saved (convbench.train.fitted.trained_model)."""
 
     def __init__(self, preprocessing, augmentation, seed, steps_per_epoch, epochs, image_side, input_size=None,
                  **kwargs):
@@ -266,19 +266,18 @@ class ModelAugmentation(keras.layers.Layer):
         return {**super().get_config(), **self.settings}
 
 
-def with_model_augmentation(model, manifest, augmentation, seed, steps_per_epoch, epochs):
-    """The model that trains under augment_on: model: uint8 images -> ModelAugmentation -> `model`."""
+def with_model_augmentation(model, manifest, augmentation, seed, steps_per_epoch, epochs, model_class=keras.Model):
+    """The model that trains under augment_on: model: uint8 images -> ModelAugmentation -> `model`, a
+    `model_class` (AuxiliaryTraining for a model with auxiliary classifiers)."""
     side = model.input_shape[1]
     inputs = keras.Input(tuple(manifest["input_shape"]), dtype="uint8", name="images")
     layer = ModelAugmentation(manifest["preprocessing"], augmentation, seed, steps_per_epoch, epochs,
                               manifest["input_shape"][0], side)
-    return keras.Model(inputs, model(layer(inputs)), name=f"{model.name}_with_augmentation")
+    return model_class(inputs, model(layer(inputs)), name=f"{model.name}_with_augmentation")
 
 
-def trained_model(fitted):
-    """The model being trained inside what model.fit runs (itself, unless with_model_augmentation wrapped it)."""
-    wrapped = any(isinstance(layer, ModelAugmentation) for layer in fitted.layers)
-    return fitted.layers[-1] if wrapped else fitted
+def augments_in_model(fitted):
+    return any(isinstance(layer, ModelAugmentation) for layer in fitted.layers)
 
 
 def set_first_epoch(fitted, epoch, steps_per_epoch):

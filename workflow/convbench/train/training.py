@@ -24,7 +24,9 @@ from ..models.fused_batchnorm import fuse_batchnorm
 from ..models.saving import save_model
 from ..models.transfer import pretrained_base, unfreeze_last
 from .augmentation import make_augmentation  # noqa: F401 (the preview_augmentation script imports it from here)
-from .augmentation import augments_on_model, set_first_epoch, trained_model, with_model_augmentation
+from .augmentation import augments_in_model, set_first_epoch
+from .auxiliary import AUXILIARY_LOSS_WEIGHT
+from .fitted import auxiliary_outputs, fitted_model, trained_model
 from .pipeline import training_dataset
 from .checkpoints import EpochCheckpoint, make_callbacks, restore_checkpoint, runtime_facts
 from .tensorboard_log import TensorBoardLog
@@ -86,10 +88,15 @@ def architecture_definition(arch):
     """The architecture as data: its fields, its builder's name and what the builder captured (a YAML
     architecture's layers, a transfer architecture's settings); no memory addresses."""
     build = arch.build
-    return json.dumps({**{item.name: getattr(arch, item.name) for item in fields(arch) if item.name != "build"},
-                       "builder": f"{build.__module__}.{build.__qualname__}",
+    named = {item.name: getattr(arch, item.name) for item in fields(arch) if item.name != "build"}
+    return json.dumps({**{key: qualified_name(value) if callable(value) else value for key, value in named.items()},
+                       "builder": qualified_name(build),
                        "captured": [cell.cell_contents for cell in build.__closure__ or ()]},
                       sort_keys=True, default=str)
+
+
+def qualified_name(function):
+    return f"{function.__module__}.{function.__qualname__}"
 
 
 def make_optimizer(settings, learning_rate, schedule="constant", steps_per_epoch=1, epochs=1):
@@ -202,7 +209,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
     with strategy.scope():
         fitted, resumed = build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime,
                                             phases, seed)
-    model = trained_model(fitted)  # fitted: the model itself, or it behind ModelAugmentation (augment_on: model)
+    model = trained_model(fitted)  # fitted: the network itself, or it wrapped (convbench.train.fitted)
     fused_layers = fuse_batchnorm(model)
     history, callbacks = fit_phases(fitted, resumed, data, settings, phases, seed=seed, strategy=strategy,
                                     checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, runtime=runtime,
@@ -230,7 +237,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
                   meta_path=meta_path, seed=seed, settings=settings, variant=variant,
                   variant_overrides=variant_overrides, resumed_after=len(resumed.history), runtime=runtime,
                   precision_reason=precision_reason, fused_layers=fused_layers, in_memory=in_memory, diverged=diverged,
-                  on_model=fitted is not model)
+                  on_model=augments_in_model(fitted), auxiliary=auxiliary_outputs(fitted))
     if on_saved is not None and not trial:
         on_saved(model)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -239,7 +246,7 @@ def train_experiment(data, architecture, *, seed, settings, strategy, model_path
 
 def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint, runtime, phases, seed):
     """(model to fit, Resumed): the last checkpointed epoch of this very experiment, else a new compiled model
-    (behind ModelAugmentation under augment_on: model)."""
+    (wrapped as convbench.train.fitted says)."""
     model, resumed = restore_checkpoint(checkpoint_dir, fingerprint, runtime)
     if model is None:
         options = {"weights": weights} if arch.transfer else {}
@@ -247,8 +254,7 @@ def build_or_restore(arch, data, settings, weights, checkpoint_dir, fingerprint,
         if settings.get("batchnorm_momentum") is not None:
             set_batchnorm_momentum(model, settings["batchnorm_momentum"])
         steps = math.ceil(data.count("train") / settings["batch_size"])
-        if augments_on_model(settings):
-            model = with_model_augmentation(model, data.manifest, settings["augmentation"], seed, steps, phases.total)
+        model = fitted_model(model, arch, settings, data.manifest, seed, steps, phases.total)
         compile_model(model, settings, settings["learning_rate"], settings.get("schedule", "constant"), steps,
                       settings["epochs"])
     return model, resumed
@@ -267,7 +273,7 @@ def fit_phases(model, resumed, data, settings, phases, *, seed, strategy, checkp
     batch_size = settings["batch_size"]
     steps = math.ceil(len(y_train) / batch_size)
     trained = trained_model(model)
-    on_model = trained is not model
+    on_model = augments_in_model(model)
     side = trained.input_shape[1]  # images are resized to it per batch (input_size)
     val_ds = split_batches(data, "val", max(batch_size, 256), input_size=side, with_labels=True, in_memory=in_memory,
                            stored=on_model)
@@ -328,7 +334,7 @@ def history_frame(history, architecture):
 
 def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, history_path, meta_path, seed, settings,
                   variant, variant_overrides, resumed_after, runtime, precision_reason, fused_layers, in_memory,
-                  diverged=False, on_model=False):
+                  diverged=False, on_model=False, auxiliary=0):
     """model.keras (unless model_path is None), history.csv and train_meta.json, each written atomically."""
     model_sha256 = None
     if model_path is not None:
@@ -376,6 +382,8 @@ def write_outputs(model, frame, data, arch, phases, stopping, *, model_path, his
             "batchnorm_fused_layers": fused_layers,  # BatchNormalization layers trained on the fused kernel
             "training_data": "in memory" if in_memory else "read from its shards per batch",
             "augmented_on": "model" if on_model else "input",  # training.augment_on, resolved
+            # training.auxiliary_classifiers, resolved: how many trained beside the saved network, and their weight
+            "auxiliary_classifiers": {"count": auxiliary, "loss_weight": AUXILIARY_LOSS_WEIGHT} if auxiliary else None,
             "environment": environment_facts(),
         },
     )
