@@ -83,3 +83,24 @@ def test_which_errors_are_the_trials():
     assert not is_trial_failure(FileNotFoundError("results/prepared/digits.json"))
     assert not is_trial_failure(ImportError("No module named 'tensorflow'"))
     assert not is_trial_failure(KeyboardInterrupt())
+
+
+@pytest.mark.slow  # starts TensorFlow in a subprocess
+def test_a_trials_child_trains_without_importing_scikit_learn_which_stays_importable():
+    """Keras imports scikit-learn only for its wrappers; a trial's child skips it (about a second of its start)."""
+    import subprocess
+
+    code = textwrap.dedent("""
+        import sys
+        from convbench.tune.trial import import_keras_without_sklearn, child_environment
+        import_keras_without_sklearn()
+        import convbench.train.training, convbench.data.prepared, convbench.models.study
+        print("sklearn" in sys.modules, "keras" in sys.modules)
+        import sklearn.metrics
+        print(sklearn.metrics.accuracy_score([1, 0], [1, 1]))
+    """)
+    from convbench.tune.trial import child_environment
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env=child_environment())
+    assert result.stdout.split() == ["False", "True", "0.5"], result.stderr[-2000:]
