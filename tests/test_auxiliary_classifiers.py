@@ -141,3 +141,55 @@ def test_a_study_asking_for_them_needs_an_architecture_that_has_them():
     with pytest.raises(ValueError, match="here: auxiliary_classifiers: none of the study's architectures "
                                          r"\(simple_cnn, lenet5\) has auxiliary classifiers; googlenet does"):
         check_auxiliary_classifiers(architectures, ["simple_cnn", "lenet5"], {"auxiliary_classifiers": True}, "here")
+
+
+MIRRORED = """
+import json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from test_auxiliary_classifiers import two_headed_model
+
+x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+y = keras.utils.to_categorical(np.arange(16) % 3, 3)
+results = {}
+for name, strategy in [("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                       ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+    with strategy.scope():
+        keras.utils.set_random_seed(1)
+        model = two_headed_model()
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=16, epochs=2, validation_data=(x, y), verbose=0, shuffle=False).history
+    results[name] = {"history": history, "weights": [w.tolist() for w in model.get_weights()],
+                     "replicas": strategy.num_replicas_in_sync}
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow  # TensorFlow in a subprocess with two logical devices
+def test_two_replicas_log_and_train_as_one_device():
+    """What a job given several GPUs runs (tf.distribute divides compiled losses by the replicas; the logged
+    losses and the update must not be)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from convbench.tune.trial import child_environment
+
+    tests = str(Path(__file__).parent)
+    env = child_environment()
+    env["PYTHONPATH"] = tests + ":" + env["PYTHONPATH"]
+    result = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    one, mirrored = runs["one"], runs["mirrored"]
+    assert mirrored["replicas"] == 2
+    assert set(one["history"]) == {"loss", "accuracy", "auxiliary_loss", "val_loss", "val_accuracy",
+                                   "val_auxiliary_loss"}
+    for key, values in one["history"].items():
+        np.testing.assert_allclose(mirrored["history"][key], values, rtol=1e-5, err_msg=key)
+    for a, b in zip(one["weights"], mirrored["weights"], strict=True):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
