@@ -6,8 +6,8 @@ A trial's child (convbench.tune.trial) imports and configures TensorFlow, opens 
 builds the model, fits and writes its history and train_meta.json (no model kept). This runs the same calls
 on the prepared digits (simple_cnn, 2 epochs, batch 64) in a fresh process per run and prints each phase's
 seconds, the median of the runs. It does so twice, in alternating runs: importing Keras as a plain `import keras`
-does (with scikit-learn, for Keras' wrappers) and as train_child does (`import_keras_without_sklearn`), side by
-side. Also times the job's own process: Python and `snakemake.script`. Prints the machine's CPU.
+does (with scikit-learn and matplotlib, for Keras' wrappers and plots) and as train_child does
+(`import_keras_without_extras`), side by side. Also times the job's own process: Python and `snakemake.script`. Prints the machine's CPU.
 """
 
 import argparse
@@ -30,8 +30,8 @@ marks = []
 def mark(name):
     marks.append((name, time.perf_counter()))
 if {without_sklearn!r}:
-    from convbench.tune.trial import import_keras_without_sklearn
-    import_keras_without_sklearn()
+    from convbench.tune.trial import import_keras_without_extras
+    import_keras_without_extras()
 from convbench.base.runtime import configure_tensorflow
 strategy = configure_tensorflow(threads=2, seed=1)
 mark("import tensorflow and keras, configure_tensorflow")
@@ -79,7 +79,7 @@ def main():
     from convbench.base.runtime import cpu_model
     from convbench.data.datasets import export_digits, prepare_dataset
 
-    modes = {"plain `import keras` (before)": False, "without scikit-learn (train_child)": True}
+    modes = {"plain `import keras` (before)": False, "without its extras (train_child)": True}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         export_digits(folder / "digits.npz")

@@ -86,21 +86,25 @@ def test_which_errors_are_the_trials():
 
 
 @pytest.mark.slow  # starts TensorFlow in a subprocess
-def test_a_trials_child_trains_without_importing_scikit_learn_which_stays_importable():
-    """Keras imports scikit-learn only for its wrappers; a trial's child skips it (about a second of its start)."""
+def test_a_trials_child_trains_without_kerass_extras_which_stay_importable():
+    """Keras imports scikit-learn and matplotlib only for its wrappers and plots; a trial's child skips them
+    (about a second of its start)."""
     import subprocess
 
     code = textwrap.dedent("""
         import sys
-        from convbench.tune.trial import import_keras_without_sklearn, child_environment
-        import_keras_without_sklearn()
-        import convbench.train.training, convbench.data.prepared, convbench.models.study
-        print("sklearn" in sys.modules, "keras" in sys.modules)
-        import sklearn.metrics
+        from convbench.tune.trial import KERAS_EXTRAS, import_keras_without_extras
+        import_keras_without_extras()
+        from convbench.base.runtime import configure_tensorflow
+        from convbench.data.prepared import fits_in_memory, load_prepared
+        from convbench.models.study import architecture_from_params
+        from convbench.train.training import train_experiment
+        print(*[name in sys.modules for name in KERAS_EXTRAS], "keras" in sys.modules)
+        import matplotlib.pyplot, sklearn.metrics
         print(sklearn.metrics.accuracy_score([1, 0], [1, 1]))
     """)
     from convbench.tune.trial import child_environment
 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env=child_environment())
-    assert result.stdout.split() == ["False", "True", "0.5"], result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "False", "True", "0.5"], result.stderr[-2000:]

@@ -108,7 +108,7 @@ def train_child(spec):
     """The child: the training train_model's script does, for a trial (no evaluation)."""
     # Before Keras is imported (it reads KERAS_HOME once): pretrained weights come from resources/.
     os.environ["KERAS_HOME"] = os.path.abspath(spec["keras_home"])
-    import_keras_without_sklearn()
+    import_keras_without_extras()
     from ..base.runtime import configure_tensorflow, set_precision
 
     settings = spec["settings"]
@@ -130,19 +130,23 @@ def train_child(spec):
     )
 
 
-def import_keras_without_sklearn():
-    """Import Keras without scikit-learn, which it imports only for its optional scikit-learn wrappers: about
-    0.7 s of a trial's ~4 s start (benchmarks/trial_phases.py), and a trial, which trains and never evaluates,
-    uses neither. A None entry in sys.modules makes `import sklearn` raise ImportError, which Keras handles;
-    it is removed afterwards, so scikit-learn itself stays importable."""
-    blocked = "sklearn" not in sys.modules
-    if blocked:
-        sys.modules["sklearn"] = None
+# Packages Keras imports only for optional extras a trial never uses: scikit-learn for its scikit-learn
+# wrappers (keras.src.wrappers), matplotlib for its image-gallery plots (keras.src.visualization).
+KERAS_EXTRAS = ("sklearn", "matplotlib")
+
+
+def import_keras_without_extras():
+    """Import Keras without KERAS_EXTRAS: about 1 s of a trial's ~4.5 s start (benchmarks/trial_phases.py); a
+    trial trains and never evaluates or plots. A None entry in sys.modules makes an import raise ImportError,
+    which Keras catches for each; the entries are removed afterwards, so the packages stay importable."""
+    blocked = [name for name in KERAS_EXTRAS if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None
     try:
         import keras  # noqa: F401
     finally:
-        if blocked:
-            del sys.modules["sklearn"]
+        for name in blocked:
+            del sys.modules[name]
 
 
 def main(spec_path):
