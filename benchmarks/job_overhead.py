@@ -1,6 +1,7 @@
 """What a study pays besides `model.fit`: wall time and summed job time of two commits, side by side.
 
-    python benchmarks/job_overhead.py [--old 9945acf] [--new HEAD] [--studies default twelve] [--cores 2] [--repeats 1]
+    python benchmarks/job_overhead.py [--old 9945acf] [--new HEAD] [--studies default twelve tuned] [--cores 2]
+                                      [--repeats 1]
 
 Each commit's tracked files are copied to a fresh folder and run there with this Python's packages,
 `precision: float32` forced so both do the same arithmetic. *job time* sums every job's wall time
@@ -10,7 +11,8 @@ imports, data loading, model building and loading, evaluation, figures, the repo
 
 Studies: `default` is config.yaml as shipped; `twelve` is 12 experiments with 2 epochs each —
 2 architectures x 2 variants x 3 seeds (commits before variants existed: 2 architectures x 6 seeds,
-the same jobs).
+the same jobs); `tuned` is the shipped tuned comparison (studies/tuned-comparison.yaml) for simple_cnn alone:
+one search of 27 trials, its confirmation and the report (commits since the search existed).
 """
 
 import argparse
@@ -42,6 +44,13 @@ def checkout(commit, into):
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
+def study_arguments(workdir, study):
+    """Snakemake's arguments for a study."""
+    if study == "tuned":
+        return ["--configfile", "studies/tuned-comparison.yaml", "--config", "architectures=[simple_cnn]", FLOAT32]
+    return ["--config", *study_config(workdir, study)]
+
+
 def study_config(workdir, study):
     if study == "default":
         return [FLOAT32]
@@ -65,7 +74,7 @@ def run_study(commit, study, cores):
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
         workdir = Path(tmp)
         label = checkout(commit, workdir)
-        command = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--config", *study_config(workdir, study)]
+        command = [sys.executable, "-m", "snakemake", "--cores", str(cores), *study_arguments(workdir, study)]
         start = time.perf_counter()
         result = subprocess.run(command, cwd=workdir, capture_output=True, text=True,
                                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
@@ -104,7 +113,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old", default="9945acf", help="baseline commit (default: main when issue #15 was filed)")
     parser.add_argument("--new", default="HEAD")
-    parser.add_argument("--studies", nargs="+", choices=["default", "twelve"], default=["default", "twelve"])
+    parser.add_argument("--studies", nargs="+", choices=["default", "twelve", "tuned"],
+                        default=["default", "twelve"])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each commit, alternating; medians shown")
     args = parser.parse_args()
