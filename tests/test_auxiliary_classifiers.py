@@ -120,9 +120,10 @@ def test_without_the_setting_they_are_left_out(tmp_path, digits_prepared):
     assert "auxiliary_loss" not in pd.read_csv(tmp_path / "run" / "history.csv").columns
 
 
-@pytest.mark.slow  # three short googlenet trainings
+@pytest.mark.slow  # three short trainings
 def test_a_killed_run_with_them_resumes_identically(tmp_path, digits_prepared):
-    options = dict(arch="googlenet", epochs=3, input_size=32, auxiliary_classifiers=True)
+    """The checkpoint holds AuxiliaryTraining (heads, optimizer, trackers) and restores it bitwise."""
+    options = dict(arch=TINY, epochs=3, auxiliary_classifiers=True)
     keras.backend.clear_session()
     reference, _ = run(tmp_path, digits_prepared, "whole", **options)
     keras.backend.clear_session()
