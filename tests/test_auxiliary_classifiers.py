@@ -11,7 +11,7 @@ from convbench.models.architectures import Architecture, check_auxiliary_classif
 from convbench.evaluate.inference import split_batches
 from convbench.models.study import resolve_architectures
 from convbench.train.auxiliary import AUXILIARY_LOSS_WEIGHT, AuxiliaryTraining
-from test_training import run, run_killed_after_second_epoch
+from test_training import resumes_identically, run
 
 
 def test_googlenets_auxiliary_classifiers_are_section_5s():
@@ -123,16 +123,7 @@ def test_without_the_setting_they_are_left_out(tmp_path, digits_prepared):
 @pytest.mark.slow  # three short trainings
 def test_a_killed_run_with_them_resumes_identically(tmp_path, digits_prepared):
     """The checkpoint holds AuxiliaryTraining (heads, optimizer, trackers) and restores it bitwise."""
-    options = dict(arch=TINY, epochs=3, auxiliary_classifiers=True)
-    keras.backend.clear_session()
-    reference, _ = run(tmp_path, digits_prepared, "whole", **options)
-    keras.backend.clear_session()
-    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", **options)
-    keras.backend.clear_session()
-    resumed, out = run(tmp_path, digits_prepared, "killed", **options)
-    assert read_json(out / "meta.json")["resumed_after_epoch"] == 2
-    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
-        assert np.array_equal(a, b)
+    resumes_identically(tmp_path, digits_prepared, arch=TINY, epochs=3, auxiliary_classifiers=True)
 
 
 def test_a_study_asking_for_them_needs_an_architecture_that_has_them():

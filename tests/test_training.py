@@ -167,6 +167,23 @@ def run_killed_after_second_epoch(tmp_path, data, name, **changes):
         keras.Model.fit = original_fit
 
 
+def resumes_identically(tmp_path, data, **changes):
+    """Train whole, then killed after epoch 2 and resumed: asserts the resumed run's weights equal the whole
+    run's bitwise, and returns the resumed run's folder."""
+    import keras
+
+    keras.backend.clear_session()
+    reference, _ = run(tmp_path, data, "whole", **changes)
+    keras.backend.clear_session()
+    run_killed_after_second_epoch(tmp_path, data, "killed", **changes)
+    keras.backend.clear_session()
+    resumed, out = run(tmp_path, data, "killed", **changes)
+    assert read_json(out / "meta.json")["resumed_after_epoch"] == 2
+    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    return out
+
+
 @pytest.mark.parametrize("in_memory", [True, False], ids=["in memory", "read from the shards"])
 def test_a_killed_run_resumes_at_the_next_epoch_with_identical_weights(tmp_path, digits_prepared, in_memory):
     """Compared with an uninterrupted run holding the data in memory, however the killed one read it."""
@@ -564,20 +581,10 @@ def test_recipe_settings_that_do_not_fit_together_are_refused(case, message):
 
 @pytest.mark.slow  # trains the model whole, killed and resumed; the unit tier keeps the plain kill test
 def test_killed_run_with_step_schedule_warmup_and_random_crop_resumes_identically(tmp_path, digits_prepared):
-    import keras
-
     recipe = {"epochs": 3, "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": False,
               "weight_decay": 1e-4, "schedule": "step", "milestones": [2], "gamma": 0.1, "warmup_epochs": 1,
               "augmentation": {**OFF, "random_crop": {"padding": 4}, "horizontal_flip": True}}
-    keras.backend.clear_session()
-    reference, _ = run(tmp_path, digits_prepared, "whole", **recipe)
-    keras.backend.clear_session()
-    run_killed_after_second_epoch(tmp_path, digits_prepared, "killed", **recipe)
-    keras.backend.clear_session()
-    resumed, out = run(tmp_path, digits_prepared, "killed", **recipe)
-    assert read_json(out / "meta.json")["resumed_after_epoch"] == 2
-    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
-        assert np.array_equal(a, b)
+    out = resumes_identically(tmp_path, digits_prepared, **recipe)
     rates_seen = pd.read_csv(out / "history.csv")["learning_rate"]
     assert rates_seen[2] == pytest.approx(0.005)  # after the milestone, as the optimizer had it
 
