@@ -12,6 +12,7 @@ they ran on. tests/test_report_scale.py builds the same study and checks the pag
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -87,7 +88,7 @@ def write_experiment(root, dataset, arch, variant, seed, learning_rate, labels, 
     (experiment / "train_meta.json").write_text(json.dumps({
         "dataset": dataset, "architecture": arch, "variant": variant, "seed": seed,
         "variant_overrides": {} if variant == "default" else {"learning_rate": learning_rate},
-        "settings": settings, "config_hash": f"{hash(variant) & 0xffffff:06x}", "parameters": 50_186 * size,
+        "settings": settings, "config_hash": hashlib.sha256(variant.encode()).hexdigest()[:12], "parameters": 50_186 * size,
         "epochs_run": 20, "best_epoch": 18, "train_seconds": 30.0 * size ** 0.7 + rng.uniform(0, 5), "images_per_second": 1000.0,
         "input_shape": [28, 28, 1], "threads": 2, "precision": "float32", "precision_reason": "generated",
         "environment": {"gpus": [], "processor": cpu_model(), "cpu_count": 2, "tensorflow": "2.21.0", "keras": "3"},

@@ -249,6 +249,42 @@ def test_same_image_comparisons_on_colour_images_with_long_class_names(tmp_path)
     assert len([ax for ax in looks.axes if ax.images]) == 3 * 6  # a row per model, the same six images
 
 
+def test_identifiers_that_look_like_numbers_are_read_back_as_written(tmp_path):
+    """CI found it: a config hash of hex digits only ("120534e81197" reads as 1.2e86) came back a float, and
+    the report's provenance cell failed joining it. Every text column summary_row writes is declared text."""
+    from convbench.base.atomic import write_json
+    from convbench.report.summary import TEXT_COLUMNS, write_summary
+    from convbench.report.tables import load_summary
+
+    folder = tmp_path / "run"
+    write_json(folder / "metrics.json", {"accuracy": 0.5, "loss": 1.0, "top5_accuracy": None,
+                                         "expected_calibration_error": 0.1, "test_images": 4,
+                                         "per_class": {"macro avg": {"precision": 1, "recall": 1, "f1-score": 1}},
+                                         "flops_per_image": 5, "model_bytes": 9})
+    write_json(folder / "train_meta.json", {
+        "dataset": "2012", "architecture": "1e3", "variant": "2", "seed": 1, "variant_overrides": {},
+        "settings": {}, "parameters": 3, "epochs_run": 1, "best_epoch": 1, "train_seconds": 1.0,
+        "images_per_second": 1.0, "input_shape": [8, 8, 1], "config_hash": "120534e81197", "threads": 2,
+        "precision": "float32", "environment": {"gpus": [], "processor": "0", "cpu_count": 2, "tensorflow": "2.21",
+                                               "keras": "3", "lock_sha256": "0123456789"}})
+    write_summary([folder / "metrics.json"], [folder / "train_meta.json"], [None], [], tmp_path / "summary.csv")
+    written = pd.read_csv(tmp_path / "summary.csv", dtype=str, keep_default_na=False).iloc[0]
+    text = [column for column, value in written.items() if value and not _is_number(value)]
+    assert set(text) <= set(TEXT_COLUMNS), "a text column summary.csv holds is not declared in TEXT_COLUMNS"
+    row = load_summary(tmp_path / "summary.csv").iloc[0]
+    assert (row["dataset"], row["architecture"], row["variant"]) == ("2012", "1e3", "2")
+    assert (row["config_hash"], row["tensorflow"], row["lock_sha256"]) == ("120534e81197", "2.21", "0123456789")
+    assert row["model"] == "1e3" and row["seed"] == 1
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def test_a_model_without_a_latency_measurement_reads_not_measured_not_nan():
     """The tuned variant's first line read 'nan ms per image'."""
     from convbench.report.tables import leader_facts

@@ -5,7 +5,6 @@ import os
 import sys
 from pathlib import Path
 
-import pandas as pd
 import yaml
 from snakemake.utils import validate
 
@@ -38,7 +37,7 @@ from convbench.models.custom import check_custom
 from convbench.models.study import evaluation_settings, resolve_architectures
 from convbench.models.transfer import KERAS_HOME, check_transfer, weights_source
 from convbench.models.weights import imagenet_weights_sources, transfer_weights
-from convbench.report.summary import best_experiments
+from convbench.report.summary import best_experiments, read_summary
 from convbench.tune.checks import check_search, plan_lines, search_enabled
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -480,7 +479,7 @@ def prediction_files(wildcards):
         raise ValueError("the predict target needs images: --config 'predict={images: path/to/folder}'")
     chosen = study_experiments()
     if config["predict"]["best_only"]:
-        chosen = best_experiments(pd.read_csv(checkpoints.summarize.get().output[0]))
+        chosen = best_experiments(read_summary(checkpoints.summarize.get().output[0]))
     return [f"results/predictions/{EXPERIMENT_ID}.csv".format(**experiment) for experiment in chosen]
 
 

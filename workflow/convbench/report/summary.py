@@ -10,6 +10,16 @@ from ..base.lock import describe_drift
 from ..evaluate.metrics import METRICS, read_metrics
 
 SETTING_PREFIX = "setting."  # summary columns holding the effective value of a setting some variant changes
+# Columns that are text however they look: a config hash such as "120534e81197" or a variant named "2"
+# would otherwise be read back as a number.
+TEXT_COLUMNS = ("dataset", "architecture", "variant", "variant_changes", "input_shape", "config_hash", "precision",
+                "precision_reason", "hardware", "cost_measured_on", "tensorflow", "keras", "lock_sha256",
+                "lock_drift", "experiment_dir")
+
+
+def read_summary(path):
+    """summary.csv as written: text columns as text (empty cells as missing), numbers as numbers."""
+    return pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False, na_values=[""])
 
 
 def summary_row(metrics_path, meta_path, benchmark_path=None, costs=None, varied_settings=(), metrics_table=METRICS):

@@ -8,12 +8,13 @@ import pandas as pd
 
 from ..base.atomic import read_json
 from ..evaluate.metrics import METRICS, leaderboard_columns
+from .summary import read_summary
 
 
 def load_summary(path):
     """summary.csv with a `model` column naming what is compared: the architecture, and its
     variant when the study has several (`bn_cnn · augmented`). Variants keep the study's order."""
-    summary = pd.read_csv(path, dtype={"variant": str}, keep_default_na=False, na_values=[""])
+    summary = read_summary(path)
     summary["variant_changes"] = summary["variant_changes"].fillna("")
     summary["variant"] = pd.Categorical(summary["variant"], categories=list(dict.fromkeys(summary["variant"])))
     several = summary["variant"].nunique() > 1
