@@ -95,6 +95,17 @@ def test_the_budget_is_stated_once_when_equal_and_each_when_not():
     assert differ.startswith("**The search budgets differ**") and "a on digits: 8 trials" in differ
 
 
+def test_asynchronous_searches_say_a_fresh_run_may_choose_differently():
+    synchronous = search.budget_sentence([record("a", 8), record("b", 8)])
+    assert "each" in synchronous and "asynchronous" not in synchronous
+    first, second = record("a", 8), record("b", 8)
+    for spent, one in ((40, first), (37, second)):
+        one["plan"]["asynchronous"], one["epochs_spent"] = True, spent
+    sentence = search.budget_sentence([first, second])
+    assert "37–40 training epochs, no rung beyond its planned trials" in sentence
+    assert "**asynchronous** (ASHA, 4 lanes)" in sentence and "a fresh run elsewhere may choose differently" in sentence
+
+
 def test_the_search_plot_stays_readable_at_64_trials():
     import matplotlib.pyplot as plt
 

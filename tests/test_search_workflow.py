@@ -35,19 +35,21 @@ def record(workdir):
 def models(workdir):
     """{trial variant: train_meta.json mtime} of every trained trial (a trial keeps no model)."""
     return {path.parent.parent.name: path.stat().st_mtime_ns
-            for path in (workdir / "results/experiments/digits/simple_cnn").glob("trial*/seed7/train_meta.json")}
+            for path in (workdir / "results/experiments/digits/simple_cnn").glob("*trial*/seed7/train_meta.json")}
+
+
+def incomplete(workdir, path):
+    """Whether Snakemake still marks `path` (relative to workdir) incomplete: a job killed after writing its outputs,
+    before Snakemake took note, is rerun, rightly."""
+    import base64
+
+    return (workdir / ".snakemake/incomplete" / base64.urlsafe_b64encode(str(path).encode()).decode()).exists()
 
 
 def finished_models(workdir):
-    """models() of the trials Snakemake has recorded as finished: no `incomplete` marker left (a job killed after
-    writing its outputs, before Snakemake took note, is rerun, rightly)."""
-    import base64
-
-    def marked(variant):
-        path = f"results/experiments/digits/simple_cnn/{variant}/seed7/train_meta.json"
-        return (workdir / ".snakemake/incomplete" / base64.urlsafe_b64encode(path.encode()).decode()).exists()
-
-    return {variant: mtime for variant, mtime in models(workdir).items() if not marked(variant)}
+    """models() of the trials Snakemake has recorded as finished: no `incomplete` marker left."""
+    return {variant: mtime for variant, mtime in models(workdir).items()
+            if not incomplete(workdir, f"results/experiments/digits/simple_cnn/{variant}/seed7/train_meta.json")}
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +172,53 @@ def test_a_trial_killed_out_of_memory_is_recorded_and_the_search_goes_on(tmp_pat
     log = (workdir / "results/logs/train/digits/simple_cnn/trial002-r0/seed7.log").read_text()
     assert "the search goes on without it" in log
     assert "Nothing to be done" in snakemake(workdir, "-n", TARGET, config=[ONE_RUNG])
+
+
+ASYNCHRONOUS = SEARCH.replace("repeats: 2", "repeats: 1, batch: 2, asynchronous: true")
+
+
+def test_an_asynchronous_search_killed_resumes_runs_its_lanes_side_by_side_and_its_rerun_does_nothing(tmp_path):
+    """search.asynchronous (issue #44 item 6): two lanes propose as their trials finish (ASHA). Killed once a trial
+    has finished, the search resumes keeping every record and trained trial; the study goes on to its confirmation
+    and report as a synchronous one does, and the report says a fresh run may choose differently."""
+    workdir = copy_workflow(tmp_path)
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", TARGET, "--config", *TINY, *STUDY, ASYNCHRONOUS]
+    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not finished_models(workdir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finished = finished_models(workdir)
+    lanes = {path: path.stat().st_mtime_ns for path in (workdir / "results/search/digits/simple_cnn").glob("lane*/*.json")
+             if not incomplete(workdir, path.relative_to(workdir))}
+    assert finished and lanes and not (workdir / TARGET).exists()
+    snakemake(workdir, "--unlock")
+    output = snakemake(workdir, "--cores", "2", config=[ASYNCHRONOUS])
+    assert {variant: models(workdir)[variant] for variant in finished} == finished  # none trained again
+    assert {path: path.stat().st_mtime_ns for path in lanes} == lanes  # no proposal made again
+    result = record(workdir)
+    assert result["plan"]["asynchronous"] and len(result["lanes"]) == 2
+    variants = [trial["variant"] for trial in result["trials"]]
+    assert variants[:3] == ["trial001-r0", "async-trial002-r0", "async-trial003-r0"]  # the baseline keeps its name
+    steps = sorted((trial["lane"], trial["step"]) for trial in result["trials"])
+    # each lane's steps propose one trial each, then one more ends the lane; both lanes proposed
+    assert sum(result["lanes"]) == len(steps) + 2 and {lane for lane, _ in steps} == {0, 1}
+    for lane, count in enumerate(result["lanes"]):
+        assert [step for other, step in steps if other == lane] == list(range(count - 1))
+        ended = json.loads((workdir / f"results/search/digits/simple_cnn/lane{lane}/step{count - 1}.json").read_text())
+        assert ended["trial"] is None and set(ended["saw_finished"]) <= set(variants)
+    finals = [trial for trial in result["trials"] if trial["rung"] == 1]
+    assert 1 <= len(finals) <= 2 and result["chosen"]["variant"] in {trial["variant"] for trial in finals}
+    tuned = json.loads((workdir / "results/experiments/digits/simple_cnn/tuned/seed102/train_meta.json").read_text())
+    assert tuned["settings"]["learning_rate"] == result["chosen"]["settings"]["learning_rate"]
+    report = (workdir / "results/report.html").read_text()
+    assert "a fresh run elsewhere may choose differently" in report and "Search of simple_cnn on digits" in report
+    assert "asynchronous, 2 lanes (ASHA)" in output
+    assert "Nothing to be done" in snakemake(workdir, "-n", config=[ASYNCHRONOUS])
 
 
 @pytest.mark.slurm

@@ -123,7 +123,7 @@ def test_promotion_takes_the_best_validation_scores_and_breaks_ties_by_trial():
 
 import json  # noqa: E402
 
-from convbench.tune.record import choose, run_step  # noqa: E402
+from convbench.tune.record import choose, read_record, run_step  # noqa: E402
 from convbench.tune.search import Plan, chosen_trial, step_trials  # noqa: E402
 
 TPE_HALVING = {"method": "tpe", "trials": 9, "batch": 2, "seed": 5, "halving": {"min_epochs": 1, "eta": 3},
@@ -230,7 +230,7 @@ def test_selection_reads_validation_never_test(tmp_path, monkeypatch):
     plan, (first, second) = proposed(tmp_path, monkeypatch)
     write_trial(tmp_path / first["experiment"], val_accuracy=0.9, test_accuracy=0.5)  # best on validation
     write_trial(tmp_path / second["experiment"], val_accuracy=0.8, test_accuracy=0.99)  # best on test
-    winner = choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")
+    winner = choose(plan, read_record("step0.json")["trials"], "search.json", "digits", "simple_cnn", "default")
     assert winner["trial"] == 1
     assert json.loads((tmp_path / "search.json").read_text())["chosen"]["validation_accuracy"] == 0.9
 
@@ -241,7 +241,7 @@ def test_a_search_whose_trials_all_diverged_names_the_fix(tmp_path, monkeypatch)
     folder.mkdir(parents=True)
     (folder / "train_meta.json").write_text(json.dumps({"diverged": True}))
     with pytest.raises(ValueError, match="every trial of rung 0 .1. failed: diverged: the loss became NaN.*narrow the search space"):
-        choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")
+        choose(plan, read_record("step0.json")["trials"], "search.json", "digits", "simple_cnn", "default")
 
 
 def test_equal_validation_accuracy_goes_to_the_lower_validation_loss(tmp_path, monkeypatch):
@@ -249,7 +249,7 @@ def test_equal_validation_accuracy_goes_to_the_lower_validation_loss(tmp_path, m
     plan, (first, second) = proposed(tmp_path, monkeypatch)
     write_trial(tmp_path / first["experiment"], val_accuracy=0.9, test_accuracy=0.5, val_loss=0.40)
     write_trial(tmp_path / second["experiment"], val_accuracy=0.9, test_accuracy=0.5, val_loss=0.35)
-    assert choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")["trial"] == 2
+    assert choose(plan, read_record("step0.json")["trials"], "search.json", "digits", "simple_cnn", "default")["trial"] == 2
 
 
 @pytest.mark.parametrize("method", ["random", "grid", "tpe"])
@@ -359,7 +359,7 @@ def test_a_failed_trial_is_recorded_and_shown_with_its_reason(tmp_path, monkeypa
     record_failure(spec, "killed by SIGKILL (out of memory, most likely)", folder / "history.csv",
                    folder / "train_meta.json")
     write_trial(tmp_path / first["experiment"], val_accuracy=0.5, test_accuracy=0.5)
-    assert choose(plan, "step0.json", "search.json", "digits", "simple_cnn", "default")["trial"] == 1
+    assert choose(plan, read_record("step0.json")["trials"], "search.json", "digits", "simple_cnn", "default")["trial"] == 1
     result = json.loads((tmp_path / "search.json").read_text())
     assert result["trials"][1]["failed"] == "killed by SIGKILL (out of memory, most likely)"
     shown = failed_trials(result)

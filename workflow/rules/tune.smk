@@ -1,7 +1,9 @@
 # Tuned comparisons: each architecture's search (config `search`), one step after another, then its chosen
 # recipe (variant `tuned`) trained on the confirmation seeds beside the baseline variant.
 # Code: workflow/convbench/tune.
-from convbench.tune.record import read_record
+from snakemake.exceptions import IncompleteCheckpointException
+
+from convbench.tune.record import lane_trials, read_record
 from convbench.tune.search import (NOT_A_TRIAL, TRIAL_VARIANT, TUNED_VARIANT, Plan, baseline_entry, overrides,
                                    parse_trial_variant, trial_overrides)
 
@@ -12,12 +14,15 @@ SEARCHES = "results/search/{dataset}/{arch}{repeat}"
 
 wildcard_constraints:
     repeat="(|-repeat[1-9][0-9]*)",
+    lane=r"\d+",
+    step=r"\d+",
 
 
 # A step reads a few JSON files and proposes settings in a second or two: on a cluster it runs where Snakemake
 # runs, not as an sbatch job that would wait in the queue between every batch of trials.
 localrules:
     search_step,
+    search_lane,
     choose_recipe,
 
 
@@ -78,6 +83,13 @@ def defining_record(dataset, arch, trial, rung, repeat):
     plan = search_plan(dataset, arch, repeat)
     if trial == plan.baseline_trial():
         return baseline_entry(plan, rung)
+    if plan.asynchronous:  # a lane step proposed it; the lane asks for its training only after that
+        search_dir = SEARCHES.format(dataset=dataset, arch=arch, repeat=repeat_path(repeat))
+        found = [entry for entry in lane_trials(search_dir, plan) if (entry["trial"], entry["rung"]) == (trial, rung)]
+        if found:
+            return found[0]
+        raise ValueError(f"{dataset}/{arch}: no lane of the asynchronous search (repeat {repeat}) has proposed "
+                         f"trial {trial} at rung {rung} yet")
     first = plan.step_of(trial) if rung == 0 else 1
     for step in range(first, plan.step_count()):
         record = read_record(step_record(dataset, arch, step, repeat))
@@ -85,6 +97,47 @@ def defining_record(dataset, arch, trial, rung, repeat):
         if found:
             return found[0]
     raise ValueError(f"{dataset}/{arch}: no step of the search (repeat {repeat}) proposes trial {trial} at rung {rung}")
+
+
+def lane_inputs(wildcards):
+    """What a lane's step needs of the lane's step before: its record and its trial's trained experiment."""
+    step = int(wildcards.step)
+    if step == 0:
+        return []
+    record = checkpoints.search_lane.get(dataset=wildcards.dataset, arch=wildcards.arch, repeat=wildcards.repeat,
+                                         lane=wildcards.lane, step=step - 1).output[0]
+    trial = read_record(record)["trial"]
+    if trial is None:
+        raise ValueError(f"lane {wildcards.lane} of {SEARCHES.format(**wildcards)} ended at step {step - 1}")
+    return [record, *(f"{trial['experiment']}/{name}" for name in ("train_meta.json", "history.csv"))]
+
+
+def lanes_ended(wildcards):
+    """Every lane's last record, the one that proposes nothing. A lane not there yet contributes the step it waits
+    for, as the checkpoint target Snakemake's own exception would give: every lane advances at once (raising for
+    the first would run the lanes one after another)."""
+    plan = search_plan(wildcards.dataset, wildcards.arch, repeat_of(wildcards))
+    inputs = []
+    for lane in range(plan.batch):
+        step = 0
+        while True:
+            try:
+                record = checkpoints.search_lane.get(dataset=wildcards.dataset, arch=wildcards.arch,
+                                                     repeat=wildcards.repeat, lane=lane, step=step).output[0]
+            except IncompleteCheckpointException as waiting:
+                inputs.append(waiting.targetfile)
+                break
+            if read_record(record)["trial"] is None:
+                inputs.append(record)
+                break
+            step += 1
+    return inputs
+
+
+def search_finished(wildcards):
+    """What the choice needs: the last step's record and trials, or every lane's last record."""
+    plan = search_plan(wildcards.dataset, wildcards.arch, repeat_of(wildcards))
+    return lanes_ended(wildcards) if plan.asynchronous else last_step_inputs(wildcards, plan.step_count())
 
 
 def search_variant_overrides(wildcards):
@@ -138,9 +191,14 @@ def search_benchmarks():
             for repeat in range(config["search"]["repeats"]):
                 plan = search_plan(dataset, arch, repeat)
                 values = {"dataset": dataset, "arch": arch, "repeat": repeat_path(repeat)}
-                jobs += [(rules.search_step, {**values, "step": step}) for step in range(plan.step_count())]
+                record = read_record(chosen_record(dataset, arch, repeat))
+                if plan.asynchronous:
+                    jobs += [(rules.search_lane, {**values, "lane": lane, "step": step})
+                             for lane, steps in enumerate(record["lanes"]) for step in range(steps)]
+                else:
+                    jobs += [(rules.search_step, {**values, "step": step}) for step in range(plan.step_count())]
                 jobs.append((rules.choose_recipe, values))
-                for trial in read_record(chosen_record(dataset, arch, repeat))["trials"]:
+                for trial in record["trials"]:
                     if (dataset, arch, trial["variant"]) not in trained:
                         trained.add((dataset, arch, trial["variant"]))
                         jobs.append((rules.train_trial, {"dataset": dataset, "arch": arch, "variant": trial["variant"],
@@ -175,11 +233,33 @@ checkpoint search_step:
         "../scripts/search_step.py"
 
 
+# One step of one lane of an asynchronous search (search.asynchronous): proposes the lane's next trial from
+# every trial finished so far, by any lane (convbench.tune.asynchronous), or ends the lane. A checkpoint.
+checkpoint search_lane:
+    input:
+        previous=lane_inputs,
+    output:
+        f"{SEARCHES}/lane{{lane}}/step{{step}}.json",
+    params:
+        search=search_steps,
+    log:
+        f"results/logs/search/{{dataset}}/{{arch}}{{repeat}}/lane{{lane}}/step{{step}}.log",
+    benchmark:
+        f"results/benchmarks/search/{{dataset}}/{{arch}}{{repeat}}/lane{{lane}}/step{{step}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=asked_mb("search_step", 1000),
+        runtime=10,
+    conda:
+        "../../envs/tune.yaml"
+    script:
+        "../scripts/search_lane_step.py"
+
+
 # The search's result: the best trial of the last rung by validation accuracy, and every trial's record.
 checkpoint choose_recipe:
     input:
-        last=lambda wildcards: last_step_inputs(
-            wildcards, search_plan(wildcards.dataset, wildcards.arch, repeat_of(wildcards)).step_count()),
+        last=search_finished,
     output:
         f"{SEARCHES}/search.json",
     params:

@@ -7,15 +7,13 @@ metrics, its history as step metrics (train_*, val_*, learning_rate, epoch_secon
 model, metadata and figures as artifacts, and tags for its identity and the git commit.
 """
 
-import contextlib
 import csv
-import fcntl
 import logging
 import os
 import time
 from pathlib import Path
 
-from ..base.atomic import read_json, write_json
+from ..base.atomic import read_json, taking_turns, write_json
 from ..base.config import flatten
 from ..base.vcs import git_commit
 from ..evaluate.metrics import read_metrics
@@ -46,21 +44,6 @@ def store_location(uri):
     folder = Path(uri).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri(), folder / "mlflow.db.lock"
-
-
-@contextlib.contextmanager
-def taking_turns(lock_path):
-    """Exclusive use of a local store while the block runs (nothing to wait for without a lock file)."""
-    if lock_path is None:
-        yield
-        return
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def history_metrics(history_path):

@@ -281,8 +281,10 @@ def style_order_pairs(pairs):
 
 
 def budget_sentence(records):
-    """What every architecture's search cost: one statement when all spent the same (trials, rungs' epochs),
-    else one warning line listing each, so "the same budget" is never claimed where it was not."""
+    """What every architecture's search cost: one statement when all were planned alike (trials, rungs' epochs),
+    else one warning line listing each, so "the same budget" is never claimed where it was not; the epochs each
+    spent, which may differ by the baseline recipe's extra run, failed trials, or an asynchronous search's order;
+    and, for asynchronous searches, that a fresh run may choose differently."""
     def budget(record):
         plan = record["plan"]
         return (plan["method"], plan["trials"], tuple((rung["epochs"], rung["trials"]) for rung in plan["rungs"]))
@@ -290,9 +292,25 @@ def budget_sentence(records):
     first = records[0]["plan"]
     rungs = " → ".join(f"{rung['trials']} trials × {rung['epochs']} epochs" for rung in first["rungs"])
     if len({budget(record) for record in records}) == 1:
-        return (f"Every architecture got the same search budget: **{first['trials']} trials** ({first['method']}; "
-                f"rungs {rungs}; {records[0]['epochs_spent']} training epochs each).")
-    each = "; ".join(f"{record['architecture']} on {record['dataset']}: {record['plan']['trials']} trials, "
-                     f"{record['epochs_spent']} epochs" for record in records)
-    return (f"**The search budgets differ** (their epochs or rungs differ, e.g. through `architecture_options`): "
-            f"{each}. Compare the tuned results with that in mind.")
+        spent = sorted({record["epochs_spent"] for record in records})
+        epochs = (f"{spent[0]} training epochs each" if len(spent) == 1 else
+                  f"{spent[0]}–{spent[-1]} training epochs, no rung beyond its planned trials")
+        sentence = (f"Every architecture got the same search budget: **{first['trials']} trials** ({first['method']}; "
+                    f"rungs {rungs}; {epochs}).")
+    else:
+        each = "; ".join(f"{record['architecture']} on {record['dataset']}: {record['plan']['trials']} trials, "
+                         f"{record['epochs_spent']} epochs" for record in records)
+        sentence = (f"**The search budgets differ** (their epochs or rungs differ, e.g. through `architecture_options`): "
+                    f"{each}. Compare the tuned results with that in mind.")
+    return sentence + asynchronous_note(records)
+
+
+def asynchronous_note(records):
+    """For asynchronous searches: their proposals depend on the order trials finished in (empty otherwise)."""
+    lanes = sorted({record["plan"]["batch"] for record in records if record["plan"].get("asynchronous")})
+    if not lanes:
+        return ""
+    return (f" The searches were **asynchronous** (ASHA, {' or '.join(map(str, lanes))} lanes): each lane proposed its "
+            "next trial as soon as its last one finished, so what was proposed depends on the order trials finished "
+            "in, and **a fresh run elsewhere may choose differently**; this run's choices are kept in its records "
+            "(rerunning it changes nothing).")

@@ -81,6 +81,9 @@ def plan_lines(config, epochs_of):
             lines.append(f"search on {dataset} of {', '.join(archs)}: {plan.method}, {plan.trials} trials, rungs "
                          f"{rungs} (trials × epochs): {spent} trial-epochs each{extra}, {spent / full:.0%} of training "
                          f"every trial fully ({full})")
+        if config["search"].get("asynchronous"):
+            lines.append(f"search on {dataset}: asynchronous, {config['search']['batch']} lanes (ASHA): what it "
+                         "proposes depends on the order trials finish in; rungs hold at most the trials above")
         if config["search"].get("repeats", 1) > 1:
             lines.append(f"search on {dataset}: {config['search']['repeats']} repeats of each search (other proposal "
                          f"seeds; the default recipe trains once), {config['search']['repeats']}× the trials above")

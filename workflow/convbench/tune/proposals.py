@@ -44,8 +44,10 @@ def startup_trials(trials, batch):
     return min(trials, math.ceil(10 / batch) * batch)
 
 
-def tpe_proposals(dimensions, scored, count, seed):
-    """The next `count` trials after `scored` ([(settings, validation score)], in trial order) by TPE."""
+def tpe_proposals(dimensions, scored, count, seed, pending=(), stream=None):
+    """The next `count` trials after `scored` ([(settings, validation score)], in trial order) by TPE.
+    `pending`: settings of trials still training (an asynchronous search's), which the constant liar keeps the
+    new ones apart from; `stream`: which of the seed's samplers proposes (default: one per number scored)."""
     try:
         import optuna
     except ImportError:
@@ -55,8 +57,8 @@ def tpe_proposals(dimensions, scored, count, seed):
     distributions = {dimension.key: optuna_distribution(dimension) for dimension in dimensions}
     # One seed per batch, from the search seed and how many trials came before: the same history
     # gives the same batch, whatever ran in between.
-    sampler = optuna.samplers.TPESampler(seed=seed * 100_003 + len(scored), n_startup_trials=0, constant_liar=True,
-                                         multivariate=True)
+    sampler = optuna.samplers.TPESampler(seed=seed * 100_003 + (len(scored) if stream is None else stream),
+                                         n_startup_trials=0, constant_liar=True, multivariate=True)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for settings, score in scored:
         try:
@@ -64,6 +66,12 @@ def tpe_proposals(dimensions, scored, count, seed):
         except ValueError:  # the baseline recipe outside the searched ranges: TPE's model has no place for it
             continue
         study.add_trial(trial)
+    for settings in pending:  # running trials: the constant liar counts them as bad until they finish
+        try:
+            study.add_trial(optuna.trial.create_trial(params=dict(settings), distributions=distributions,
+                                                      state=optuna.trial.TrialState.RUNNING))
+        except ValueError:  # outside the searched ranges (the baseline recipe), as above
+            continue
     asked = [study.ask(distributions).params for _ in range(count)]  # pending trials: the constant liar spreads them
     return [{dimension.key: from_param(dimension, point[dimension.key]) for dimension in dimensions} for point in asked]
 

@@ -20,7 +20,8 @@ from .halving import Rung, promoted, rungs
 from .proposals import proposals, startup_trials, tpe_proposals
 from .space import parse_space
 
-TRIAL_VARIANT = re.compile(r"(?:rep(\d+)-)?trial(\d+)-r(\d+)")  # rep2-trial007-r1: repeat 2's trial 7 at rung 1
+# rep2-trial007-r1: repeat 2's trial 7 at rung 1; async-trial007-r1: an asynchronous search's (search.asynchronous)
+TRIAL_VARIANT = re.compile(r"(?:rep(\d+)-)?(?:async-)?trial(\d+)-r(\d+)")
 # The variant wildcard of every other experiment (train_model's): any name that is not a trial's.
 NOT_A_TRIAL = rf"(?!{TRIAL_VARIANT.pattern}(?![A-Za-z0-9_.+=,-]))[A-Za-z0-9_.+=,-]+"
 TUNED_VARIANT = "tuned"  # the chosen recipe, retrained on the confirmation seeds
@@ -42,6 +43,9 @@ class Plan:
     # Which of `search.repeats` searches this is: repeat r proposes from its own seed (proposal_seed) while its
     # trials train with `seed`, as repeat 0's do, so a proposal two repeats share is one experiment.
     repeat: int = 0
+    # Lanes of `batch` trials that each propose their next trial when their last one finishes (ASHA's rule,
+    # convbench.tune.asynchronous), instead of steps that wait for a whole batch.
+    asynchronous: bool = False
 
     @classmethod
     def from_config(cls, search, epochs, baseline=None):
@@ -51,7 +55,8 @@ class Plan:
         schedule = rungs(search["trials"], epochs, halving.get("min_epochs"), halving.get("eta", 3))
         dimensions = parse_space(search["space"])
         enqueued = tuple((dimension.key, lookup(baseline, dimension.key)) for dimension in dimensions) if baseline else ()
-        return cls(search["method"], dimensions, search["trials"], search["batch"], search["seed"], schedule, enqueued)
+        return cls(search["method"], dimensions, search["trials"], search["batch"], search["seed"], schedule, enqueued,
+                   asynchronous=search.get("asynchronous", False))
 
     @classmethod
     def from_description(cls, described):
@@ -59,7 +64,7 @@ class Plan:
         schedule = tuple(Rung(rung["rung"], rung["epochs"], rung["trials"]) for rung in described["rungs"])
         return cls(described["method"], parse_space(described["space"]), described["trials"], described["batch"],
                    described["seed"], schedule, tuple((described.get("baseline") or {}).items()),
-                   described.get("repeat", 0))
+                   described.get("repeat", 0), described.get("asynchronous", False))
 
     def for_repeat(self, repeat):
         return replace(self, repeat=repeat)
@@ -91,7 +96,8 @@ class Plan:
                 "space": {dimension.key: {dimension.kind: list(dimension.values)} for dimension in self.dimensions},
                 "rungs": [{"rung": rung.index, "epochs": rung.epochs, "trials": rung.trials} for rung in self.rungs],
                 **({"baseline": dict(self.baseline)} if self.baseline else {}),
-                **({"repeat": self.repeat} if self.repeat else {})}
+                **({"repeat": self.repeat} if self.repeat else {}),
+                **({"asynchronous": True} if self.asynchronous else {})}
 
     def baseline_trial(self):
         """The trial number of the baseline recipe (1), or None when the plan has none."""
@@ -109,10 +115,13 @@ def parse_trial_variant(variant):
 
 
 def trial_name(plan, trial, rung):
-    """A trial's variant: repeat 0's names as before, `rep<r>-` before a later repeat's; the baseline recipe
-    (trial 1) is the same experiment in every repeat, so it keeps repeat 0's name: trained once."""
-    shared = plan.repeat == 0 or trial == plan.baseline_trial()
-    return trial_variant(trial, rung) if shared else f"rep{plan.repeat}-{trial_variant(trial, rung)}"
+    """A trial's variant: repeat 0's names as before, `rep<r>-` before a later repeat's, `async-` before an
+    asynchronous search's (its trial 7 is not the synchronous search's). The baseline recipe (trial 1) is the same
+    experiment in every search, so it keeps one name: trained once."""
+    if trial == plan.baseline_trial():
+        return trial_variant(trial, rung)
+    name = f"async-{trial_variant(trial, rung)}" if plan.asynchronous else trial_variant(trial, rung)
+    return f"rep{plan.repeat}-{name}" if plan.repeat else name
 
 
 def baseline_entry(plan, rung):
