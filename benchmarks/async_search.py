@@ -2,7 +2,7 @@
 asynchronously, side by side, on this commit.
 
     python benchmarks/async_search.py [--architectures simple_cnn bn_cnn lenet5] [--cores 2] [--train-threads N]
-                                      [--repeats 1]
+                                      [--repeats 1] [--only synchronous|asynchronous]
 
 Each run copies the tracked files to a fresh folder and runs Snakemake there on
 studies/tuned-comparison.yaml (27 TPE trials per architecture, batch 3, halving 1 → 3 → 9 epochs), asking for
@@ -70,7 +70,14 @@ def main():
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--train-threads", type=int, help="threads per trial (default: the study's)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each mode, alternating; medians shown")
+    parser.add_argument("--only", choices=list(MODES), help="run one mode and print its wall time only")
     args = parser.parse_args()
+    if args.only:
+        run = run_search(args.architectures, args.only, args.cores, args.train_threads)
+        print(f"{args.only}, {', '.join(args.architectures)}, {args.train_threads or 2} threads per trial, "
+              f"{args.cores} cores of {cpu_model()}, {run['commit']}: wall {run['wall']:.1f} s, training jobs' share "
+              f"of the cores {run['busy']:.0%}, trial-epochs {run['spent']}")
+        return
     runs = {mode: [] for mode in MODES}
     for _ in range(args.repeats):
         for mode in MODES:
