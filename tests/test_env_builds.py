@@ -116,6 +116,11 @@ def study(request, tmp_path_factory):
         run_snakemake(workdir, "--cores", "2", "--skip-script-cleanup", "results/search/served/simple_cnn/search.json",
                       "--configfile", "study.yaml",
                       config=["training={epochs: 1}", "search={trials: 2, space: {learning_rate: {log_uniform: [0.001, 0.01]}}}"])
+        # and an asynchronous search's lane steps (search_lane), on the other dataset
+        run_snakemake(workdir, "--cores", "2", "--skip-script-cleanup", "results/search/folders/simple_cnn/search.json",
+                      "--configfile", "study.yaml",
+                      config=["training={epochs: 1}", "search={trials: 2, batch: 2, asynchronous: true, "
+                                                      "space: {learning_rate: {log_uniform: [0.001, 0.01]}}}"])
 
 
         pythons = {}
