@@ -1,7 +1,7 @@
 """What a study pays besides `model.fit`: wall time and summed job time of two commits, side by side.
 
-    python benchmarks/job_overhead.py [--old 9945acf] [--new HEAD] [--studies default twelve tuned] [--cores 2]
-                                      [--repeats 1]
+    python benchmarks/job_overhead.py [--old 9945acf] [--new HEAD] [--studies default twelve tuned comparison]
+                                      [--cores 2] [--repeats 1]
 
 Each commit's tracked files are copied to a fresh folder and run there with this Python's packages,
 `precision: float32` forced so both do the same arithmetic. *job time* sums every job's wall time
@@ -12,7 +12,8 @@ imports, data loading, model building and loading, evaluation, figures, the repo
 Studies: `default` is config.yaml as shipped; `twelve` is 12 experiments with 2 epochs each —
 2 architectures x 2 variants x 3 seeds (commits before variants existed: 2 architectures x 6 seeds,
 the same jobs); `tuned` is the shipped tuned comparison (studies/tuned-comparison.yaml) for simple_cnn alone:
-one search of 27 trials, its confirmation and the report (commits since the search existed).
+one search of 27 trials, its confirmation and the report (commits since the search existed); `comparison` is
+the whole shipped tuned comparison: simple_cnn, bn_cnn and lenet5, each searched, confirmed and reported.
 """
 
 import argparse
@@ -48,6 +49,8 @@ def study_arguments(workdir, study):
     """Snakemake's arguments for a study."""
     if study == "tuned":
         return ["--configfile", "studies/tuned-comparison.yaml", "--config", "architectures=[simple_cnn]", FLOAT32]
+    if study == "comparison":
+        return ["--configfile", "studies/tuned-comparison.yaml", "--config", FLOAT32]
     return ["--config", *study_config(workdir, study)]
 
 
@@ -113,7 +116,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old", default="9945acf", help="baseline commit (default: main when issue #15 was filed)")
     parser.add_argument("--new", default="HEAD")
-    parser.add_argument("--studies", nargs="+", choices=["default", "twelve", "tuned"],
+    parser.add_argument("--studies", nargs="+", choices=["default", "twelve", "tuned", "comparison"],
                         default=["default", "twelve"])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each commit, alternating; medians shown")

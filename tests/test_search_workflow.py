@@ -133,11 +133,17 @@ def test_a_search_killed_mid_rung_resumes_and_chooses_the_same(searched, tmp_pat
     assert {"trial004-r0", "trial005-r0"} <= set(models(workdir))
 
 
-def kill_trial_when_it_trains(variant, stop):
-    """Plays the kernel's OOM killer: SIGKILL to the training process of trial `variant` once it runs."""
+def kill_trial_when_it_trains(variant, stop, workdir):
+    """Plays the kernel's OOM killer: SIGKILL to the training process of trial `variant` once it runs, forked from
+    a warm process (its job's log names it) or started afresh (its command line names it)."""
     from pathlib import Path
 
+    log = workdir / f"results/logs/train/digits/simple_cnn/{variant}/seed7.log"
     while not stop.is_set():
+        forked = re.search(r"trial training in process (\d+)", log.read_text()) if log.exists() else None
+        if forked:
+            os.kill(int(forked.group(1)), signal.SIGKILL)
+            return
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
                 args = cmdline.read_bytes().split(b"\0")
@@ -153,15 +159,16 @@ def kill_trial_when_it_trains(variant, stop):
 ONE_RUNG = SEARCH.replace("repeats: 2", "repeats: 1").replace("halving: {min_epochs: 1, eta: 3}, ", "")
 
 
-def test_a_trial_killed_out_of_memory_is_recorded_and_the_search_goes_on(tmp_path):
+@pytest.mark.parametrize("start", ["true", "false"], ids=["warm", "fresh"])
+def test_a_trial_killed_out_of_memory_is_recorded_and_the_search_goes_on(tmp_path, start):
     import threading
 
     workdir = copy_workflow(tmp_path)
     stop = threading.Event()
-    killer = threading.Thread(target=kill_trial_when_it_trains, args=("trial002-r0", stop), daemon=True)
+    killer = threading.Thread(target=kill_trial_when_it_trains, args=("trial002-r0", stop, workdir), daemon=True)
     killer.start()
     try:
-        snakemake(workdir, "--cores", "2", TARGET, config=[ONE_RUNG])
+        snakemake(workdir, "--cores", "2", TARGET, config=[ONE_RUNG, f"warm_start={{trials: {start}}}"])
     finally:
         stop.set()
     result = record(workdir)

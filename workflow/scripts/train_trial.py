@@ -2,6 +2,7 @@ from _bootstrap import start
 
 start(snakemake)
 from convbench.tune.trial import train_isolated
+from convbench.tune.warm_start import wanted
 
 sm = snakemake
 train_isolated(
@@ -18,4 +19,6 @@ train_isolated(
     },
     sm.output.history,
     sm.output.meta,
+    # read from the config, not params: how a trial's process starts does not change what it trains
+    warm_idle_s=sm.config["warm_start"]["idle_s"] if wanted(sm.config["warm_start"]["trials"], sm.resources) else None,
 )

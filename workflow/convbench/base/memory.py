@@ -91,6 +91,7 @@ class ChildrenPeak:
 
     def __init__(self, interval=SAMPLE_SECONDS):
         self.peak_kb, self.sampled = 0, False
+        self.adopted = set()  # processes that work for this job without being its children (adopt)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
         self._thread.start()
@@ -99,8 +100,16 @@ class ChildrenPeak:
         while not self._stop.wait(interval):
             self.sample()
 
+    def adopt(self, pid):
+        """Count `pid` as this job's child: a search trial forked by a warm process (convbench.tune.warm_start)."""
+        self.adopted.add(pid)
+
+    def release(self, pid):
+        self.adopted.discard(pid)
+
     def sample(self):
         children = [pid for pid, parent in descendants(os.getpid()) if not _forked_copy(pid, parent)]
+        children += sorted(self.adopted - set(children))
         marks = [mark for mark in map(_hwm_kb, children) if mark]
         if marks:
             self.sampled = True

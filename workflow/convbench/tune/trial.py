@@ -51,18 +51,25 @@ def is_trial_failure(error):
     return not type(error).__module__.startswith("convbench")
 
 
-def train_isolated(spec, history_path, meta_path, python=sys.executable):
-    """Train the trial `spec` describes (train_child's arguments) in a child process. Returns None when it
+def train_isolated(spec, history_path, meta_path, python=sys.executable, warm_idle_s=None):
+    """Train the trial `spec` describes (train_child's arguments) in a child process: forked from a warm
+    process when `warm_idle_s` is set (convbench.tune.warm_start), else a fresh one. Returns None when it
     trained (its outputs are written), else the failure's one line, written to its outputs as well.
     Raises TrialJobError when the failure is the job's, not the trial's."""
     with tempfile.TemporaryDirectory(prefix="convbench-trial-") as scratch:
         spec_path, result_path = Path(scratch) / "spec.json", Path(scratch) / "result.json"
         write_json(spec_path, {**spec, "history_path": str(history_path), "meta_path": str(meta_path),
                                "result_path": str(result_path)})
-        child = subprocess.run([python, "-m", __name__, str(spec_path)], env=child_environment())
-        if child.returncode == 0:
+        returncode = None
+        if warm_idle_s is not None:
+            from .warm_start import run_trial
+
+            returncode = run_trial(spec_path, spec["keras_home"], warm_idle_s, python)
+        if returncode is None:
+            returncode = subprocess.run([python, "-m", __name__, str(spec_path)], env=child_environment()).returncode
+        if returncode == 0:
             return None
-        reason = failure_reason(child.returncode, result_path)
+        reason = failure_reason(returncode, result_path)
     log.warning("trial %s failed: %s; the search goes on without it", spec["variant"], reason)
     record_failure(spec, reason, history_path, meta_path)
     return reason
