@@ -140,7 +140,8 @@ def test_a_trial_forked_warm_trains_what_a_fresh_process_trains(prepared, tmp_pa
     for start, idle in (("fresh", None), ("warm", 30), ("warm again", 30)):
         out = tmp_path / start
         trial = spec(prepared, out, keras_home=tmp_path / "keras")
-        assert train_isolated(trial, out / "history.csv", out / "meta.json", warm_idle_s=idle) is None
+        starter = idle and warm_start.starter(True, idle, {}, trial["keras_home"])
+        assert train_isolated(trial, out / "history.csv", out / "meta.json", warm_start=starter) is None
         meta = json.loads((out / "meta.json").read_text())
         outputs[start] = (meta["weights_sha256"] if "weights_sha256" in meta else None,
                           [line.split(",")[:4] for line in (out / "history.csv").read_text().splitlines()])
@@ -156,8 +157,10 @@ def test_a_trial_ends_with_its_job_and_the_warm_process_with_its_run(prepared, t
         sys.path.insert(0, {str(PROJECT / 'workflow')!r})
         logging.basicConfig(stream=sys.stderr, level=logging.INFO)
         from convbench.tune.trial import train_isolated
+        from convbench.tune.warm_start import starter
         spec = json.loads(sys.argv[1])
-        train_isolated(spec, {str(tmp_path / 'history.csv')!r}, {str(tmp_path / 'meta.json')!r}, warm_idle_s=600)
+        train_isolated(spec, {str(tmp_path / 'history.csv')!r}, {str(tmp_path / 'meta.json')!r},
+                       warm_start=starter(True, 600, {{}}, spec["keras_home"]))
     """)
     # the job's parent names snakemake, as a Snakemake run's jobs' do
     run = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run(sys.argv[2:])", "snakemake",

@@ -2,7 +2,7 @@ from _bootstrap import start
 
 start(snakemake)
 from convbench.tune.trial import train_isolated
-from convbench.tune.warm_start import wanted
+from convbench.tune.warm_start import starter
 
 sm = snakemake
 train_isolated(
@@ -20,5 +20,6 @@ train_isolated(
     sm.output.history,
     sm.output.meta,
     # read from the config, not params: how a trial's process starts does not change what it trains
-    warm_idle_s=sm.config["warm_start"]["idle_s"] if wanted(sm.config["warm_start"]["trials"], sm.resources) else None,
+    warm_start=starter(sm.config["warm_start"]["trials"], sm.config["warm_start"]["idle_s"], sm.resources,
+                       sm.params.keras_home),
 )

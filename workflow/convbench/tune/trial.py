@@ -51,20 +51,17 @@ def is_trial_failure(error):
     return not type(error).__module__.startswith("convbench")
 
 
-def train_isolated(spec, history_path, meta_path, python=sys.executable, warm_idle_s=None):
+def train_isolated(spec, history_path, meta_path, python=sys.executable, warm_start=None):
     """Train the trial `spec` describes (train_child's arguments) in a child process: forked from a warm
-    process when `warm_idle_s` is set (convbench.tune.warm_start), else a fresh one. Returns None when it
-    trained (its outputs are written), else the failure's one line, written to its outputs as well.
-    Raises TrialJobError when the failure is the job's, not the trial's."""
+    process by `warm_start(spec_path, python)` when given (convbench.tune.warm_start.starter; it returns the
+    exit code, or None when it could not), else a fresh one. Returns None when it trained (its outputs are
+    written), else the failure's one line, written to its outputs as well. Raises TrialJobError when the
+    failure is the job's, not the trial's."""
     with tempfile.TemporaryDirectory(prefix="convbench-trial-") as scratch:
         spec_path, result_path = Path(scratch) / "spec.json", Path(scratch) / "result.json"
         write_json(spec_path, {**spec, "history_path": str(history_path), "meta_path": str(meta_path),
                                "result_path": str(result_path)})
-        returncode = None
-        if warm_idle_s is not None:
-            from .warm_start import run_trial
-
-            returncode = run_trial(spec_path, spec["keras_home"], warm_idle_s, python)
+        returncode = warm_start(spec_path, python) if warm_start else None
         if returncode is None:
             returncode = subprocess.run([python, "-m", __name__, str(spec_path)], env=child_environment()).returncode
         if returncode == 0:

@@ -49,6 +49,13 @@ def wanted(setting, resources):
     return sys.platform == "linux" and not os.environ.get("SLURM_JOB_ID") and not int(resources.get("gpu") or 0)
 
 
+def starter(setting, idle_s, resources, keras_home):
+    """What train_isolated starts a trial's process with: run_trial when trials start warm, else None."""
+    if not wanted(setting, resources):
+        return None
+    return lambda spec_path, python: run_trial(spec_path, keras_home, idle_s, python)
+
+
 def run_trial(spec_path, keras_home, idle_s, python=sys.executable):
     """Run `python -m convbench.tune.trial spec_path` in a child forked from the warm process. Returns its
     exit code as subprocess does (negative: the signal that ended it), or None when no warm process could
