@@ -5,10 +5,12 @@ Snakemake job: it asks the warm process for a child, hands it its log, its direc
 and waits for the child's exit status exactly as it waits for a fresh process (convbench.tune.trial).
 
 - Same results: the warm process has only imported; TensorFlow's runtime (threads, devices, seeds) starts
-  in the child, after the job's environment is in place, as in a fresh process (tested bitwise).
+  in the child, after the job's environment is in place, as in a fresh process (tested: the same losses and
+  accuracies to the last bit).
 - One warm process per key: the Python interpreter (a conda env), the convbench package and its sources'
   sizes and times, KERAS_HOME and the environment variables TensorFlow reads when it is imported. Another
-  key starts its own. It ends after `idle_s` without a trial, or when its socket is removed.
+  key starts its own. It ends once the Snakemake runs it served have ended, after `idle_s` without a trial,
+  or when its socket is removed.
 - A job that dies (killed, cancelled) closes its connection, and its child ends at once: no trial trains
   on behind a stopped run. The job counts its child's memory as its own (convbench.base.memory).
 - Where a warm process cannot start, the trial starts a fresh process, as before, and its log says why.
@@ -60,8 +62,9 @@ def run_trial(spec_path, keras_home, idle_s, python=sys.executable):
     """Run `python -m convbench.tune.trial spec_path` in a child forked from the warm process. Returns its
     exit code as subprocess does (negative: the signal that ended it), or None when no warm process could
     serve it (the caller then starts a fresh process)."""
+    address = server_address(keras_home)
     try:
-        connection = connect_or_start(server_address(keras_home), keras_home, idle_s, python)
+        connection = connect_or_start(address, keras_home, idle_s, python)
     except (OSError, TimeoutError) as error:
         log.warning("no warm process for this trial (%s): it starts a fresh process", error)
         return None
@@ -83,7 +86,7 @@ def run_trial(spec_path, keras_home, idle_s, python=sys.executable):
         watched.sample()
         watched.release(started["pid"])
     if ended is None:
-        raise OSError("the warm process ended while this trial trained (its log: %s)" % log_path(keras_home))
+        raise OSError(f"the warm process ended while this trial trained (its log: {address.with_suffix('.log')})")
     return ended["returncode"]
 
 
@@ -117,6 +120,11 @@ def alive(run):
     return identity is not None and identity[1] == run[1]
 
 
+def runs_ended(runs):
+    """Whether every Snakemake run served so far has ended (False before the first request)."""
+    return bool(runs) and not any(map(alive, runs))
+
+
 def server_address(keras_home):
     """The warm process's socket for this job's key (see the module's docstring)."""
     package = Path(__file__).resolve().parents[1]
@@ -130,10 +138,6 @@ def server_address(keras_home):
     address = next(Path(base) / name for base in bases if base and len(str(Path(base) / name)) < SOCKET_PATH_MAX)
     address.parent.mkdir(mode=0o700, exist_ok=True)
     return address
-
-
-def log_path(keras_home):
-    return server_address(keras_home).with_suffix(".log")
 
 
 def connect_or_start(address, keras_home, idle_s, python):
@@ -219,7 +223,7 @@ def serve(address, idle_s):
     own_socket = os.stat(address).st_ino
     children, runs, last_active = {}, set(), time.monotonic()
     print(f"warm process {os.getpid()} serving {address}", flush=True)
-    while children or (time.monotonic() - last_active < idle_s and not (runs and not any(map(alive, runs)))):
+    while children or (time.monotonic() - last_active < idle_s and not runs_ended(runs)):
         if select.select([listener], [], [], 0.2)[0]:
             connection, _ = listener.accept()
             pid, run = fork_trial(connection, [listener, *children.values()], trial)
